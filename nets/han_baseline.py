@@ -1,0 +1,32 @@
+"""HAN baseline of Tian et al. (ECCV 2020), for comparison; SPEC §11."""
+import torch
+from torch import nn
+
+from nets.han_layer import HANLayer
+from nets.mmil_head import MMILHead
+from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, InputProjection
+from utils.constants import NUM_CLASSES
+
+
+class HANBaseline(nn.Module):
+    """Projections (SPEC §3) -> one HAN layer at T=10 (SPEC §4) -> MMIL head (SPEC §5).
+
+    Parameter count: 4,569,675. The AVVP release also carried unused modules
+    (two LayerNorms and three encoders); they are not built here, see nets/convert.py.
+    """
+
+    def __init__(self, audio_dim: int = AUDIO_DIM, frame_dim: int = FRAME_DIM,
+                 snippet_dim: int = SNIPPET_DIM, d_model: int = 512,
+                 num_classes: int = NUM_CLASSES, dropout: float = 0.1):
+        super().__init__()
+        self.projection = InputProjection(audio_dim, frame_dim, snippet_dim, d_model)
+        self.han = HANLayer(d_model, num_heads=1, dim_feedforward=d_model, dropout=dropout)
+        self.head = MMILHead(d_model, num_classes)
+
+    def forward(self, audio: torch.Tensor, frames: torch.Tensor,
+                snippets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """audio (B, 10, Da), frames (B, 80, Df), snippets (B, 10, Ds) ->
+        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}."""
+        audio, visual = self.projection(audio, frames, snippets)
+        audio, visual = self.han.encode_pair(audio, visual)
+        return self.head(torch.stack([audio, visual], dim=2))

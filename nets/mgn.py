@@ -1,0 +1,72 @@
+"""Modality-wise guiding networks (unimodal, used in training only); SPEC §6."""
+import torch
+from torch import nn
+
+from nets.mmil_head import MILHead
+from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, VisualProjection
+from utils.constants import NUM_CLASSES
+
+
+class ResidualEncoder(nn.Module):
+    """A stack of post-norm Transformer encoder layers applied repeatedly with a residual.
+
+    x <- x + Stack(x), `num_iterations` times, the same weights every time (SPEC §6).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, num_layers: int,
+                 num_iterations: int, dropout: float):
+        super().__init__()
+        self.num_iterations = num_iterations
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout,
+                                       activation="relu", batch_first=True, norm_first=False)
+            for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d)."""
+        for _ in range(self.num_iterations):
+            encoded = x
+            for layer in self.layers:
+                encoded = layer(encoded)
+            x = x + encoded
+        return x
+
+
+class AudioMGN(nn.Module):
+    """Audio guiding network: Linear -> 1 encoder layer applied 4 times -> MIL head.
+
+    1,669,682 parameters with the defaults (SPEC §6).
+    """
+
+    def __init__(self, audio_dim: int = AUDIO_DIM, d_model: int = 512, num_heads: int = 8,
+                 dim_feedforward: int = 512, num_layers: int = 1, num_iterations: int = 4,
+                 num_classes: int = NUM_CLASSES, dropout: float = 0.1):
+        super().__init__()
+        self.projection = nn.Linear(audio_dim, d_model)
+        self.encoder = ResidualEncoder(d_model, num_heads, dim_feedforward, num_layers,
+                                       num_iterations, dropout)
+        self.head = MILHead(d_model, num_classes)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio (B, T, Da) -> video-level audio probabilities (B, C)."""
+        return self.head(self.encoder(self.projection(audio)))[0]
+
+
+class VisualMGN(nn.Module):
+    """Visual guiding network: own visual projection (SPEC §3) -> 2 encoder layers
+    applied 3 times -> MIL head. 5,018,162 parameters with the defaults (SPEC §6).
+    """
+
+    def __init__(self, frame_dim: int = FRAME_DIM, snippet_dim: int = SNIPPET_DIM,
+                 d_model: int = 512, num_heads: int = 8, dim_feedforward: int = 512,
+                 num_layers: int = 2, num_iterations: int = 3, num_classes: int = NUM_CLASSES,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.projection = VisualProjection(frame_dim, snippet_dim, d_model)
+        self.encoder = ResidualEncoder(d_model, num_heads, dim_feedforward, num_layers,
+                                       num_iterations, dropout)
+        self.head = MILHead(d_model, num_classes)
+
+    def forward(self, frames: torch.Tensor, snippets: torch.Tensor) -> torch.Tensor:
+        """frames (B, T*F, Df), snippets (B, T, Ds) -> video-level visual probabilities (B, C)."""
+        return self.head(self.encoder(self.projection(frames, snippets)))[0]

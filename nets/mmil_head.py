@@ -1,0 +1,57 @@
+"""Attentive multiple-instance pooling heads (SPEC §5 and §6)."""
+import torch
+from torch import nn
+
+from utils.constants import NUM_CLASSES
+
+
+class MMILHead(nn.Module):
+    """Multimodal multiple-instance learning head; SPEC §5.
+
+    Input F (B, T, 2, d), modality index 0 audio, 1 visual:
+        p   = sigmoid(fc_prob(F))                segment probabilities
+        wt  = softmax over time of fc_frame_att(F)
+        wm  = softmax over modality of fc_av_att(F)
+        global = sum over time and modality of wt * p * wm
+        audio  = sum over time of (wt * p)[:, :, 0];  visual likewise with 1.
+    Every output lies in (0, 1): the attention weights sum to one.
+    """
+
+    def __init__(self, d_model: int = 512, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.fc_prob = nn.Linear(d_model, num_classes)
+        self.fc_frame_att = nn.Linear(d_model, num_classes)
+        self.fc_av_att = nn.Linear(d_model, num_classes)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features (B, T, 2, d) -> {"global_prob", "audio_prob", "visual_prob": (B, C),
+        "frame_prob": (B, T, 2, C)}."""
+        frame_prob = torch.sigmoid(self.fc_prob(features))
+        time_weights = torch.softmax(self.fc_frame_att(features), dim=1)
+        modality_weights = torch.softmax(self.fc_av_att(features), dim=2)
+        temporal_prob = time_weights * frame_prob
+        return {
+            "global_prob": (temporal_prob * modality_weights).sum(dim=(1, 2)),
+            "audio_prob": temporal_prob[:, :, 0].sum(dim=1),
+            "visual_prob": temporal_prob[:, :, 1].sum(dim=1),
+            "frame_prob": frame_prob,
+        }
+
+
+class MILHead(nn.Module):
+    """Single-modality attentive MIL head of the MGNs; SPEC §6.
+
+        p = sigmoid(fc_prob(x)),  w = softmax over time of fc_frame_att(x),
+        prob = sum over time of w * p.
+    """
+
+    def __init__(self, d_model: int = 512, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.fc_prob = nn.Linear(d_model, num_classes)
+        self.fc_frame_att = nn.Linear(d_model, num_classes)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, T, d) -> video probabilities (B, C), segment probabilities (B, T, C)."""
+        frame_prob = torch.sigmoid(self.fc_prob(features))
+        time_weights = torch.softmax(self.fc_frame_att(features), dim=1)
+        return (time_weights * frame_prob).sum(dim=1), frame_prob
