@@ -55,6 +55,7 @@ KNOWN_ANNOTATION_SHA256 = {
 }
 
 # `<11-char YouTube id>_<start>_<end>`; a few train videos have decimal times.
+YOUTUBE_ID_LENGTH = 11
 LLP_FILENAME = re.compile(r"^[A-Za-z0-9_-]{11}_\d+(\.\d+)?_\d+(\.\d+)?$")
 
 LABEL_COLUMNS = ("filename", "event_labels")
@@ -179,6 +180,12 @@ def read_eval_rows(csv_path):
     if problems:
         raise LLPDataError(f"{csv_path}: {len(problems)} bad row(s):\n{_bulleted(problems)}")
     return parsed
+
+
+def feature_file_name(filename):
+    """`<youtube id>.npy`: as published, features are named by the first 11 characters of the
+    filename (`<id>_<start>_<end>`), the id itself possibly holding '_' or '-'; SPEC §2."""
+    return filename[:YOUTUBE_ID_LENGTH] + ".npy"
 
 
 def looks_like_llp_filename(filename):
@@ -432,7 +439,8 @@ def load_features(feature_dirs, filenames, cache_dir=None, frame_dtype="float32"
     """Stacked features of `filenames`, validated; SPEC §2.
 
     feature_dirs: kind -> folder, kinds from FEATURE_KINDS ("audio" (N,10,128),
-    "frames" (N,80,2048), "snippets" (N,10,512)). Files are `<filename>.npy`.
+    "frames" (N,80,2048), "snippets" (N,10,512)). Files are `<video id>.npy`,
+    the id being the first 11 characters of the filename (feature_file_name).
     The last dim may differ from the published one if all files of the kind
     agree. Returns float32 arrays (frames float16 when frame_dtype="float16").
     Every file is checked (missing, unreadable, shape, non-float dtype, NaN/Inf)
@@ -449,7 +457,7 @@ def load_features(feature_dirs, filenames, cache_dir=None, frame_dtype="float32"
     features, problems, to_save = {}, [], []
     for kind, folder in feature_dirs.items():
         dtype = _target_dtype(kind, frame_dtype)
-        paths = [os.path.join(folder, f"{name}.npy") for name in filenames]
+        paths = [os.path.join(folder, feature_file_name(name)) for name in filenames]
         stats = _stat_sources(paths) if cache is not None else None
         fingerprint = _fingerprint(kind, folder, filenames, stats, dtype) if stats is not None else None
         if fingerprint is not None:

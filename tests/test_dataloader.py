@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dataloader import (
-    LLPDataError, LLPDataWarning, LLPSplit, annotation_version, default_cache_dir,
+    LLPDataError, LLPDataWarning, LLPSplit, annotation_version, default_cache_dir, feature_file_name,
     load_features, load_split, looks_like_llp_filename, read_segment_truth,
     read_video_labels, unmatched_eval_rows,
 )
@@ -45,12 +45,12 @@ def make_features(root, filenames, dims=None, seed=0):
         os.makedirs(dirs[kind], exist_ok=True)
         arrays[kind] = rng.standard_normal((len(filenames), rows, dim)).astype(np.float32)
         for name, array in zip(filenames, arrays[kind]):
-            np.save(os.path.join(dirs[kind], f"{name}.npy"), array)
+            np.save(os.path.join(dirs[kind], feature_file_name(name)), array)
     return dirs, arrays
 
 
 def feature_path(dirs, kind, name):
-    return os.path.join(dirs[kind], f"{name}.npy")
+    return os.path.join(dirs[kind], feature_file_name(name))
 
 
 def record_warnings(function, *args, **kwargs):

@@ -1,0 +1,111 @@
+"""The training and evaluation loops, shared by every mode (train/retrain, val/test, estimate_labels).
+
+Functions here return tensors or dicts of numbers; printing, tables and checkpoint decisions
+happen in the caller (modes.py).
+"""
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils.eval_metrics import evaluate_split
+from utils.losses import make_targets, mgn_losses, parsing_losses
+
+EVAL_BATCH_SIZE = 256
+DECISION_THRESHOLD = 0.5   # SPEC §9
+GATINGS = ("modality", "global")   # DHHN gates with a_prob / v_prob, HAN with the global prediction
+
+
+def _show_progress(progress):
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn=None, visual_mgn=None,
+                    use_rmse=True, progress=None, desc="train"):
+    """One pass over `data` (a TensorSplit) in shuffled batches; returns the mean of each loss term.
+
+    When the split carries "audio_flags"/"visual_flags" (label refinement, SPEC §10) the targets
+    are refined and the MGNs learn from P_a and P_v; otherwise they learn from the weak labels.
+    """
+    nets = [net for net in (model, audio_mgn, visual_mgn) if net is not None]
+    for net in nets:
+        net.train()
+    sums, num_batches = {}, 0
+    batches = data.batch_indices(batch_size, generator)
+    for index in tqdm(batches, desc=desc, leave=False, disable=not _show_progress(progress)):
+        batch = data.gather(index)
+        labels = batch["labels"]
+        targets = make_targets(labels, batch.get("audio_flags"), batch.get("visual_flags"))
+        refined = "audio_flags" in batch or "visual_flags" in batch
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        outputs = model(batch["audio"], batch["frames"], batch["snippets"])
+        audio_guide = audio_mgn(batch["audio"]) if audio_mgn is not None else None
+        visual_guide = visual_mgn(batch["frames"], batch["snippets"]) if visual_mgn is not None else None
+        losses = parsing_losses(outputs, targets, audio_guide, visual_guide, use_rmse=use_rmse)
+        losses.update(mgn_losses(audio_guide, visual_guide,
+                                 targets.audio if refined else labels,
+                                 targets.visual if refined else labels))
+        # the MGN terms see the HCMN only through detached guides, so one backward pass
+        # gives exactly the gradients of the two separate published objectives
+        sum(losses.values()).backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value.detach()
+        num_batches += 1
+    # one host sync per epoch, not per step
+    return {name: float(total) / num_batches for name, total in sums.items()}
+
+
+@torch.no_grad()
+def predict(model, data, batch_size=EVAL_BATCH_SIZE, audio_source=None, visual_source=None,
+            progress=None, desc="predict"):
+    """Model outputs for every video of `data`, concatenated: dict of (N, 25) and (N, 10, 2, 25).
+
+    audio_source / visual_source: optional (N,) index tensors; row i then uses the audio (or the
+    frame and snippet) features of video audio_source[i] — the modality swaps of SPEC §10.
+    """
+    model.eval()
+    chunks = []
+    for index in tqdm(data.batch_indices(batch_size), desc=desc, leave=False,
+                      disable=not _show_progress(progress)):
+        audio_index = index if audio_source is None else audio_source.to(index.device)[index]
+        visual_index = index if visual_source is None else visual_source.to(index.device)[index]
+        audio = data.gather(audio_index)["audio"]
+        visual = data.gather(visual_index)
+        chunks.append(model(audio, visual["frames"], visual["snippets"]))
+    return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+
+
+def segment_predictions(outputs, gating="modality"):
+    """Binary (N, 25, 10) audio and visual segment predictions; SPEC §9 (DHHN) and §11 (HAN).
+
+    A segment is positive when its frame probability and the video-level gate both reach 0.5;
+    the gate is a_prob / v_prob for DHHN ("modality") and the global prediction for HAN ("global").
+    """
+    if gating not in GATINGS:
+        raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
+    frame_prob = outputs["frame_prob"]                     # (N, 10, 2, 25)
+    if gating == "modality":
+        gate_audio, gate_visual = outputs["audio_prob"], outputs["visual_prob"]
+    else:
+        gate_audio = gate_visual = outputs["global_prob"]
+    pred_audio = (frame_prob[:, :, 0, :] >= DECISION_THRESHOLD) & (gate_audio[:, None, :] >= DECISION_THRESHOLD)
+    pred_visual = (frame_prob[:, :, 1, :] >= DECISION_THRESHOLD) & (gate_visual[:, None, :] >= DECISION_THRESHOLD)
+    return pred_audio.transpose(1, 2), pred_visual.transpose(1, 2)
+
+
+def score_outputs(outputs, gt_audio, gt_visual, gating="modality"):
+    """SPEC §9 metrics of model outputs against (N, 25, 10) truth; see utils.eval_metrics."""
+    pred_audio, pred_visual = segment_predictions(outputs, gating)
+    return evaluate_split(pred_audio.cpu().numpy(), pred_visual.cpu().numpy(),
+                          np.asarray(gt_audio), np.asarray(gt_visual))
+
+
+def evaluate(model, data, gt_audio, gt_visual, gating="modality", batch_size=EVAL_BATCH_SIZE,
+             progress=None):
+    """predict + score_outputs: the metrics dict of one model on one split."""
+    outputs = predict(model, data, batch_size, progress=progress, desc=f"eval {data.name}")
+    return score_outputs(outputs, gt_audio, gt_visual, gating)

@@ -1,0 +1,121 @@
+"""DHHN for weakly-supervised audio-visual video parsing on LLP: the command-line entry point.
+
+Parses arguments, seeds, and dispatches to one of the modes in modes.py; nothing else.
+Flag names of the original release are kept so existing scripts keep working.
+"""
+import argparse
+import sys
+
+import modes
+from utils.runtime import set_seed
+
+MODES = {
+    "train": modes.run_train,
+    "retrain": modes.run_retrain,
+    "val": modes.run_evaluate,
+    "test": modes.run_evaluate,
+    "estimate_labels": modes.run_estimate_labels,
+}
+
+# Published hyper-parameters per (model, mode); a flag left unset takes these (SPEC §7, §10, §11).
+PUBLISHED_DEFAULTS = {
+    ("dhhn", "train"): dict(batch_size=64, epochs=10, lr=3e-4, lr_audio_mgn=6e-4, lr_visual_mgn=6e-5),
+    ("dhhn", "retrain"): dict(batch_size=64, epochs=5, lr=3e-4, lr_audio_mgn=3e-4, lr_visual_mgn=3e-4),
+    ("han", "train"): dict(batch_size=16, epochs=40, lr=3e-4, lr_audio_mgn=None, lr_visual_mgn=None),
+    ("han", "retrain"): dict(batch_size=16, epochs=40, lr=3e-4, lr_audio_mgn=None, lr_visual_mgn=None),
+}
+DEFAULT_MODEL_SAVE_DIR = "models/"
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description="DHHN (ACM MM 2022) / HAN (ECCV 2020) for audio-visual video parsing on LLP",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = parser.add_argument_group("data (published flag names)")
+    data.add_argument("--audio_dir", default="feats/vggish/", help="VGGish features, <filename>.npy (10, 128)")
+    data.add_argument("--video_dir", default="feats/res152/", help="ResNet152 frame features, <filename>.npy (80, 2048)")
+    data.add_argument("--st_dir", default="feats/r2plus1d_18/", help="R(2+1)D snippet features, <filename>.npy (10, 512)")
+    data.add_argument("--label_train", default="data/AVVP_train.csv", help="weak labels of the training split")
+    data.add_argument("--label_val", default="data/AVVP_val_pd.csv", help="weak labels of the validation split")
+    data.add_argument("--label_test", default="data/AVVP_test_pd.csv", help="weak labels of the test split")
+    data.add_argument("--eval_audio_csv", default="data/AVVP_eval_audio.csv", help="audio segment truth (val + test)")
+    data.add_argument("--eval_visual_csv", default="data/AVVP_eval_visual.csv", help="visual segment truth (val + test)")
+    data.add_argument("--feature_cache", default=None,
+                      help="folder of packed feature arrays reused across runs (default: .packed_cache beside the feature folders); 'none' disables it")
+    data.add_argument("--frame_dtype", default="float32", choices=("float32", "float16"),
+                      help="storage precision of the ResNet frame features in memory (float16 halves their size)")
+    data.add_argument("--frame_pooling", default="load", choices=("load", "model"),
+                      help="load: average the 8 frames of each segment once after loading (exact: the frame "
+                           "projection is linear; 1/8 of the memory and projection compute); model: project "
+                           "every frame, then average, as the release computes it")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--mode", default="train", choices=tuple(MODES), help="what to do")
+    run.add_argument("--model", default="dhhn", choices=("dhhn", "han"),
+                     help="dhhn: DHHN (HCMN + MGNs, dual-stream test); han: the HAN baseline of SPEC §11")
+    run.add_argument("--model_save_dir", default=DEFAULT_MODEL_SAVE_DIR, help="folder of checkpoints and run records")
+    run.add_argument("--checkpoint", default="DHHN", help="name prefix of this run's checkpoints and records")
+    run.add_argument("--seed", type=int, default=1, help="random seed (SPEC §7: 1)")
+    run.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted train/retrain run from <checkpoint>_last.pt")
+    run.add_argument("--log-interval", dest="log_interval", type=int, default=50,
+                     help="accepted for compatibility with the release scripts; progress is shown per epoch and with tqdm")
+    run.add_argument("--no-log", dest="no_log", action="store_true", help="do not write per-epoch JSON records")
+    run.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
+                     help="tqdm progress bars: auto shows them on a terminal")
+    run.add_argument("--eval_batch_size", type=int, default=256, help="videos per forward pass in evaluation")
+
+    optim = parser.add_argument_group("optimisation (unset = published value for --model/--mode)")
+    optim.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="dhhn 64, han 16")
+    optim.add_argument("--epochs", type=int, default=None, help="dhhn train 10, retrain 5; han 40")
+    optim.add_argument("--lr", type=float, default=None, help="learning rate of the parsing network (3e-4)")
+    optim.add_argument("--lr_audio_mgn", type=float, default=None, help="audio MGN learning rate (train 6e-4, retrain 3e-4)")
+    optim.add_argument("--lr_visual_mgn", type=float, default=None, help="visual MGN learning rate (train 6e-5, retrain 3e-4)")
+    optim.add_argument("--lr_step", type=int, default=10, help="StepLR step size in epochs")
+    optim.add_argument("--lr_gamma", type=float, default=0.1, help="StepLR decay factor")
+
+    ablation = parser.add_argument_group("ablations (paper Table 2; all on as published)")
+    ablation.add_argument("--no_hier_feat", dest="hier_feat", action="store_false",
+                          help="F-H off: single temporal scale (k=1) only")
+    ablation.add_argument("--no_hier_pred", dest="hier_pred", action="store_false",
+                          help="P-H off: predict from the last hierarchical feature instead of averaging the scales")
+    ablation.add_argument("--no_audio_mgn", dest="audio_mgn", action="store_false", help="A-M off: no audio guiding network")
+    ablation.add_argument("--no_visual_mgn", dest="visual_mgn", action="store_false", help="V-M off: no visual guiding network")
+    ablation.add_argument("--no_rmse", dest="rmse", action="store_false", help="L_rmse off: drop -MSE(a_prob, v_prob)")
+
+    refine = parser.add_argument_group("label refinement (SPEC §10)")
+    refine.add_argument("--refined_labels", default=None,
+                        help="retrain: flags from estimate_labels (.csv or .pkl), or a pickle in the published format")
+    refine.add_argument("--refine_source", default="overall", choices=("overall", "audio", "visual"),
+                        help="estimate_labels: which selected checkpoint of --checkpoint judges the labels")
+    refine.add_argument("--refine_out", default=None,
+                        help="estimate_labels: output prefix (default <model_save_dir>/<checkpoint>_refined_labels)")
+    return parser
+
+
+def resolve_defaults(args):
+    """Fill unset optimisation flags with the published values of the chosen model and mode."""
+    mode = "retrain" if args.mode == "retrain" else "train"
+    for key, value in PUBLISHED_DEFAULTS[(args.model, mode)].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.model == "han":
+        if not (args.hier_feat and args.hier_pred):
+            raise modes.UsageError("--no_hier_feat / --no_hier_pred apply to --model dhhn only: HAN has one scale")
+        # the HAN baseline has no guiding networks and no L_rmse (SPEC §11)
+        args.audio_mgn = args.visual_mgn = args.rmse = False
+    return args
+
+
+def main(args):
+    try:
+        resolve_defaults(args)
+        set_seed(args.seed)
+        return MODES[args.mode](args)
+    except modes.USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

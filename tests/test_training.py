@@ -1,0 +1,182 @@
+"""End-to-end behaviour of main_DHHN.py on a small synthetic LLP: learning, selection, resume,
+reproducibility, the HAN baseline and clear errors on bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import engine
+from conftest import data_flags
+from dataloader import load_split
+from main_DHHN import get_args_parser, main
+from nets import build_parsing_model
+from utils import checkpoint
+from utils.tensor_split import TensorSplit
+
+TRAIN_EPOCHS = 6
+
+
+def run_main(argv):
+    return main(get_args_parser().parse_args(argv))
+
+
+def train_flags(root, save_dir, *extra):
+    return data_flags(root) + ["--model_save_dir", str(save_dir), "--device", "cpu", "--batch-size", "16",
+                               *extra]
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_root, tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("dhhn_run")
+    summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "train", "--epochs", str(TRAIN_EPOCHS)))
+    return save_dir, summary
+
+
+def untrained_test_metrics(root):
+    torch.manual_seed(0)
+    split = load_split("test", f"{root}/data/AVVP_test_pd.csv", f"{root}/feats/vggish", f"{root}/feats/res152",
+                       f"{root}/feats/r2plus1d_18", f"{root}/data/AVVP_eval_audio.csv",
+                       f"{root}/data/AVVP_eval_visual.csv", use_cache=False)
+    model = build_parsing_model("dhhn", split.feature_dims())
+    return engine.evaluate(model, TensorSplit(split, torch.device("cpu")), split.gt_audio, split.gt_visual)
+
+
+def test_dual_model_beats_untrained_model_on_every_metric(trained_run, synthetic_root):
+    save_dir, _ = trained_run
+    summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "test"))
+    dual = summary["tables"]["DHHN dual (best-audio + best-visual)"]
+    untrained = untrained_test_metrics(synthetic_root)
+    for key, value in dual.items():
+        assert value > untrained[key] + 0.02, (key, value, untrained[key])
+    assert "HCMN best-overall" in summary["tables"]
+    assert json.load(open(save_dir / "DHHN_test_summary.json"))["tables"] == summary["tables"]
+
+
+def test_selected_checkpoints_hold_their_best_val_epoch(trained_run):
+    save_dir, summary = trained_run
+    history = summary["history"]
+    assert [record["epoch"] for record in history] == list(range(1, TRAIN_EPOCHS + 1))
+    scores = {
+        "audio": [(r["val"]["seg_audio"] + r["val"]["evt_audio"]) / 2 for r in history],
+        "visual": [(r["val"]["seg_visual"] + r["val"]["evt_visual"]) / 2 for r in history],
+        "overall": [r["val"]["seg_type"] for r in history],
+    }
+    for role, values in scores.items():
+        # strict improvement keeps the FIRST epoch reaching the maximum (SPEC §7)
+        expected_epoch = int(np.argmax(values)) + 1
+        saved = checkpoint.load(checkpoint.best_path(str(save_dir), "DHHN", role))
+        assert saved["epoch"] == summary["best_epoch"][role] == expected_epoch
+        assert saved["score"] == pytest.approx(max(values))
+        assert saved["model_config"]["feature_dims"] == {"audio": 128, "frames": 2048, "snippets": 512}
+    log_lines = (save_dir / "DHHN_train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log_lines] == list(range(1, TRAIN_EPOCHS + 1))
+    assert json.loads((save_dir / "DHHN_train_args.json").read_text())["args"]["epochs"] == TRAIN_EPOCHS
+
+
+def test_training_losses_decrease(trained_run):
+    _, summary = trained_run
+    first, last = summary["history"][0]["losses"], summary["history"][-1]["losses"]
+    assert set(first) == {"bce_audio", "bce_visual", "bce_global", "guide_audio", "guide_visual", "rmse",
+                          "mgn_bce_audio", "mgn_bce_visual", "mgn_rmse"}
+    for name in ("bce_audio", "bce_visual", "bce_global", "mgn_bce_audio", "mgn_bce_visual"):
+        assert last[name] < first[name], name
+
+
+def test_resume_equals_uninterrupted_and_same_seed_repeats(synthetic_root, tmp_path):
+    common = ("--mode", "train", "--no_visual_mgn")
+    straight = run_main(train_flags(synthetic_root, tmp_path / "a", *common, "--epochs", "2"))
+    again = run_main(train_flags(synthetic_root, tmp_path / "b", *common, "--epochs", "2"))
+    run_main(train_flags(synthetic_root, tmp_path / "c", *common, "--epochs", "1"))
+    resumed = run_main(train_flags(synthetic_root, tmp_path / "c", *common, "--epochs", "2", "--resume"))
+
+    def comparable(summary):
+        return [(r["epoch"], r["losses"], r["val"], r["saved"]) for r in summary["history"]]
+
+    assert comparable(again) == comparable(straight)
+    assert comparable(resumed) == comparable(straight)
+    weights_straight = checkpoint.load(checkpoint.last_path(str(tmp_path / "a"), "DHHN"))["nets"]["model"]
+    weights_resumed = checkpoint.load(checkpoint.last_path(str(tmp_path / "c"), "DHHN"))["nets"]["model"]
+    for key, value in weights_straight.items():
+        assert torch.equal(value, weights_resumed[key]), key
+
+
+def test_ablation_switches_reach_the_model_and_losses(synthetic_root, tmp_path):
+    summary = run_main(train_flags(synthetic_root, tmp_path, "--mode", "train", "--epochs", "1", "--no_hier_feat",
+                                   "--no_hier_pred", "--no_audio_mgn", "--no_rmse"))
+    assert set(summary["history"][0]["losses"]) == {"bce_audio", "bce_visual", "bce_global", "guide_visual",
+                                                    "mgn_bce_visual"}
+    saved = checkpoint.load(checkpoint.best_path(str(tmp_path), "DHHN", "overall"))
+    assert saved["model_config"]["hier_feat"] is False and saved["model_config"]["hier_pred"] is False
+    assert not any("convs.1" in key for key in saved["model"])
+
+
+def test_han_baseline_trains_and_tests_with_global_gating(synthetic_root, tmp_path):
+    summary = run_main(train_flags(synthetic_root, tmp_path, "--mode", "train", "--model", "han", "--epochs", "2",
+                                   "--checkpoint", "HAN"))
+    assert set(summary["history"][0]["losses"]) == {"bce_audio", "bce_visual", "bce_global"}
+    assert summary["args"]["batch_size"] == 16 and summary["args"]["lr"] == 3e-4
+    assert not os.path.exists(checkpoint.best_path(str(tmp_path), "HAN", "audio"))
+    saved = checkpoint.load(checkpoint.best_path(str(tmp_path), "HAN", "overall"))
+    assert saved["model_config"]["model_name"] == "han"
+    result = run_main(train_flags(synthetic_root, tmp_path, "--mode", "test", "--model", "han", "--checkpoint", "HAN"))
+    assert list(result["tables"]) == ["HAN best (val Type@AV seg.)"]
+
+
+def test_published_defaults_per_model_and_mode():
+    parser = get_args_parser()
+    from main_DHHN import resolve_defaults
+    dhhn = resolve_defaults(parser.parse_args([]))
+    assert (dhhn.batch_size, dhhn.epochs, dhhn.lr, dhhn.lr_audio_mgn, dhhn.lr_visual_mgn) == (64, 10, 3e-4, 6e-4, 6e-5)
+    retrain = resolve_defaults(parser.parse_args(["--mode", "retrain"]))
+    assert (retrain.epochs, retrain.lr, retrain.lr_audio_mgn, retrain.lr_visual_mgn) == (5, 3e-4, 3e-4, 3e-4)
+    han = resolve_defaults(parser.parse_args(["--model", "han"]))
+    assert (han.batch_size, han.epochs, han.audio_mgn, han.visual_mgn, han.rmse) == (16, 40, False, False, False)
+    override = resolve_defaults(parser.parse_args(["--epochs", "3", "--batch-size", "8"]))
+    assert (override.epochs, override.batch_size) == (3, 8)
+    assert (dhhn.seed, dhhn.lr_step, dhhn.lr_gamma) == (1, 10, 0.1)
+
+
+# ---------------------------------------------------------------- errors a user can make
+
+def exit_message(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_missing_inputs_are_named_by_flag(synthetic_root, tmp_path, capsys):
+    flags = train_flags(synthetic_root, tmp_path, "--mode", "train")
+    flags[flags.index("--label_train") + 1] = str(tmp_path / "nope.csv")
+    err = exit_message(flags, capsys)
+    assert "--label_train" in err and "nope.csv" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_unknown_mode_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--mode", "evaluate"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_test_without_checkpoints_names_the_file(synthetic_root, tmp_path, capsys):
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "test"), capsys)
+    assert "DHHN_best_audio.pt" in err and "DHHN_audio.pt" in err
+
+
+def test_retrain_needs_refined_labels(synthetic_root, tmp_path, capsys):
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "retrain"), capsys)
+    assert "--refined_labels" in err
+
+
+def test_resume_without_checkpoint_is_an_error(synthetic_root, tmp_path, capsys):
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "train", "--resume"), capsys)
+    assert "--resume" in err and "DHHN_last.pt" in err
+
+
+def test_han_with_hierarchy_switch_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        run_main(["--model", "han", "--no_hier_feat"])
+    assert "--no_hier_feat" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""Atomic file writes: a crash mid-write never leaves a truncated checkpoint or result."""
+import json
+import os
+import tempfile
+
+import torch
+
+
+def _atomic_write(path, write_fn, mode):
+    """Write through a temp file in the same folder, then rename over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write_fn(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def atomic_torch_save(obj, path):
+    _atomic_write(path, lambda handle: torch.save(obj, handle), "wb")
+
+
+def atomic_write_json(obj, path):
+    _atomic_write(path, lambda handle: handle.write(json.dumps(obj, indent=2, default=_json_default) + "\n"), "w")
+
+
+def atomic_write_text(text, path):
+    _atomic_write(path, lambda handle: handle.write(text), "w")
+
+
+def atomic_write_bytes(data, path):
+    _atomic_write(path, lambda handle: handle.write(data), "wb")
+
+
+def append_json_line(obj, path):
+    """One JSON object per line; appends are small enough that a crash loses at most the last line."""
+    with open(path, "a") as handle:
+        handle.write(json.dumps(obj, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    """numpy scalars and arrays, torch tensors -> plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,88 @@
+"""Targets and losses of DHHN training (SPEC §7, §10) and of the HAN baseline (SPEC §11).
+
+Every loss comes back as a named dict so each term can be logged and switched off by name.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+PROB_EPS = 1e-7          # SPEC §7: clamp every probability to [1e-7, 1-1e-7] before BCE
+VISUAL_SMOOTHING = 0.1   # SPEC §7: P_v = 0.9*y + 0.05
+
+
+@dataclass
+class Targets:
+    """(B, 25) training targets. `global_` is what the video-level prediction is trained on."""
+    audio: torch.Tensor
+    visual: torch.Tensor
+    global_: torch.Tensor
+
+
+def make_targets(labels, audio_flags: Optional[torch.Tensor] = None,
+                 visual_flags: Optional[torch.Tensor] = None, smoothing=VISUAL_SMOOTHING):
+    """labels: (B, 25) weak multi-hot; *_flags: (B, 25) bool, labels judged wrong (SPEC §10).
+
+    Without flags: P_a = y, P_v = (1-s)*y + s/2, global = y.
+    With flags: P_a[c] = 0 and P_v[c] = 0 where flagged (smoothing elsewhere unchanged) and,
+    as published, the global target is the audio-refined label (the original code aliased it to P_a).
+    """
+    audio = labels
+    visual = labels * (1.0 - smoothing) + smoothing / 2.0
+    if audio_flags is None and visual_flags is None:
+        return Targets(audio=audio, visual=visual, global_=labels)
+    if audio_flags is not None:
+        audio = audio.masked_fill(audio_flags, 0.0)
+    if visual_flags is not None:
+        visual = visual.masked_fill(visual_flags, 0.0)
+    # as published: the global target is the audio-refined label (SPEC §10)
+    return Targets(audio=audio, visual=visual, global_=audio)
+
+
+def clamp_prob(prob):
+    return prob.clamp(PROB_EPS, 1.0 - PROB_EPS)
+
+
+def parsing_losses(outputs, targets: Targets, audio_guide=None, visual_guide=None, use_rmse=True):
+    """Losses of the parsing network (HCMN or HAN) on one batch; SPEC §7.
+
+    outputs: the model's dict ("global_prob", "audio_prob", "visual_prob", (B, 25) each).
+    audio_guide / visual_guide: (B, 25) MGN predictions (guidance L_g; None = ablated, SPEC §7 A-M/V-M).
+    use_rmse: the -MSE(a_prob, v_prob) term (L_rmse); the HAN baseline trains without it.
+    """
+    audio_prob = clamp_prob(outputs["audio_prob"])
+    visual_prob = clamp_prob(outputs["visual_prob"])
+    global_prob = clamp_prob(outputs["global_prob"])
+    losses = {
+        "bce_audio": F.binary_cross_entropy(audio_prob, targets.audio),
+        "bce_visual": F.binary_cross_entropy(visual_prob, targets.visual),
+        "bce_global": F.binary_cross_entropy(global_prob, targets.global_),
+    }
+    # stop-gradient: the MGNs guide the HCMN but are trained only by their own loss
+    if audio_guide is not None:
+        losses["guide_audio"] = F.mse_loss(audio_prob, clamp_prob(audio_guide).detach())
+    if visual_guide is not None:
+        losses["guide_visual"] = F.mse_loss(visual_prob, clamp_prob(visual_guide).detach())
+    if use_rmse:
+        # pushes the audio and visual predictions apart: modality-specific evidence (SPEC §7)
+        losses["rmse"] = -F.mse_loss(audio_prob, visual_prob)
+    return losses
+
+
+def mgn_losses(audio_mgn_prob, visual_mgn_prob, audio_target, visual_target):
+    """Losses of the modality-wise guiding networks; SPEC §7 (targets y) and §10 (P_a, P_v).
+
+    Either MGN may be None (ablated); the -MSE term needs both. It belongs to the MGN objective
+    itself, so the L_rmse ablation switch (a term of the HCMN loss) leaves it on.
+    """
+    losses = {}
+    if audio_mgn_prob is not None:
+        audio_mgn_prob = clamp_prob(audio_mgn_prob)
+        losses["mgn_bce_audio"] = F.binary_cross_entropy(audio_mgn_prob, audio_target)
+    if visual_mgn_prob is not None:
+        visual_mgn_prob = clamp_prob(visual_mgn_prob)
+        losses["mgn_bce_visual"] = F.binary_cross_entropy(visual_mgn_prob, visual_target)
+    if audio_mgn_prob is not None and visual_mgn_prob is not None:
+        losses["mgn_rmse"] = -F.mse_loss(audio_mgn_prob, visual_mgn_prob)
+    return losses

@@ -1,0 +1,63 @@
+"""Seeding, device choice and the provenance recorded with every run (SPEC §7: seed 1)."""
+import os
+import platform
+import random
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+
+def set_seed(seed):
+    """Seed python, numpy and torch (all devices) from one number."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name):
+    """'auto' -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def device_description(device):
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit():
+    """The commit of the code that produced a result, '+dirty' when uncommitted changes exist."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def package_versions():
+    import pandas
+    versions = {"python": sys.version.split()[0], "torch": torch.__version__,
+                "numpy": np.__version__, "pandas": pandas.__version__}
+    if torch.cuda.is_available():
+        versions["cuda"] = torch.version.cuda
+    return versions
+
+
+def provenance(device, seed):
+    """What a result needs to be traced back to its code and machine."""
+    return {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+            "git_commit": git_commit(), "versions": package_versions(),
+            "device": device_description(device), "seed": seed}
