@@ -3,6 +3,7 @@
 Functions here return tensors or dicts of numbers; printing, tables and checkpoint decisions
 happen in the caller (modes.py).
 """
+import contextlib
 import sys
 
 import numpy as np
@@ -21,12 +22,57 @@ def _show_progress(progress):
     return sys.stderr.isatty() if progress is None else progress
 
 
+def _autocast(device, dtype):
+    """Autocast to `dtype` on `device`, or nothing when dtype is None (float32, as published)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    # the autocast weight cache must be off inside a CUDA graph capture (utils/cuda_graph.py)
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=not capturing)
+
+
+def training_step(model, batch, optimizers, audio_mgn=None, visual_mgn=None, use_rmse=True,
+                  autocast_dtype=None):
+    """One optimisation step of the parsing network and the MGNs on one batch; SPEC §7, §10.
+
+    batch: a TensorSplit.gather dict. Returns the loss tensors by name, not synchronised with the
+    host, so that the step can be captured in a CUDA graph (utils/cuda_graph.py).
+    autocast_dtype: None keeps float32 throughout (the published numerics); e.g. torch.bfloat16
+    runs the forward passes under autocast, the losses stay float32.
+    """
+    labels = batch["labels"]
+    targets = make_targets(labels, batch.get("audio_flags"), batch.get("visual_flags"))
+    refined = "audio_flags" in batch or "visual_flags" in batch
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    with _autocast(labels.device, autocast_dtype):
+        outputs = model(batch["audio"], batch["frames"], batch["snippets"])
+        audio_guide = audio_mgn(batch["audio"]) if audio_mgn is not None else None
+        visual_guide = visual_mgn(batch["frames"], batch["snippets"]) if visual_mgn is not None else None
+    if autocast_dtype is not None:
+        outputs = {key: value.float() for key, value in outputs.items()}
+        audio_guide = audio_guide.float() if audio_guide is not None else None
+        visual_guide = visual_guide.float() if visual_guide is not None else None
+    losses = parsing_losses(outputs, targets, audio_guide, visual_guide, use_rmse=use_rmse)
+    losses.update(mgn_losses(audio_guide, visual_guide,
+                             targets.audio if refined else labels,
+                             targets.visual if refined else labels))
+    # the MGN terms see the HCMN only through detached guides, so one backward pass
+    # gives exactly the gradients of the two separate published objectives
+    sum(losses.values()).backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    return losses
+
+
 def train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn=None, visual_mgn=None,
-                    use_rmse=True, progress=None, desc="train"):
+                    use_rmse=True, progress=None, desc="train", autocast_dtype=None, graphed_step=None):
     """One pass over `data` (a TensorSplit) in shuffled batches; returns the mean of each loss term.
 
     When the split carries "audio_flags"/"visual_flags" (label refinement, SPEC §10) the targets
     are refined and the MGNs learn from P_a and P_v; otherwise they learn from the weak labels.
+    graphed_step: optional utils.cuda_graph.GraphedTrainStep running this same step as one CUDA
+    graph; it takes the batches it accepts (the full ones), the others run eagerly.
     """
     nets = [net for net in (model, audio_mgn, visual_mgn) if net is not None]
     for net in nets:
@@ -34,24 +80,11 @@ def train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn=No
     sums, num_batches = {}, 0
     batches = data.batch_indices(batch_size, generator)
     for index in tqdm(batches, desc=desc, leave=False, disable=not _show_progress(progress)):
-        batch = data.gather(index)
-        labels = batch["labels"]
-        targets = make_targets(labels, batch.get("audio_flags"), batch.get("visual_flags"))
-        refined = "audio_flags" in batch or "visual_flags" in batch
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        outputs = model(batch["audio"], batch["frames"], batch["snippets"])
-        audio_guide = audio_mgn(batch["audio"]) if audio_mgn is not None else None
-        visual_guide = visual_mgn(batch["frames"], batch["snippets"]) if visual_mgn is not None else None
-        losses = parsing_losses(outputs, targets, audio_guide, visual_guide, use_rmse=use_rmse)
-        losses.update(mgn_losses(audio_guide, visual_guide,
-                                 targets.audio if refined else labels,
-                                 targets.visual if refined else labels))
-        # the MGN terms see the HCMN only through detached guides, so one backward pass
-        # gives exactly the gradients of the two separate published objectives
-        sum(losses.values()).backward()
-        for optimizer in optimizers:
-            optimizer.step()
+        if graphed_step is not None and graphed_step.accepts(index):
+            losses = graphed_step(index)
+        else:
+            losses = training_step(model, data.gather(index), optimizers, audio_mgn, visual_mgn,
+                                   use_rmse, autocast_dtype)
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach()
         num_batches += 1

@@ -83,6 +83,20 @@ def get_args_parser():
     ablation.add_argument("--no_visual_mgn", dest="visual_mgn", action="store_false", help="V-M off: no visual guiding network")
     ablation.add_argument("--no_rmse", dest="rmse", action="store_false", help="L_rmse off: drop -MSE(a_prob, v_prob)")
 
+    research = parser.add_argument_group("research outputs (val/test)")
+    research.add_argument("--export_dir", default=None,
+                          help="write predictions there: eval-format event CSVs per modality and the segment "
+                               "probabilities (.npz) of every reported row, for re-scoring or ensembling")
+
+    speed = parser.add_argument_group("speed (train/retrain; default off: the published float32 loop)")
+    speed.add_argument("--cuda_graph", action="store_true",
+                       help="capture the whole training step (forward, losses, backward, optimizer steps) as one "
+                            "CUDA graph and replay it per batch; CUDA only; float32, dropout masks from another "
+                            "random stream")
+    speed.add_argument("--autocast", default="none", choices=("none", "bf16"),
+                       help="bf16: bfloat16 autocast of the training forward passes (changes numerics; losses "
+                            "and evaluation stay float32)")
+
     refine = parser.add_argument_group("label refinement (SPEC §10)")
     refine.add_argument("--refined_labels", default=None,
                         help="retrain: flags from estimate_labels (.csv or .pkl), or a pickle in the published format")

@@ -4,6 +4,7 @@ train and retrain share `_fit` (they differ only in targets and learning rates, 
 val and test share `run_evaluate` (they differ only in the split). Errors a user can cause are
 raised as one of USER_ERRORS before any long work starts; main_DHHN prints them without a traceback.
 """
+import functools
 import math
 import os
 import time
@@ -18,9 +19,12 @@ from nets.dual import DualHHN
 from utils import checkpoint
 from utils.constants import LEVELS, TABLE_COLUMNS
 from utils.eval_metrics import format_table
+from utils.export import export_predictions
 from utils.io import atomic_write_json, atomic_write_text
+from utils.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
 from utils.label_refinement import (RefinementError, estimate_flags, read_refined_labels, summary_table,
                                     write_flags)
+from utils.cuda_graph import GraphedTrainStep
 from utils.runtime import provenance, resolve_device
 from utils.tensor_split import TensorSplit
 
@@ -38,6 +42,7 @@ SELECTION_SCORES = {
     "overall": lambda metrics: metrics["seg_type"],
 }
 MODEL_GATING = {"dhhn": "modality", "han": "global"}   # SPEC §9 vs §11
+AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
 HEADLINE_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)
 
 
@@ -173,6 +178,9 @@ def _selection_roles(args):
 
 def _fit(args, refine_flags):
     device = resolve_device(args.device)
+    if args.cuda_graph and device.type != "cuda":
+        raise UsageError(f"--cuda_graph captures the training step as a CUDA graph and needs a CUDA device; "
+                         f"--device {args.device} gave {device}")
     _check_inputs(args, ("train", "val"))
     if args.resume and not os.path.isfile(checkpoint.last_path(args.model_save_dir, args.checkpoint)):
         raise UsageError(f"--resume: no {checkpoint.last_path(args.model_save_dir, args.checkpoint)} to resume from")
@@ -214,13 +222,21 @@ def _fit(args, refine_flags):
         start_epoch = state["epoch"] + 1
         print(f"resumed from {last_file} after epoch {state['epoch']}")
 
+    autocast_dtype = AUTOCAST_DTYPES[args.autocast]
+    graphed_step = None
+    if args.cuda_graph:   # built after a resume, so that it sees the restored optimizer state
+        step = functools.partial(engine.training_step, nets["model"], optimizers=list(optimizers.values()),
+                                 audio_mgn=nets.get("audio_mgn"), visual_mgn=nets.get("visual_mgn"),
+                                 use_rmse=args.rmse, autocast_dtype=autocast_dtype)
+        graphed_step = GraphedTrainStep(step, train_data, args.batch_size, nets.values(), optimizers.values())
     gating = MODEL_GATING[args.model]
     for epoch in range(start_epoch, args.epochs + 1):
         epoch_start = time.time()
         losses = engine.train_one_epoch(
             nets["model"], train_data, list(optimizers.values()), args.batch_size, generator,
             audio_mgn=nets.get("audio_mgn"), visual_mgn=nets.get("visual_mgn"), use_rmse=args.rmse,
-            progress=_progress(args), desc=f"epoch {epoch}")
+            progress=_progress(args), desc=f"epoch {epoch}", autocast_dtype=autocast_dtype,
+            graphed_step=graphed_step)
         for scheduler in schedulers.values():
             scheduler.step()
         metrics = engine.evaluate(nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
@@ -312,8 +328,20 @@ def run_evaluate(args):
         print(format_table(metrics, title=f"{split_name}: {name}"))
     summary = {"provenance": info, "args": vars(args), "split": split_name, "num_videos": split.num_videos,
                "tables": tables, "wall_seconds": round(time.time() - started, 3)}
+    main_name = next(iter(results))   # the first row is the method's own (dual DHHN, or HAN)
+    main_outputs, main_metrics = results[main_name]
+    print(per_class_table(main_metrics, title=f"{split_name}: per-class F1 of {main_name}"))
+    confusion = modality_confusion(*engine.segment_predictions(main_outputs, rows[main_name][1]),
+                                   split.gt_audio, split.gt_visual)
+    print(format_confusion(confusion, title=f"{split_name}: modality confusion of {main_name} (video x class x segment)"))
+    summary["modality_confusion"] = confusion_dict(confusion)
     if not args.no_log:
+        write_per_class_csv(main_metrics, _record_path(args, "per_class.csv"))
         atomic_write_json(summary, _record_path(args, "summary.json"))
+    if args.export_dir:
+        export_predictions(args.export_dir, split,
+                           {name: (results[name][0], gating) for name, (_, gating) in rows.items()})
+        print(f"predictions exported to {args.export_dir}")
     return summary
 
 

@@ -10,6 +10,7 @@ from utils.synthetic_llp import generate_synthetic_llp
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 PIPELINE_SIZE = dict(n_train=160, n_val=48, n_test=48)
+TRAIN_EPOCHS = 6
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,21 @@ def data_flags(root):
         "--eval_visual_csv", f"{root}/data/AVVP_eval_visual.csv",
         "--progress", "off",
     ]
+
+
+def run_main(argv):
+    """main_DHHN.py in-process: parse `argv`, run, return the mode's summary dict."""
+    from main_DHHN import get_args_parser, main
+    return main(get_args_parser().parse_args(argv))
+
+
+def train_flags(root, save_dir, *extra):
+    return data_flags(root) + ["--model_save_dir", str(save_dir), "--device", "cpu", "--batch-size", "16", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_root, tmp_path_factory):
+    """(save_dir, summary) of one DHHN training run on the synthetic LLP, shared by several tests."""
+    save_dir = tmp_path_factory.mktemp("dhhn_run")
+    summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "train", "--epochs", str(TRAIN_EPOCHS)))
+    return save_dir, summary

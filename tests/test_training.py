@@ -8,30 +8,12 @@ import pytest
 import torch
 
 import engine
-from conftest import data_flags
+from conftest import TRAIN_EPOCHS, run_main, train_flags
 from dataloader import load_split
-from main_DHHN import get_args_parser, main
+from main_DHHN import get_args_parser
 from nets import build_parsing_model
 from utils import checkpoint
 from utils.tensor_split import TensorSplit
-
-TRAIN_EPOCHS = 6
-
-
-def run_main(argv):
-    return main(get_args_parser().parse_args(argv))
-
-
-def train_flags(root, save_dir, *extra):
-    return data_flags(root) + ["--model_save_dir", str(save_dir), "--device", "cpu", "--batch-size", "16",
-                               *extra]
-
-
-@pytest.fixture(scope="module")
-def trained_run(synthetic_root, tmp_path_factory):
-    save_dir = tmp_path_factory.mktemp("dhhn_run")
-    summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "train", "--epochs", str(TRAIN_EPOCHS)))
-    return save_dir, summary
 
 
 def untrained_test_metrics(root):

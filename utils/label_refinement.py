@@ -187,3 +187,28 @@ def summary_table(audio_flags, visual_flags, labels):
         lines.append(f"{name:<24}{labelled[column]:>9}{audio_flags[:, column].sum():>7}{visual_flags[:, column].sum():>7}")
     lines.append(f"{'total':<24}{labelled.sum():>9}{audio_flags.sum():>7}{visual_flags.sum():>7}")
     return "\n".join(lines)
+
+
+def flag_quality(audio_flags, visual_flags, labels, planted_audio, planted_visual):
+    """Precision / recall of flags against the modality truth of a synthetic LLP (issue: flag quality).
+
+    labels (N, 25) weak labels; planted_* (N, 25, 10) segment truth. A labelled class's audio
+    label is really wrong when the class never sounds, its visual label when it is never seen.
+    Random flagging of the same number of labelled pairs would reach precision = base rate and
+    recall = flagged / labelled; both are returned beside the measured values.
+    """
+    labelled = np.asarray(labels) > 0
+    quality = {}
+    for modality, flags, planted in (("audio", audio_flags, planted_audio), ("visual", visual_flags, planted_visual)):
+        wrong = labelled & ~(np.asarray(planted) > 0).any(axis=2)
+        flagged = np.asarray(flags) & labelled
+        hits = int((flagged & wrong).sum())
+        quality[modality] = {
+            "labelled": int(labelled.sum()), "really_wrong": int(wrong.sum()), "flagged": int(flagged.sum()),
+            "correct_flags": hits,
+            "precision": hits / flagged.sum() if flagged.sum() else float("nan"),
+            "recall": hits / wrong.sum() if wrong.sum() else float("nan"),
+            "random_precision": wrong.sum() / labelled.sum(),
+            "random_recall": flagged.sum() / labelled.sum(),
+        }
+    return quality

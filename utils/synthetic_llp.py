@@ -47,7 +47,7 @@ TRUTH_FILE = "synthetic_truth.npz"
 COMPLETE_MARKER = ".synthetic_complete"
 PARTIAL_MARKER = ".synthetic_partial"
 # Bump when the generated content changes, so that an old complete root is regenerated.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Pairs of related classes whose prototypes share half their energy (in every feature kind).
 CONFUSABLE_PAIRS = (
@@ -369,13 +369,25 @@ def _segment_amplitudes(rng, masks, base_amplitude, recipe):
     return (base_amplitude * factors * masks).T
 
 
+def _combine(weights, rows):
+    """(n, K) @ (K, D) as K rank-one updates in float32.
+
+    Not `@`: BLAS sums in an order that depends on the library and its thread count (so would
+    the bytes), and its threads only get in each other's way on products this small.
+    """
+    out = np.zeros((weights.shape[0], rows.shape[1]), dtype=np.float32)
+    for k in range(rows.shape[0]):
+        out += weights[:, k:k + 1].astype(np.float32) * rows[k]
+    return out
+
+
 def _background(rng, world_kind, scene_coefficients, n_rows, recipe):
     """(n_rows, D) offset + scene + white noise; scene_coefficients (n_rows, rank)."""
     dim = world_kind["offset"].shape[0]
     noise = rng.standard_normal((n_rows, dim), dtype=np.float32)
     noise *= recipe.noise_std
     noise += world_kind["offset"]
-    noise += scene_coefficients @ world_kind["scene"]
+    noise += _combine(scene_coefficients, world_kind["scene"])
     return noise
 
 
@@ -396,7 +408,7 @@ def _synthesize_video(world, seed, split, index, audio_mask, visual_mask, recipe
     world_kind = world["audio"]
     audio = _background(rng, world_kind, scene_per_segment, NUM_SEGMENTS, recipe)
     shapes = _instance_prototypes(rng, world_kind["prototypes"], audio_classes, recipe)
-    audio += (amplitudes["audio"] * audio_gain) @ shapes
+    audio += _combine(amplitudes["audio"] * audio_gain, shapes)
     feats["audio"] = audio
 
     world_kind = world["frames"]
@@ -406,13 +418,13 @@ def _synthesize_video(world, seed, split, index, audio_mask, visual_mask, recipe
     frame_gain = np.repeat(visual_gain, FRAMES_PER_SEGMENT, axis=0)
     frame_gain = frame_gain * (1.0 + recipe.frame_jitter * rng.standard_normal(
         frame_gain.shape, dtype=np.float32))
-    frames += (amplitudes["frames"] * frame_gain) @ shapes
+    frames += _combine(amplitudes["frames"] * frame_gain, shapes)
     feats["frames"] = frames
 
     world_kind = world["snippets"]
     snippets = _background(rng, world_kind, scene_per_segment, NUM_SEGMENTS, recipe)
     shapes = _instance_prototypes(rng, world_kind["prototypes"], visual_classes, recipe)
-    snippets += (amplitudes["snippets"] * visual_gain) @ shapes
+    snippets += _combine(amplitudes["snippets"] * visual_gain, shapes)
     feats["snippets"] = snippets
 
     for kind, (_, shape) in FEATURE_KINDS.items():
@@ -490,8 +502,8 @@ def _summary(params, filenames, truth, feature_bytes):
     return {**_public(params), "format_version": FORMAT_VERSION,
             "videos": {split: len(filenames[split]) for split in SPLITS},
             "events": int(kinds.sum()),
-            "event_modality_fractions": {"audio_only": round(kinds[0] / total, 3),
-                                         "visual_only": round(kinds[1] / total, 3),
-                                         "audio_visual": round(kinds[2] / total, 3)},
+            "event_modality_fractions": {"audio_only": round(float(kinds[0]) / total, 3),
+                                         "visual_only": round(float(kinds[1]) / total, 3),
+                                         "audio_visual": round(float(kinds[2]) / total, 3)},
             "feature_bytes": int(feature_bytes),
             "recipe": asdict(RECIPE)}
