@@ -32,9 +32,9 @@ def get_args_parser():
         description="DHHN (ACM MM 2022) / HAN (ECCV 2020) for audio-visual video parsing on LLP",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("data (published flag names)")
-    data.add_argument("--audio_dir", default="feats/vggish/", help="VGGish features, <filename>.npy (10, 128)")
-    data.add_argument("--video_dir", default="feats/res152/", help="ResNet152 frame features, <filename>.npy (80, 2048)")
-    data.add_argument("--st_dir", default="feats/r2plus1d_18/", help="R(2+1)D snippet features, <filename>.npy (10, 512)")
+    data.add_argument("--audio_dir", default="feats/vggish/", help="VGGish features, <youtube id>.npy (10, 128)")
+    data.add_argument("--video_dir", default="feats/res152/", help="ResNet152 frame features, <youtube id>.npy (80, 2048)")
+    data.add_argument("--st_dir", default="feats/r2plus1d_18/", help="R(2+1)D snippet features, <youtube id>.npy (10, 512)")
     data.add_argument("--label_train", default="data/AVVP_train.csv", help="weak labels of the training split")
     data.add_argument("--label_val", default="data/AVVP_val_pd.csv", help="weak labels of the validation split")
     data.add_argument("--label_test", default="data/AVVP_test_pd.csv", help="weak labels of the test split")

@@ -1,0 +1,215 @@
+"""The speed options on CPU: the --cuda_graph and --autocast plumbing, the warm-up undo of the CUDA
+graph path, and the published-style baseline of scripts/benchmark.py (its truth and scores must be
+the project's). The CUDA graph capture itself needs a GPU and is not exercised here."""
+import copy
+import importlib.util
+import os
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import engine
+from conftest import run_main
+from dataloader import load_split
+from nets import build_mgns, build_parsing_model
+from utils.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
+                              preserved_training_state)
+from utils.eval_metrics import evaluate_split
+from utils.tensor_split import TensorSplit
+
+SMALL_DIMS = {"audio": 16, "frames": 24, "snippets": 20}
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark", os.path.join(REPO_ROOT, "scripts", "benchmark.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def small_split(num_videos=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return types.SimpleNamespace(
+        name="small", filenames=[f"video{i}" for i in range(num_videos)],
+        audio=rng.standard_normal((num_videos, 10, SMALL_DIMS["audio"]), dtype=np.float32),
+        frames=rng.standard_normal((num_videos, 80, SMALL_DIMS["frames"]), dtype=np.float32),
+        snippets=rng.standard_normal((num_videos, 10, SMALL_DIMS["snippets"]), dtype=np.float32),
+        labels=(rng.random((num_videos, 25)) < 0.2).astype(np.float32))
+
+
+def small_training(seed=0):
+    torch.manual_seed(seed)
+    model = build_parsing_model("dhhn", SMALL_DIMS)
+    audio_mgn, visual_mgn = build_mgns(SMALL_DIMS)
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3) for net in (model, audio_mgn, visual_mgn)]
+    return model, audio_mgn, visual_mgn, optimizers
+
+
+def state_of(nets, optimizers):
+    """Every parameter, buffer and optimizer-state tensor, cloned, in a fixed order."""
+    tensors = [t.detach().clone() for net in nets for t in list(net.parameters()) + list(net.buffers())]
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            tensors += [value.clone() for value in state.values() if torch.is_tensor(value)]
+    return tensors
+
+
+def assert_same(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- --cuda_graph needs CUDA
+
+def test_cuda_graph_flag_on_cpu_is_a_clear_usage_error(tmp_path, capsys):
+    # checked before any input is read: the data flags here point nowhere
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--mode", "train", "--device", "cpu", "--cuda_graph", "--model_save_dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--cuda_graph" in err and "CUDA" in err and "Traceback" not in err
+
+
+def test_graphed_step_refuses_a_cpu_split():
+    data = TensorSplit(small_split(), torch.device("cpu"))
+    model, audio_mgn, visual_mgn, optimizers = small_training()
+    with pytest.raises(CudaGraphError, match="CUDA"):
+        GraphedTrainStep(lambda batch: {}, data, 4, (model, audio_mgn, visual_mgn), optimizers)
+    with pytest.raises(CudaGraphError):
+        check_device("cpu")
+
+
+# ---------------------------------------------------------------- the engine's routing of batches
+
+class EagerStandIn:
+    """CPU stand-in for GraphedTrainStep: takes full batches and runs the same step eagerly."""
+
+    def __init__(self, step, data, batch_size):
+        self.step, self.data, self.batch_size, self.sizes = step, data, batch_size, []
+
+    def accepts(self, index):
+        return index.numel() == self.batch_size
+
+    def __call__(self, index):
+        self.sizes.append(index.numel())
+        return self.step(self.data.gather(index))
+
+
+def test_full_batches_go_to_the_graphed_step_and_the_ragged_one_runs_eagerly():
+    data = TensorSplit(small_split(num_videos=10), torch.device("cpu"))
+
+    def run(with_stand_in):
+        model, audio_mgn, visual_mgn, optimizers = small_training()
+        stand_in = None
+        if with_stand_in:
+            step = lambda batch: engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)  # noqa: E731
+            stand_in = EagerStandIn(step, data, batch_size=4)
+        torch.manual_seed(1)
+        losses = engine.train_one_epoch(model, data, optimizers, 4, torch.Generator().manual_seed(0),
+                                        audio_mgn, visual_mgn, progress=False, graphed_step=stand_in)
+        return losses, state_of((model, audio_mgn, visual_mgn), optimizers), stand_in
+
+    plain_losses, plain_state, _ = run(False)
+    routed_losses, routed_state, stand_in = run(True)
+    assert stand_in.sizes == [4, 4]          # 10 videos: two full batches, the last 2 run eagerly
+    assert routed_losses == plain_losses
+    assert_same(routed_state, plain_state)
+
+
+def test_bf16_autocast_step_keeps_float32_losses_and_weights():
+    data = TensorSplit(small_split(num_videos=4), torch.device("cpu"))
+    model, audio_mgn, visual_mgn, optimizers = small_training()
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = engine.training_step(model, data.gather(torch.arange(4)), optimizers, audio_mgn, visual_mgn,
+                                  autocast_dtype=torch.bfloat16)
+    assert all(value.dtype == torch.float32 and torch.isfinite(value) for value in losses.values())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+def test_autocast_flag_is_parsed_and_defaults_off():
+    from main_DHHN import get_args_parser
+    parser = get_args_parser()
+    defaults = parser.parse_args([])
+    assert defaults.autocast == "none" and defaults.cuda_graph is False
+    assert parser.parse_args(["--autocast", "bf16"]).autocast == "bf16"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--autocast", "fp8"])
+
+
+# ---------------------------------------------------------------- what the graph path relies on
+
+@pytest.mark.parametrize("with_existing_state", [False, True])
+def test_warm_up_steps_leave_no_trace(with_existing_state):
+    """Steps inside preserved_training_state are undone: the next step equals that of an untouched copy."""
+    data = TensorSplit(small_split(num_videos=8), torch.device("cpu"))
+    batch = data.gather(torch.arange(8))
+    model, audio_mgn, visual_mgn, optimizers = small_training()
+    nets = (model, audio_mgn, visual_mgn)
+    if with_existing_state:   # as after --resume: Adam moments and step counts already exist
+        engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+    reference = copy.deepcopy((nets, optimizers))
+    before = state_of(nets, optimizers)
+    with preserved_training_state(nets, optimizers):
+        for _ in range(2):
+            engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+    after = state_of(nets, optimizers)
+    if with_existing_state:
+        assert_same(after, before)
+    else:   # fresh Adam state created by the warm-up is reset to zeros (step 0, zero moments)
+        assert_same(after[:len(before)], before)
+        assert all(not tensor.any() for tensor in after[len(before):])
+    for twin in (nets, reference[0]):
+        twin[0].train(), twin[1].train(), twin[2].train()
+    torch.manual_seed(3)
+    engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+    (ref_model, ref_audio, ref_visual), ref_optimizers = reference
+    torch.manual_seed(3)
+    engine.training_step(ref_model, batch, ref_optimizers, ref_audio, ref_visual)
+    assert_same(state_of(nets, optimizers), state_of((ref_model, ref_audio, ref_visual), ref_optimizers))
+
+
+def test_capturable_learning_rate_is_a_tensor_that_the_scheduler_updates_in_place():
+    """A captured graph reads the learning rate from one tensor; StepLR must change that tensor."""
+    parameter = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.Adam([parameter], lr=3e-4)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    make_capturable(optimizer, "cpu")
+    group = optimizer.param_groups[0]
+    lr_tensor = group["lr"]
+    assert group["capturable"] is True and torch.is_tensor(lr_tensor) and lr_tensor.dtype == torch.float32
+    assert float(lr_tensor) == pytest.approx(3e-4)
+    for _ in range(2):
+        scheduler.step()
+    assert group["lr"] is lr_tensor and float(lr_tensor) == pytest.approx(3e-5)
+
+
+# ---------------------------------------------------------------- the benchmark's published-style baseline
+
+def test_published_style_truth_and_scores_match_the_project(synthetic_root):
+    """The baseline of scripts/benchmark.py computes what the project computes, only slower."""
+    benchmark = load_benchmark()
+    root = str(synthetic_root)
+    paths = benchmark.split_paths(root)
+    split = load_split("val", paths["label"]["val"], paths["audio_dir"], paths["video_dir"], paths["st_dir"],
+                       paths["eval_audio"], paths["eval_visual"], use_cache=False)
+    eval_audio = pd.read_csv(paths["eval_audio"], header=0, sep="\t")
+    truth = np.stack([benchmark.published_style_truth(eval_audio, name) for name in split.filenames])
+    assert np.array_equal(truth, split.gt_audio)
+
+    torch.manual_seed(0)
+    model = build_parsing_model("dhhn", split.feature_dims()).eval()
+    data = TensorSplit(split, torch.device("cpu"))
+    outputs = engine.predict(model, data, progress=False)
+    video_scores = []
+    for i in range(len(split.filenames)):
+        one = {key: value[i:i + 1] for key, value in outputs.items()}
+        video_scores.append(benchmark.published_style_video_scores(one, split.gt_audio[i], split.gt_visual[i]))
+    published = benchmark.scores_as_metrics(video_scores)
+    project = evaluate_split(*engine.segment_predictions(outputs), split.gt_audio, split.gt_visual)
+    assert benchmark.max_metric_difference(published, project) < 1e-12
