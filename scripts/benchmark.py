@@ -55,7 +55,7 @@ from utils.synthetic_llp import generate_synthetic_llp  # noqa: E402
 from utils.tensor_split import FEATURE_KEYS, TensorSplit, pool_frames_per_segment  # noqa: E402
 
 LLP_SIZES = {"n_train": 10000, "n_val": 649, "n_test": 1200}
-CPU_SIZES = {"n_train": 256, "n_val": 128, "n_test": 0}
+CPU_SIZES = {"n_train": 512, "n_val": 256, "n_test": 0}
 LLP_TOTAL_VIDEOS = 11849
 RELEASE_TRAIN_WORKERS = 12   # the release's training DataLoader
 REPORTED_KEYS = ("seg_audio", "seg_visual", "seg_av", "seg_type", "seg_event",

@@ -14,13 +14,14 @@ import torch
 import engine
 from conftest import run_main
 from dataloader import load_split
-from nets import build_mgns, build_parsing_model
+from nets import HCMN, AudioMGN, VisualMGN, build_parsing_model
 from utils.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
                               preserved_training_state)
 from utils.eval_metrics import evaluate_split
 from utils.tensor_split import TensorSplit
 
 SMALL_DIMS = {"audio": 16, "frames": 24, "snippets": 20}
+SMALL_WIDTH = 32
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -42,9 +43,12 @@ def small_split(num_videos=10, seed=0):
 
 
 def small_training(seed=0):
+    """HCMN and both MGNs at width 32 (the wiring of SPEC §5-6, cheap enough for CPU tests)."""
     torch.manual_seed(seed)
-    model = build_parsing_model("dhhn", SMALL_DIMS)
-    audio_mgn, visual_mgn = build_mgns(SMALL_DIMS)
+    model = HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH)
+    audio_mgn = AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH)
+    visual_mgn = VisualMGN(SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
+                           dim_feedforward=SMALL_WIDTH)
     optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3) for net in (model, audio_mgn, visual_mgn)]
     return model, audio_mgn, visual_mgn, optimizers
 
@@ -174,6 +178,7 @@ def test_warm_up_steps_leave_no_trace(with_existing_state):
     assert_same(state_of(nets, optimizers), state_of((ref_model, ref_audio, ref_visual), ref_optimizers))
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
 def test_capturable_learning_rate_is_a_tensor_that_the_scheduler_updates_in_place():
     """A captured graph reads the learning rate from one tensor; StepLR must change that tensor."""
     parameter = torch.nn.Parameter(torch.zeros(3))
