@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from scripts.bench_eval import random_labels, random_predictions  # the benchmark's generator, shared
 from utils.constants import NUM_CLASSES, NUM_SEGMENTS
 from utils.eval_metrics import (_event_counts_batched, _event_masks, _pattern_codes,
                                 _popcount, _popcount_swar, _segment_counts_batched,
@@ -207,34 +208,10 @@ def test_format_table():
 
 # ----------------------------------------------------- batched vs reference
 
-def _random_labels(rng, num_videos):
-    """(N, 25, 10) bool ground truth as Markov runs: per video, a share of
-    active classes in {0, 0.1, 0.3, 1} (so some videos are empty) and a
-    per-segment switch probability in {0.05, 0.2, 0.5, 0.9} (long runs to
-    alternating ones)."""
-    active_share = rng.choice([0.0, 0.1, 0.3, 1.0], size=(num_videos, 1, 1))
-    active = rng.random((num_videos, NUM_CLASSES, 1)) < active_share
-    switch = rng.choice([0.05, 0.2, 0.5, 0.9], size=(num_videos, 1))
-    state = rng.random((num_videos, NUM_CLASSES)) < 0.5
-    segments = []
-    for _ in range(NUM_SEGMENTS):
-        segments.append(state)
-        state = state ^ (rng.random(state.shape) < switch)
-    return np.stack(segments, axis=-1) & active
-
-
-def _random_predictions(rng, gt):
-    """Half the classes: truth with 0-30% of segments flipped (IoUs near 1/2);
-    the other half: independent random labels."""
-    noise = rng.choice([0.0, 0.1, 0.3], size=(len(gt), 1, 1))
-    noisy = gt ^ (rng.random(gt.shape) < noise)
-    return np.where(rng.random((*gt.shape[:2], 1)) < 0.5, noisy, _random_labels(rng, len(gt)))
-
-
 def _random_split(seed, num_videos):
     rng = np.random.default_rng(seed)
-    gt_a, gt_v = _random_labels(rng, num_videos), _random_labels(rng, num_videos)
-    return _random_predictions(rng, gt_a), _random_predictions(rng, gt_v), gt_a, gt_v
+    gt_a, gt_v = random_labels(rng, num_videos), random_labels(rng, num_videos)
+    return random_predictions(rng, gt_a), random_predictions(rng, gt_v), gt_a, gt_v
 
 
 def test_batched_equals_reference_on_random_split():
