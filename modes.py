@@ -12,7 +12,7 @@ import time
 import torch
 
 import engine
-from dataloader import LLPDataError, load_split
+from dataloader import LLPDataError, annotation_version, load_split
 from nets import build_mgns, build_parsing_model
 from nets.convert import load_any_state_dict
 from nets.dual import DualHHN
@@ -70,6 +70,10 @@ def _check_inputs(args, split_names):
 def _load(args, name):
     """The LLPSplit `name` (train/val/test) with segment truth for val and test."""
     with_truth = name != "train"
+    if with_truth:
+        # the audio eval file was corrected upstream in 2024: say which copy produced the numbers
+        for flag in ("eval_audio_csv", "eval_visual_csv"):
+            print(f"annotations: {annotation_version(getattr(args, flag))}")
     return load_split(
         name, getattr(args, f"label_{name}"), args.audio_dir, args.video_dir, args.st_dir,
         eval_audio_csv=args.eval_audio_csv if with_truth else None,

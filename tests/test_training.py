@@ -162,3 +162,20 @@ def test_han_with_hierarchy_switch_is_rejected(capsys):
     with pytest.raises(SystemExit):
         run_main(["--model", "han", "--no_hier_feat"])
     assert "--no_hier_feat" in capsys.readouterr().err
+
+
+def test_test_mode_reads_the_original_release_layout(trained_run, synthetic_root, tmp_path):
+    from nets.convert import hcmn_to_release
+    save_dir, _ = trained_run
+    for role, suffix in checkpoint.RELEASE_SUFFIXES.items():
+        ours = checkpoint.load(checkpoint.best_path(str(save_dir), "DHHN", role))["model"]
+        torch.save(hcmn_to_release(ours), tmp_path / f"release_{suffix}.pt")   # a raw release state_dict
+    release = run_main(train_flags(synthetic_root, tmp_path, "--mode", "test", "--checkpoint", "release"))
+    ours = run_main(train_flags(synthetic_root, save_dir, "--mode", "test", "--no-log"))
+    assert release["tables"] == ours["tables"]
+
+
+def test_test_mode_prints_the_annotation_version(trained_run, synthetic_root, capsys):
+    save_dir, _ = trained_run
+    run_main(train_flags(synthetic_root, save_dir, "--mode", "val", "--no-log"))
+    assert "annotations: unrecognised (sha256" in capsys.readouterr().out
