@@ -409,12 +409,16 @@ def _choose_dim(shapes, default_dim):
     return default_dim if counts.get(default_dim) == best else counts.most_common(1)[0][0]
 
 
-def _read_kind(kind, paths, dtype, progress, problems):
-    """(N, rows, dim) array of one feature kind; every problem appended."""
+def _read_kind(kind, paths, dtype, progress, problems, pooled_rows=None):
+    """(N, rows, dim) array of one feature kind; every problem appended.
+
+    pooled_rows: average consecutive groups of rows down to this many (frames -> one mean
+    frame per segment) as each file is read, so the full array never sits in memory.
+    """
     _, (rows, default_dim) = FEATURE_KINDS[kind]
     shapes = _scan_headers(paths, rows, problems)
     dim = _choose_dim(shapes, default_dim)
-    out = np.zeros((len(paths), rows, dim), dtype=dtype)
+    out = np.zeros((len(paths), pooled_rows or rows, dim), dtype=dtype)
     for i, path in enumerate(tqdm(paths, desc=f"{kind} features", disable=not progress)):
         if path not in shapes:
             continue
@@ -424,18 +428,22 @@ def _read_kind(kind, paths, dtype, progress, problems):
             continue
         try:
             with np.errstate(over="ignore"):  # overflow to Inf is reported just below
-                out[i] = np.load(path, allow_pickle=False)
+                values = np.load(path, allow_pickle=False).astype(dtype)
         except (OSError, ValueError, EOFError) as error:
             problems.append(f"{path}: unreadable ({error})")
             continue
         # Checked after the cast: float64 -> float32 (or float16) can overflow to Inf.
-        if not np.isfinite(out[i]).all():
+        if not np.isfinite(values).all():
             problems.append(f"{path}: NaN/Inf values (as {dtype.name})")
+            continue
+        if pooled_rows:
+            values = values.astype(np.float32).reshape(pooled_rows, -1, dim).mean(axis=1)
+        out[i] = values
     return out
 
 
 def load_features(feature_dirs, filenames, cache_dir=None, frame_dtype="float32",
-                  progress=False, cache_name="videos"):
+                  progress=False, cache_name="videos", pool_frames=False):
     """Stacked features of `filenames`, validated; SPEC §2.
 
     feature_dirs: kind -> folder, kinds from FEATURE_KINDS ("audio" (N,10,128),
@@ -458,21 +466,23 @@ def load_features(feature_dirs, filenames, cache_dir=None, frame_dtype="float32"
     for kind, folder in feature_dirs.items():
         dtype = _target_dtype(kind, frame_dtype)
         paths = [os.path.join(folder, feature_file_name(name)) for name in filenames]
+        pooled_rows = NUM_SEGMENTS if pool_frames and kind == "frames" else None
         stats = _stat_sources(paths) if cache is not None else None
-        fingerprint = _fingerprint(kind, folder, filenames, stats, dtype) if stats is not None else None
+        entry = kind + ("_pooled" if pooled_rows else "")   # pooled and full frames are cached apart
+        fingerprint = _fingerprint(entry, folder, filenames, stats, dtype) if stats is not None else None
         if fingerprint is not None:
-            rows = FEATURE_KINDS[kind][1][0]
-            cached = cache.load(kind, fingerprint, rows, dtype, len(paths))
+            rows = pooled_rows or FEATURE_KINDS[kind][1][0]
+            cached = cache.load(entry, fingerprint, rows, dtype, len(paths))
             if cached is not None:
                 features[kind] = cached
                 continue
-        features[kind] = _read_kind(kind, paths, dtype, progress, problems)
+        features[kind] = _read_kind(kind, paths, dtype, progress, problems, pooled_rows)
         if fingerprint is not None:
-            to_save.append((kind, fingerprint, folder))
+            to_save.append((kind, entry, fingerprint, folder))
     if problems:
         raise LLPDataError(f"{len(problems)} bad feature file(s):\n{_bulleted(problems)}")
-    for kind, fingerprint, folder in to_save:
-        cache.save(kind, features[kind], fingerprint, folder)
+    for kind, entry, fingerprint, folder in to_save:
+        cache.save(entry, features[kind], fingerprint, folder)
     return features
 
 
@@ -516,11 +526,12 @@ def _published_eval_videos(eval_csv):
 
 def load_split(name, label_csv, audio_dir, video_dir, st_dir, eval_audio_csv=None,
                eval_visual_csv=None, cache_dir=None, frame_dtype="float32",
-               progress=False, use_cache=True, known_filenames=None):
+               progress=False, use_cache=True, known_filenames=None, pool_frames=False):
     """Labels, features and (optionally) segment ground truth of one split; SPEC §2.
 
     Features are packed into `cache_dir` (None: default_cache_dir(audio_dir))
-    unless use_cache is False.
+    unless use_cache is False. pool_frames: keep one mean frame per segment,
+    frames (N,10,Df) instead of (N,80,Df) (see utils.tensor_split.pool_frames_per_segment).
     known_filenames: every video the eval files may name (val ∪ test), used to
     warn about eval rows matching none; by default read from the published
     val/test label files beside the eval file (falls back to a filename check).
@@ -538,7 +549,7 @@ def load_split(name, label_csv, audio_dir, video_dir, st_dir, eval_audio_csv=Non
     features = load_features(
         {"audio": audio_dir, "frames": video_dir, "snippets": st_dir}, filenames,
         cache_dir=cache_dir if use_cache else None, frame_dtype=frame_dtype, progress=progress,
-        cache_name=name)
+        cache_name=name, pool_frames=pool_frames)
     return LLPSplit(name=name, filenames=filenames, labels=labels,
                     audio=features["audio"], frames=features["frames"],
                     snippets=features["snippets"], gt_audio=ground_truth["audio"],

@@ -79,7 +79,8 @@ def _load(args, name):
         eval_audio_csv=args.eval_audio_csv if with_truth else None,
         eval_visual_csv=args.eval_visual_csv if with_truth else None,
         cache_dir=None if args.feature_cache in (None, "none") else args.feature_cache,
-        use_cache=args.feature_cache != "none", frame_dtype=args.frame_dtype, progress=_progress(args))
+        use_cache=args.feature_cache != "none", frame_dtype=args.frame_dtype, progress=_progress(args),
+        pool_frames=args.frame_pooling == "load")
 
 
 def _to_device(args, split, device):

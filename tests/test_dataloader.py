@@ -8,9 +8,12 @@ import json
 import os
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
+
+import dataloader as dataloader_module
 
 from dataloader import (
     LLPDataError, LLPDataWarning, LLPSplit, annotation_version, default_cache_dir, feature_file_name,
@@ -551,3 +554,23 @@ def test_real_load_split_with_small_fake_features(tmp_path):
     unmatched = [m for m in messages if "match no known video" in m]
     assert "14 row(s) of 8 filename(s)" in unmatched[0] and "11 row(s) of 7 filename(s)" in unmatched[1]
     np.testing.assert_array_equal(split.snippets, arrays["snippets"])
+
+
+def test_frames_pooled_at_load_are_segment_means_and_cached_apart(tmp_path):
+    names = [f"{i:011d}_0_10" for i in range(3)]
+    dirs, arrays = make_features(tmp_path, names)
+    cache_dir = tmp_path / "cache"
+    full = load_features(dirs, names, cache_dir=str(cache_dir))
+    pooled = load_features(dirs, names, cache_dir=str(cache_dir), pool_frames=True)
+    expected = arrays["frames"].reshape(3, 10, 8, 2048).mean(axis=2)
+    assert pooled["frames"].shape == (3, 10, 2048) and full["frames"].shape == (3, 80, 2048)
+    np.testing.assert_allclose(pooled["frames"], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(pooled["audio"], full["audio"])
+    # both layouts stay cached side by side: later loads of either read no feature file
+    assert (cache_dir / "videos_frames.npy").is_file() and (cache_dir / "videos_frames_pooled.npy").is_file()
+    with mock.patch.object(dataloader_module.np, "load", wraps=np.load) as np_load:
+        again = load_features(dirs, names, cache_dir=str(cache_dir), pool_frames=True)
+        full_again = load_features(dirs, names, cache_dir=str(cache_dir))
+    assert not [call for call in np_load.call_args_list if str(call.args[0]).startswith(dirs["frames"])]
+    np.testing.assert_array_equal(again["frames"], pooled["frames"])
+    np.testing.assert_array_equal(full_again["frames"], full["frames"])

@@ -16,6 +16,8 @@ def pool_frames_per_segment(frames, num_segments, chunk=1024):
     frames (SPEC §3) up to float rounding, with 1/F of the memory and the projection's compute.
     """
     num_videos, num_frames, dim = frames.shape
+    if num_frames == num_segments:   # already one (mean) frame per segment, e.g. pooled at load
+        return frames
     pooled = np.empty((num_videos, num_segments, dim), dtype=np.float32)
     for start in range(0, num_videos, chunk):
         block = frames[start:start + chunk].astype(np.float32)
