@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from utils.constants import (
     CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV,
     LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS,
 )
+from utils.io import atomic_write
 
 # Longest list of problems put in one message; the rest are counted.
 MAX_LISTED = 20
@@ -344,24 +344,11 @@ class _Cache:
         try:
             os.makedirs(self.folder, exist_ok=True)
             # The manifest goes last, so it never vouches for a half-written array.
-            _atomic_write(array_path, lambda f: np.save(f, array))
-            _atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+            atomic_write(array_path, lambda f: np.save(f, array))
+            atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
         except OSError as error:
             warnings.warn(f"feature cache {self.folder} not writable ({error}); "
                           "continuing without cache", stacklevel=3)
-
-
-def _atomic_write(path, write):
-    folder = os.path.dirname(path)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def _read_header(path):

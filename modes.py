@@ -5,6 +5,7 @@ val and test share `run_evaluate` (they differ only in the split). Errors a user
 raised as one of USER_ERRORS before any long work starts; main_DHHN prints them without a traceback.
 """
 import functools
+import json
 import math
 import os
 import time
@@ -282,7 +283,6 @@ def _fit(args, refine_flags):
 
 
 def _json_line(obj):
-    import json
     return json.dumps(obj) + "\n"
 
 

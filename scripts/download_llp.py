@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.request
 import warnings
 
@@ -21,6 +20,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.constants import ANNOTATION_FILES, EVAL_AUDIO_CSV, FEATURE_KINDS  # noqa: E402
+from utils.io import atomic_write_bytes  # noqa: E402
 
 BASE_URL = "https://raw.githubusercontent.com/YapengTian/AVVP-ECCV20/master/data/"
 FEATURES_URL = "https://drive.google.com/file/d/10CeaI1G9uIyz5dKnd7XTeH9-qOehC7CL/view"
@@ -58,25 +58,6 @@ def sha256_of_file(path):
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomically(data, path):
-    """Temp file in the target folder, then rename: an interrupted run leaves no partial file.
-
-    (utils.io has the same helper, but importing it pulls in torch, which this script does not
-    otherwise need.)
-    """
-    fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                    prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp_path, 0o644)  # mkstemp makes it 0600; these are public files
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def classify_digest(name, digest):
@@ -142,7 +123,7 @@ def fetch_annotations(out_dir, source_dir=None, base_url=BASE_URL, log=print):
                                 f"{ANNOTATION_SHA256[name]}; nothing written")
         if verdict == OLDER:
             _older_copy_warning(name, origin)
-        write_atomically(data, target)
+        atomic_write_bytes(data, target)
         done[name] = "copied" if source_dir is not None else "downloaded"
         log(f"{name}: {done[name]} from {origin}, sha256 {'ok' if verdict == OK else 'of the older copy'}")
     return done

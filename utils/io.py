@@ -1,12 +1,13 @@
-"""Atomic file writes: a crash mid-write never leaves a truncated checkpoint or result."""
+"""Atomic file writes: a crash mid-write never leaves a truncated checkpoint or result.
+
+Imports no torch at module level, so data-only tools (dataloader, download script) stay light.
+"""
 import json
 import os
 import tempfile
 
-import torch
 
-
-def _atomic_write(path, write_fn, mode):
+def atomic_write(path, write_fn, mode="wb"):
     """Write through a temp file in the same folder, then rename over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -32,19 +33,20 @@ def _current_umask():
 
 
 def atomic_torch_save(obj, path):
-    _atomic_write(path, lambda handle: torch.save(obj, handle), "wb")
+    import torch
+    atomic_write(path, lambda handle: torch.save(obj, handle), "wb")
 
 
 def atomic_write_json(obj, path):
-    _atomic_write(path, lambda handle: handle.write(json.dumps(obj, indent=2, default=_json_default) + "\n"), "w")
+    atomic_write(path, lambda handle: handle.write(json.dumps(obj, indent=2, default=_json_default) + "\n"), "w")
 
 
 def atomic_write_text(text, path):
-    _atomic_write(path, lambda handle: handle.write(text), "w")
+    atomic_write(path, lambda handle: handle.write(text), "w")
 
 
 def atomic_write_bytes(data, path):
-    _atomic_write(path, lambda handle: handle.write(data), "wb")
+    atomic_write(path, lambda handle: handle.write(data), "wb")
 
 
 def append_json_line(obj, path):
