@@ -14,7 +14,7 @@ import torch
 
 import engine
 from dataloader import LLPDataError, annotation_version, load_split
-from nets import build_mgns, build_parsing_model
+from nets import build_mgns, build_parsing_model, default_feature_dims
 from nets.convert import load_any_state_dict
 from nets.dual import DualHHN
 from utils import checkpoint
@@ -23,8 +23,8 @@ from utils.eval_metrics import format_table
 from utils.export import export_predictions
 from utils.io import atomic_write_json, atomic_write_text
 from utils.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
-from utils.label_refinement import (RefinementError, estimate_flags, read_refined_labels, summary_table,
-                                    write_flags)
+from utils.label_refinement import (RefinementError, estimate_flags, read_refined_labels, restrict_to_labels,
+                                    summary_table, write_flags)
 from utils.cuda_graph import GraphedTrainStep
 from utils.runtime import provenance, resolve_device
 from utils.tensor_split import TensorSplit
@@ -75,13 +75,19 @@ def _load(args, name):
         # the audio eval file was corrected upstream in 2024: say which copy produced the numbers
         for flag in ("eval_audio_csv", "eval_visual_csv"):
             print(f"annotations: {annotation_version(getattr(args, flag))}")
-    return load_split(
+    split = load_split(
         name, getattr(args, f"label_{name}"), args.audio_dir, args.video_dir, args.st_dir,
         eval_audio_csv=args.eval_audio_csv if with_truth else None,
         eval_visual_csv=args.eval_visual_csv if with_truth else None,
         cache_dir=None if args.feature_cache in (None, "none") else args.feature_cache,
         use_cache=args.feature_cache != "none", frame_dtype=args.frame_dtype, progress=_progress(args),
         pool_frames=args.frame_pooling == "load")
+    published = default_feature_dims()
+    if split.feature_dims() != published:
+        # allowed on purpose (other feature sets), but never silently: a wrong feature folder shows here
+        print(f"{name} features: sizes {split.feature_dims()} differ from the published {published}; "
+              "the model is sized from the files")
+    return split
 
 
 def _to_device(args, split, device):
@@ -191,7 +197,14 @@ def _fit(args, refine_flags):
     if args.resume and not os.path.isfile(checkpoint.last_path(args.model_save_dir, args.checkpoint)):
         raise UsageError(f"--resume: no {checkpoint.last_path(args.model_save_dir, args.checkpoint)} to resume from")
     train_split = _load(args, "train")
-    flags = refine_flags(train_split.filenames) if refine_flags else None
+    flags = None
+    if refine_flags:
+        audio_flags, visual_flags, dropped = restrict_to_labels(*refine_flags(train_split.filenames),
+                                                                train_split.labels)
+        if dropped:
+            print(f"--refined_labels {args.refined_labels}: {dropped} flag(s) on classes the video is not "
+                  "labelled with are ignored")
+        flags = (audio_flags, visual_flags)
     val_split = _load(args, "val")
     feature_dims = train_split.feature_dims()
     if val_split.feature_dims() != feature_dims:

@@ -170,3 +170,16 @@ def test_estimate_labels_then_retrain(trained_run, synthetic_root):
     retrained = run_main(train_flags(synthetic_root, save_dir, "--mode", "retrain", "--refined_labels", pickle_path,
                                      "--checkpoint", "DHHN_refined", "--epochs", "1"))
     assert retrained["args"]["lr_visual_mgn"] == 3e-4 and len(retrained["history"]) == 1
+
+
+def test_flags_on_unlabelled_classes_are_dropped_and_counted():
+    from utils.label_refinement import restrict_to_labels
+    labels = np.zeros((2, 25))
+    labels[0, 3] = 1
+    audio = np.zeros((2, 25), dtype=bool)
+    visual = np.zeros((2, 25), dtype=bool)
+    audio[0, 3] = audio[1, 3] = True     # the second is on an unlabelled class
+    visual[0, 4] = True                  # unlabelled too
+    kept_audio, kept_visual, dropped = restrict_to_labels(audio, visual, labels)
+    assert dropped == 2
+    assert kept_audio.sum() == 1 and kept_audio[0, 3] and not kept_visual.any()

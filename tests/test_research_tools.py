@@ -308,7 +308,7 @@ def test_multi_seed_runs_two_seeds_in_parallel(tiny_root, tmp_path, monkeypatch)
 CLIP_LIKE_DIMS = {"audio": 512, "frames": 768, "snippets": 768}
 
 
-def test_clip_clap_sized_features_train_and_test(tiny_root, tmp_path):
+def test_clip_clap_sized_features_train_and_test(tiny_root, tmp_path, capsys):
     """Input sizes come from the feature files: rewrite the tiny LLP's features at CLAP/CLIP-like
     widths (a fixed random projection keeps their content), train 1 epoch and test."""
     root = tmp_path / "clip_llp"
@@ -327,6 +327,8 @@ def test_clip_clap_sized_features_train_and_test(tiny_root, tmp_path):
                                 "--feature_cache", "none"]
     trained = run_main(flags + ["--mode", "train", "--epochs", "1"])
     assert len(trained["history"]) == 1
+    # other sizes are accepted, never silently
+    assert "differ from the published {'audio': 128, 'frames': 2048, 'snippets': 512}" in capsys.readouterr().out
     tested = run_main(flags + ["--mode", "test"])
     assert all(0.0 <= value <= 1.0 for table in tested["tables"].values() for value in table.values())
     for role in ("audio", "visual", "overall"):

@@ -179,6 +179,17 @@ def read_refined_labels(path, filenames):
     return _flags_from_pickle(path, len(filenames))
 
 
+def restrict_to_labels(audio_flags, visual_flags, labels):
+    """Flags on labelled classes only, plus how many others were dropped; SPEC §10 step 4.
+
+    A flag says a label is wrong, so a flag on a class the video is not labelled with means
+    nothing; kept, it would turn P_v's smoothed 0.05 into 0 (the release only zeroes labelled cells).
+    """
+    labelled = np.asarray(labels) > 0
+    dropped = int((audio_flags & ~labelled).sum() + (visual_flags & ~labelled).sum())
+    return audio_flags & labelled, visual_flags & labelled, dropped
+
+
 def summary_table(audio_flags, visual_flags, labels):
     """Printable per-class counts: labelled videos, flagged audio labels, flagged visual labels."""
     labelled = (np.asarray(labels) > 0).sum(axis=0)
