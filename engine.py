@@ -66,20 +66,23 @@ def training_step(model, batch, optimizers, audio_mgn=None, visual_mgn=None, use
 
 
 def train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn=None, visual_mgn=None,
-                    use_rmse=True, progress=None, desc="train", autocast_dtype=None, graphed_step=None):
+                    use_rmse=True, progress=None, desc="train", autocast_dtype=None, graphed_step=None,
+                    on_step=None):
     """One pass over `data` (a TensorSplit) in shuffled batches; returns the mean of each loss term.
 
     When the split carries "audio_flags"/"visual_flags" (label refinement, SPEC §10) the targets
     are refined and the MGNs learn from P_a and P_v; otherwise they learn from the weak labels.
     graphed_step: optional utils.cuda_graph.GraphedTrainStep running this same step as one CUDA
     graph; it takes the batches it accepts (the full ones), the others run eagerly.
+    on_step: optional callback(step, num_steps, losses) after every step (losses still on the
+    device: reading them forces a sync, so a caller should do that only now and then).
     """
     nets = [net for net in (model, audio_mgn, visual_mgn) if net is not None]
     for net in nets:
         net.train()
     sums, num_batches = {}, 0
     batches = data.batch_indices(batch_size, generator)
-    for index in tqdm(batches, desc=desc, leave=False, disable=not _show_progress(progress)):
+    for step, index in enumerate(tqdm(batches, desc=desc, leave=False, disable=not _show_progress(progress)), 1):
         if graphed_step is not None and graphed_step.accepts(index):
             losses = graphed_step(index)
         else:
@@ -88,6 +91,8 @@ def train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn=No
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach()
         num_batches += 1
+        if on_step is not None:
+            on_step(step, len(batches), losses)
     # one host sync per epoch, not per step
     return {name: float(total) / num_batches for name, total in sums.items()}
 

@@ -59,7 +59,7 @@ def get_args_parser():
     run.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
     run.add_argument("--resume", action="store_true", help="continue an interrupted train/retrain run from <checkpoint>_last.pt")
     run.add_argument("--log-interval", dest="log_interval", type=int, default=50,
-                     help="accepted for compatibility with the release scripts; progress is shown per epoch and with tqdm")
+                     help="print the total training loss every N steps (0: never), as the release did")
     run.add_argument("--no-log", dest="no_log", action="store_true", help="do not write per-epoch JSON records")
     run.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                      help="tqdm progress bars: auto shows them on a terminal")

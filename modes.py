@@ -255,7 +255,7 @@ def _fit(args, refine_flags):
             nets["model"], train_data, list(optimizers.values()), args.batch_size, generator,
             audio_mgn=nets.get("audio_mgn"), visual_mgn=nets.get("visual_mgn"), use_rmse=args.rmse,
             progress=_progress(args), desc=f"epoch {epoch}", autocast_dtype=autocast_dtype,
-            graphed_step=graphed_step)
+            graphed_step=graphed_step, on_step=_step_logger(args, epoch))
         for scheduler in schedulers.values():
             scheduler.step()
         metrics = engine.evaluate(nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
@@ -293,6 +293,18 @@ def _fit(args, refine_flags):
     if not args.no_log:
         atomic_write_json(summary, _record_path(args, "summary.json"))
     return summary
+
+
+def _step_logger(args, epoch):
+    """Every --log-interval steps, the batch's total loss, as the release printed it."""
+    if args.log_interval <= 0:
+        return None
+
+    def log(step, num_steps, losses):
+        if step % args.log_interval == 0:
+            total = float(sum(value.detach() for value in losses.values()))
+            print(f"epoch {epoch} step {step}/{num_steps} | loss {total:.4f}")
+    return log
 
 
 def _json_line(obj):

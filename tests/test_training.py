@@ -179,3 +179,11 @@ def test_test_mode_prints_the_annotation_version(trained_run, synthetic_root, ca
     save_dir, _ = trained_run
     run_main(train_flags(synthetic_root, save_dir, "--mode", "val", "--no-log"))
     assert "annotations: unrecognised (sha256" in capsys.readouterr().out
+
+
+def test_log_interval_prints_the_loss_every_n_steps(synthetic_root, tmp_path, capsys):
+    run_main(train_flags(synthetic_root, tmp_path, "--mode", "train", "--epochs", "1", "--log-interval", "4",
+                         "--no_audio_mgn", "--no_visual_mgn", "--no_hier_feat"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1 step")]
+    # 160 training videos in batches of 16: steps 4 and 8 of 10
+    assert [line.split(" | ")[0] for line in lines] == ["epoch 1 step 4/10", "epoch 1 step 8/10"]
