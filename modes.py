@@ -26,7 +26,7 @@ from utils.tables import confusion_dict, format_confusion, modality_confusion, p
 from utils.label_refinement import (RefinementError, estimate_flags, read_refined_labels, restrict_to_labels,
                                     summary_table, write_flags)
 from utils.cuda_graph import GraphedTrainStep
-from utils.runtime import provenance, resolve_device
+from utils.runtime import DeviceError, provenance, resolve_device
 from utils.tensor_split import TensorSplit
 
 
@@ -34,7 +34,7 @@ class UsageError(ValueError):
     """A flag that cannot work (missing file, contradictory options); the message names the flag."""
 
 
-USER_ERRORS = (UsageError, LLPDataError, checkpoint.CheckpointError, RefinementError)
+USER_ERRORS = (UsageError, LLPDataError, checkpoint.CheckpointError, RefinementError, DeviceError)
 
 # SPEC §7: which val score each selected checkpoint maximises
 SELECTION_SCORES = {
@@ -143,7 +143,10 @@ def load_selected_model(args, role, feature_dims, device):
         raise checkpoint.CheckpointError(
             f"{path} was trained on feature sizes {config['feature_dims']}, the data has {dict(feature_dims)}")
     model = _build_from_config(config)
-    model.load_state_dict(state_dict)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:   # missing / unexpected keys or shapes
+        raise checkpoint.CheckpointError(f"{path} does not fit a {config['model_name']} model: {error}") from None
     return model.to(device).eval(), config
 
 

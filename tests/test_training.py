@@ -187,3 +187,25 @@ def test_log_interval_prints_the_loss_every_n_steps(synthetic_root, tmp_path, ca
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1 step")]
     # 160 training videos in batches of 16: steps 4 and 8 of 10
     assert [line.split(" | ")[0] for line in lines] == ["epoch 1 step 4/10", "epoch 1 step 8/10"]
+
+
+@pytest.mark.parametrize("device, message", [("gpu0", "not a device name"), ("cuda:7", "--device cuda:7")])
+def test_unusable_device_is_a_clear_error(synthetic_root, tmp_path, capsys, device, message):
+    flags = train_flags(synthetic_root, tmp_path, "--mode", "train")
+    flags[flags.index("--device") + 1] = device
+    err = exit_message(flags, capsys)
+    assert message in err and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_is_named(trained_run, synthetic_root, tmp_path, capsys):
+    save_dir, _ = trained_run
+    for role in ("audio", "visual", "overall"):
+        content = checkpoint.load(checkpoint.best_path(str(save_dir), "DHHN", role))
+        if role == "visual":
+            content["model"].pop(next(iter(content["model"])))   # a damaged state dict
+        checkpoint.save(checkpoint.best_path(str(tmp_path), "DHHN", role), **content)
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "test"), capsys)
+    assert "DHHN_best_visual.pt does not fit a dhhn model" in err
+    (tmp_path / "DHHN_best_audio.pt").write_bytes(b"not a checkpoint")
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "test"), capsys)
+    assert "cannot read checkpoint" in err and "DHHN_best_audio.pt" in err
