@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.constants import (
+    ANNOTATION_SHA256, OLDER_ANNOTATION_SHA256,
     CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV,
     LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS,
 )
@@ -34,25 +35,18 @@ from utils.io import atomic_write
 # Longest list of problems put in one message; the rest are counted.
 MAX_LISTED = 20
 
-# sha256 of the published annotation files (SPEC §2). Kept here, not read from
-# ../shared, because the project must run without that folder.
-KNOWN_ANNOTATION_SHA256 = {
-    "bbeb83e8af46a85075216b213d3464f92dd4ab71468c852ae454b82cc745c0a4":
-        f"{LABEL_TRAIN_CSV}, current",
-    "1811813b54c5f43c3be0a97bd0971cfb8a93818ca7b3ab96cdc7f4ac37ef37a6":
-        f"{LABEL_VAL_CSV}, current",
-    "3f7a2b040e3b67c15d08efef25002bf8c5b2320f11049eb99ae0eb2d62f8eb9b":
-        f"{LABEL_TEST_CSV}, current",
-    "89f112ffc602279c87cc2b2040c4cd42eaf163a9d7e61cf4e74250a343d21e56":
-        f"{LABEL_FULL_CSV}, current",
-    "d5435664668bec6e7eafb39059d2f424ed2682f6b55395262fc3cb691b7d0778":
-        f"{EVAL_AUDIO_CSV}, current (corrected upstream in 2024)",
-    "249122f65501d8d611c0027a48643798fe622bedee60f7e6224b5a8e3c02f886":
-        f"{EVAL_AUDIO_CSV}, 2020 copy with defects (3 rows of 2 test videos "
-        "have a broken filename; corrected upstream in 2024)",
-    "e2274af694f3f27e38b840e0cd91a9d8d9ac85280f193e90828d26b22db69abe":
-        f"{EVAL_VISUAL_CSV}, current",
-}
+
+def _known_annotation_versions():
+    """sha256 -> human-readable version of every published annotation file (SPEC §2)."""
+    versions = {digest: f"{name}, current" for name, digest in ANNOTATION_SHA256.items()}
+    versions[ANNOTATION_SHA256[EVAL_AUDIO_CSV]] = f"{EVAL_AUDIO_CSV}, current (corrected upstream in 2024)"
+    versions[OLDER_ANNOTATION_SHA256[EVAL_AUDIO_CSV]] = (
+        f"{EVAL_AUDIO_CSV}, 2020 copy with defects (3 rows of 2 test videos have a broken filename; "
+        "corrected upstream in 2024)")
+    return versions
+
+
+KNOWN_ANNOTATION_SHA256 = _known_annotation_versions()
 
 # `<11-char YouTube id>_<start>_<end>`; a few train videos have decimal times.
 YOUTUBE_ID_LENGTH = 11

@@ -19,26 +19,12 @@ import warnings
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.constants import ANNOTATION_FILES, EVAL_AUDIO_CSV, FEATURE_KINDS  # noqa: E402
+from utils.constants import (ANNOTATION_FILES, ANNOTATION_SHA256, EVAL_AUDIO_CSV, FEATURE_KINDS,  # noqa: E402
+                             OLDER_ANNOTATION_SHA256)
 from utils.io import atomic_write_bytes  # noqa: E402
 
 BASE_URL = "https://raw.githubusercontent.com/YapengTian/AVVP-ECCV20/master/data/"
 FEATURES_URL = "https://drive.google.com/file/d/10CeaI1G9uIyz5dKnd7XTeH9-qOehC7CL/view"
-
-# sha256 of the current annotation files (copied from ../shared/llp/SHA256SUMS).
-ANNOTATION_SHA256 = {
-    "AVVP_train.csv": "bbeb83e8af46a85075216b213d3464f92dd4ab71468c852ae454b82cc745c0a4",
-    "AVVP_val_pd.csv": "1811813b54c5f43c3be0a97bd0971cfb8a93818ca7b3ab96cdc7f4ac37ef37a6",
-    "AVVP_test_pd.csv": "3f7a2b040e3b67c15d08efef25002bf8c5b2320f11049eb99ae0eb2d62f8eb9b",
-    "AVVP_dataset_full.csv": "89f112ffc602279c87cc2b2040c4cd42eaf163a9d7e61cf4e74250a343d21e56",
-    "AVVP_eval_audio.csv": "d5435664668bec6e7eafb39059d2f424ed2682f6b55395262fc3cb691b7d0778",
-    "AVVP_eval_visual.csv": "e2274af694f3f27e38b840e0cd91a9d8d9ac85280f193e90828d26b22db69abe",
-}
-# The 2020 copy of the audio eval file: accepted with a warning. It also has a class name in the
-# filename column and a stray backtick; the loaders tolerate both (SPEC §2).
-OLDER_SHA256 = {
-    EVAL_AUDIO_CSV: "249122f65501d8d611c0027a48643798fe622bedee60f7e6224b5a8e3c02f886",
-}
 DOWNLOAD_TIMEOUT_S = 60
 
 OK, OLDER, MISSING, WRONG = "ok", "older copy", "missing", "wrong digest"
@@ -64,7 +50,7 @@ def classify_digest(name, digest):
     """OK, OLDER or WRONG for the sha256 `digest` of annotation file `name`."""
     if digest == ANNOTATION_SHA256[name]:
         return OK
-    if digest == OLDER_SHA256.get(name):
+    if digest == OLDER_ANNOTATION_SHA256.get(name):
         return OLDER
     return WRONG
 

@@ -57,7 +57,7 @@ def test_digests_match_shared_sha256sums():
         listed = {name: digest for digest, name in (line.split() for line in handle if line.strip())}
     for name, digest in download_llp.ANNOTATION_SHA256.items():
         assert listed[name] == digest
-    assert listed[OLDER_AUDIO_COPY] == download_llp.OLDER_SHA256[EVAL_AUDIO_CSV]
+    assert listed[OLDER_AUDIO_COPY] == download_llp.OLDER_ANNOTATION_SHA256[EVAL_AUDIO_CSV]
 
 
 @needs_real_annotations

@@ -39,3 +39,19 @@ LEVEL_TITLES = {"seg": "Seg.", "evt": "Eve."}
 TABLE_COLUMNS = ("audio", "visual", "av", "type", "event")
 COLUMN_TITLES = {"audio": "Audio", "visual": "Visual", "av": "Audio-Visual",
                  "type": "Type@AV", "event": "Event@AV"}
+
+# sha256 of the current published annotation files (SPEC §2, ../shared/llp/SHA256SUMS); kept in
+# code because the project must run without ../shared.
+ANNOTATION_SHA256 = {
+    LABEL_TRAIN_CSV: "bbeb83e8af46a85075216b213d3464f92dd4ab71468c852ae454b82cc745c0a4",
+    LABEL_VAL_CSV: "1811813b54c5f43c3be0a97bd0971cfb8a93818ca7b3ab96cdc7f4ac37ef37a6",
+    LABEL_TEST_CSV: "3f7a2b040e3b67c15d08efef25002bf8c5b2320f11049eb99ae0eb2d62f8eb9b",
+    LABEL_FULL_CSV: "89f112ffc602279c87cc2b2040c4cd42eaf163a9d7e61cf4e74250a343d21e56",
+    EVAL_AUDIO_CSV: "d5435664668bec6e7eafb39059d2f424ed2682f6b55395262fc3cb691b7d0778",
+    EVAL_VISUAL_CSV: "e2274af694f3f27e38b840e0cd91a9d8d9ac85280f193e90828d26b22db69abe",
+}
+# The 2020 copy of the audio eval file (3 rows of 2 test videos have a broken filename;
+# corrected upstream in 2024): accepted with a warning.
+OLDER_ANNOTATION_SHA256 = {
+    EVAL_AUDIO_CSV: "249122f65501d8d611c0027a48643798fe622bedee60f7e6224b5a8e3c02f886",
+}
