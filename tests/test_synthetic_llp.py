@@ -13,9 +13,10 @@ import pytest
 from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS,
                              LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV,
                              NUM_CLASSES, NUM_SEGMENTS)
+from utils.eval_metrics import extract_events
 from utils.synthetic_llp import (COMPLETE_MARKER, PARTIAL_MARKER, RECIPE, SIZES, SPLIT_LABEL_CSV,
                                  SPLITS, _build_world, _sample_annotations, generate_synthetic_llp,
-                                 is_complete, load_planted_truth, mask_to_runs)
+                                 is_complete, load_planted_truth)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(n_train=12, n_val=4, n_test=4)
@@ -119,10 +120,11 @@ def test_eval_csvs_encode_planted_truth_exactly(tiny_root):
             assert all(previous[1] < following[0] for previous, following in zip(spans, spans[1:]))
 
 
-def test_mask_to_runs():
-    assert mask_to_runs([0, 1, 1, 0, 0, 1, 0, 0, 1, 1]) == [(1, 3), (5, 6), (8, 10)]
-    assert mask_to_runs([1] * 10) == [(0, 10)]
-    assert mask_to_runs([0] * 10) == []
+def test_runs_written_to_the_eval_files():
+    # the generator writes eval rows with the metric module's run extractor (SPEC §9 events)
+    assert extract_events([0, 1, 1, 0, 0, 1, 0, 0, 1, 1]) == [(1, 3), (5, 6), (8, 10)]
+    assert extract_events([1] * 10) == [(0, 10)]
+    assert extract_events([0] * 10) == []
 
 
 def test_modality_mix_and_ambiguity():

@@ -34,6 +34,7 @@ import numpy as np
 from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS,
                              FRAMES_PER_SEGMENT, LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
                              LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS)
+from utils.eval_metrics import extract_events
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 # (n_train, n_val, n_test). "demo" is sized so that the full DHHN pipeline runs in minutes on a
@@ -173,13 +174,6 @@ def load_planted_truth(root, split):
     with np.load(path, allow_pickle=False) as truth:
         return ([str(name) for name in truth[f"{split}_filenames"]],
                 truth[f"{split}_audio"].copy(), truth[f"{split}_visual"].copy())
-
-
-def mask_to_runs(row):
-    """[(onset, offset)] of the maximal runs of 1s in a (10,) 0/1 row; segment t in [onset, offset)."""
-    padded = np.concatenate([[0], np.asarray(row, dtype=np.int8), [0]])
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(onset), int(offset)) for onset, offset in zip(edges[0::2], edges[1::2])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +463,7 @@ def _eval_lines(names, masks):
     lines = []
     for name, video in zip(names, masks):
         for c in np.flatnonzero(video.any(axis=1)):
-            lines += [f"{name}\t{onset}\t{offset}\t{CLASSES[c]}" for onset, offset in mask_to_runs(video[c])]
+            lines += [f"{name}\t{onset}\t{offset}\t{CLASSES[c]}" for onset, offset in extract_events(video[c])]
     return lines
 
 
