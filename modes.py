@@ -13,7 +13,7 @@ import time
 import torch
 
 import engine
-from dataloader import LLPDataError, annotation_version, load_split
+from dataloader import LLPDataError, annotation_version, load_split, read_video_labels
 from nets import build_mgns, build_parsing_model, default_feature_dims
 from nets.convert import load_any_state_dict
 from nets.dual import DualHHN
@@ -25,7 +25,7 @@ from utils.io import atomic_write_json, atomic_write_text
 from utils.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
 from utils.label_refinement import (RefinementError, estimate_flags, read_refined_labels, restrict_to_labels,
                                     summary_table, write_flags)
-from utils.cuda_graph import GraphedTrainStep
+from utils.cuda_graph import CudaGraphError, GraphedTrainStep, check_device as check_cuda_graph_device
 from utils.runtime import DeviceError, provenance, resolve_device
 from utils.tensor_split import TensorSplit
 
@@ -34,7 +34,7 @@ class UsageError(ValueError):
     """A flag that cannot work (missing file, contradictory options); the message names the flag."""
 
 
-USER_ERRORS = (UsageError, LLPDataError, checkpoint.CheckpointError, RefinementError, DeviceError)
+USER_ERRORS = (UsageError, LLPDataError, checkpoint.CheckpointError, RefinementError, DeviceError, CudaGraphError)
 
 # SPEC §7: which val score each selected checkpoint maximises
 SELECTION_SCORES = {
@@ -193,17 +193,17 @@ def _selection_roles(args):
 
 def _fit(args, refine_flags):
     device = resolve_device(args.device)
-    if args.cuda_graph and device.type != "cuda":
-        raise UsageError(f"--cuda_graph captures the training step as a CUDA graph and needs a CUDA device; "
-                         f"--device {args.device} gave {device}")
+    if args.cuda_graph:
+        check_cuda_graph_device(device)
     _check_inputs(args, ("train", "val"))
     if args.resume and not os.path.isfile(checkpoint.last_path(args.model_save_dir, args.checkpoint)):
         raise UsageError(f"--resume: no {checkpoint.last_path(args.model_save_dir, args.checkpoint)} to resume from")
+    # a bad flags file is reported before the features are read, not after
+    raw_flags = refine_flags(read_video_labels(args.label_train)[0]) if refine_flags else None
     train_split = _load(args, "train")
     flags = None
-    if refine_flags:
-        audio_flags, visual_flags, dropped = restrict_to_labels(*refine_flags(train_split.filenames),
-                                                                train_split.labels)
+    if raw_flags is not None:
+        audio_flags, visual_flags, dropped = restrict_to_labels(*raw_flags, train_split.labels)
         if dropped:
             print(f"--refined_labels {args.refined_labels}: {dropped} flag(s) on classes the video is not "
                   "labelled with are ignored")
@@ -324,12 +324,17 @@ def _epoch_line(record):
 
 # ---------------------------------------------------------------- val / test
 
+def _selected_roles_needed(args):
+    """Selected checkpoints a val/test run cannot do without (SPEC §8; HAN: its one checkpoint)."""
+    return ("audio", "visual") if args.model == "dhhn" else ("overall",)
+
+
 def assemble_models(args, feature_dims, device):
     """Rows to report: name -> (model, gating). DHHN: the dual stream first (SPEC §8), then the
     single best-overall HCMN so the effect of dual selection is visible; HAN: its selected model."""
     rows = {}
     if args.model == "dhhn":
-        audio_stream, audio_config = load_selected_model(args, "audio", feature_dims, device)
+        audio_stream, _ = load_selected_model(args, "audio", feature_dims, device)
         visual_stream, _ = load_selected_model(args, "visual", feature_dims, device)
         rows["DHHN dual (best-audio + best-visual)"] = (DualHHN(audio_stream, visual_stream), "modality")
         try:
@@ -347,6 +352,8 @@ def run_evaluate(args):
     device = resolve_device(args.device)
     split_name = args.mode
     _check_inputs(args, (split_name,))
+    for role in _selected_roles_needed(args):   # missing checkpoints are reported before loading features
+        checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
     split = _load(args, split_name)
     rows = assemble_models(args, split.feature_dims(), device)
     info = _start_run(args, device)
@@ -384,6 +391,7 @@ def run_estimate_labels(args):
     """Judge every training label by modality swapping with a selected checkpoint; SPEC §10."""
     device = resolve_device(args.device)
     _check_inputs(args, ("train",))
+    checkpoint.find_selected(args.model_save_dir, args.checkpoint, args.refine_source)   # before loading features
     train_split = _load(args, "train")
     model, config = load_selected_model(args, args.refine_source, train_split.feature_dims(), device)
     info = _start_run(args, device)

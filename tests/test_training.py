@@ -209,3 +209,21 @@ def test_corrupt_checkpoint_is_named(trained_run, synthetic_root, tmp_path, caps
     (tmp_path / "DHHN_best_audio.pt").write_bytes(b"not a checkpoint")
     err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "test"), capsys)
     assert "cannot read checkpoint" in err and "DHHN_best_audio.pt" in err
+
+
+def test_bad_flags_file_and_missing_checkpoints_are_reported_before_features_are_read(synthetic_root, tmp_path,
+                                                                                       capsys, monkeypatch):
+    import modes
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("features were loaded before the cheap checks")
+    monkeypatch.setattr(modes, "load_split", must_not_load)
+    bad_flags = tmp_path / "flags.pkl"
+    bad_flags.write_bytes(b"not a pickle")
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "retrain", "--refined_labels", str(bad_flags)),
+                       capsys)
+    assert "flags.pkl: not a label-refinement pickle" in err
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "estimate_labels"), capsys)
+    assert "DHHN_best_overall.pt" in err
+    err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "test"), capsys)
+    assert "DHHN_best_audio.pt" in err
