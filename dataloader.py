@@ -418,9 +418,26 @@ def _read_kind(kind, paths, dtype, progress, problems, pooled_rows=None):
             problems.append(f"{path}: NaN/Inf values (as {dtype.name})")
             continue
         if pooled_rows:
-            values = values.astype(np.float32).reshape(pooled_rows, -1, dim).mean(axis=1)
+            values = pool_frames_per_segment(values[None], pooled_rows)[0]
         out[i] = values
     return out
+
+
+def pool_frames_per_segment(frames, num_segments, chunk=1024):
+    """(N, T*F, D) frame features -> (N, T, D) float32 means of the F frames of each segment.
+
+    The visual projection is linear, so projecting the mean frame equals averaging the projected
+    frames (SPEC §3) up to float rounding, with 1/F of the memory and the projection's compute.
+    """
+    num_videos, num_frames, dim = frames.shape
+    if num_frames == num_segments:   # already one (mean) frame per segment, e.g. pooled at load
+        return frames
+    pooled = np.empty((num_videos, num_segments, dim), dtype=np.float32)
+    for start in range(0, num_videos, chunk):
+        block = frames[start:start + chunk].astype(np.float32)
+        pooled[start:start + chunk] = block.reshape(len(block), num_segments, num_frames // num_segments, dim).mean(axis=2)
+    return pooled
+
 
 
 def load_features(feature_dirs, filenames, cache_dir=None, frame_dtype="float32",
@@ -512,7 +529,7 @@ def load_split(name, label_csv, audio_dir, video_dir, st_dir, eval_audio_csv=Non
 
     Features are packed into `cache_dir` (None: default_cache_dir(audio_dir))
     unless use_cache is False. pool_frames: keep one mean frame per segment,
-    frames (N,10,Df) instead of (N,80,Df) (see utils.tensor_split.pool_frames_per_segment).
+    frames (N,10,Df) instead of (N,80,Df) (see pool_frames_per_segment).
     known_filenames: every video the eval files may name (val ∪ test), used to
     warn about eval rows matching none; by default read from the published
     val/test label files beside the eval file (falls back to a filename check).

@@ -45,7 +45,7 @@ sys.path.insert(0, REPO_ROOT)
 
 import engine  # noqa: E402
 import modes  # noqa: E402
-from dataloader import feature_file_name, load_split  # noqa: E402
+from dataloader import feature_file_name, load_split, pool_frames_per_segment  # noqa: E402
 from main_DHHN import PUBLISHED_DEFAULTS, resolve_defaults  # noqa: E402
 from main_DHHN import get_args_parser as main_args_parser  # noqa: E402
 from nets import build_mgns, build_parsing_model  # noqa: E402
@@ -55,7 +55,7 @@ from utils.cuda_graph import GraphedTrainStep  # noqa: E402
 from utils.eval_metrics import event_level, segment_level  # noqa: E402
 from utils.runtime import device_description, resolve_device  # noqa: E402
 from utils.synthetic_llp import generate_synthetic_llp  # noqa: E402
-from utils.tensor_split import FEATURE_KEYS, TensorSplit, pool_frames_per_segment  # noqa: E402
+from utils.tensor_split import FEATURE_KEYS, TensorSplit  # noqa: E402
 
 LLP_SIZES = {"n_train": 10000, "n_val": 649, "n_test": 1200}
 CPU_SIZES = {"n_train": 512, "n_val": 256, "n_test": 0}

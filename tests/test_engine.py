@@ -8,7 +8,8 @@ import torch
 import engine
 from nets import build_parsing_model
 from utils.losses import PROB_EPS, make_targets, mgn_losses, parsing_losses
-from utils.tensor_split import TensorSplit, pool_frames_per_segment
+from dataloader import pool_frames_per_segment
+from utils.tensor_split import TensorSplit
 
 
 def test_targets_without_and_with_refinement():

@@ -3,26 +3,11 @@
 The whole split is moved once; a batch is an index gather on the device, so training and
 evaluation never read files or copy host memory per step.
 """
-import numpy as np
 import torch
 
+from dataloader import pool_frames_per_segment
+
 FEATURE_KEYS = ("audio", "frames", "snippets")
-
-
-def pool_frames_per_segment(frames, num_segments, chunk=1024):
-    """(N, T*F, D) frame features -> (N, T, D) float32 means of the F frames of each segment.
-
-    The visual projection is linear, so projecting the mean frame equals averaging the projected
-    frames (SPEC §3) up to float rounding, with 1/F of the memory and the projection's compute.
-    """
-    num_videos, num_frames, dim = frames.shape
-    if num_frames == num_segments:   # already one (mean) frame per segment, e.g. pooled at load
-        return frames
-    pooled = np.empty((num_videos, num_segments, dim), dtype=np.float32)
-    for start in range(0, num_videos, chunk):
-        block = frames[start:start + chunk].astype(np.float32)
-        pooled[start:start + chunk] = block.reshape(len(block), num_segments, num_frames // num_segments, dim).mean(axis=2)
-    return pooled
 
 
 class TensorSplit:
