@@ -202,12 +202,15 @@ def _pattern_codes(labels):
     return codes.astype(np.int64)
 
 
+def as_numpy(value):
+    """A numpy array of an array-like or a torch tensor on any device."""
+    return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+
+
 def _to_codes(labels, name):
     """(N, 25, 10) 0/1 array or tensor (any dtype, any device) -> (N, 25) int64
     pattern codes; raises ValueError on a wrong shape or non-binary values."""
-    if torch.is_tensor(labels):
-        labels = labels.detach().cpu().numpy()
-    labels = np.asarray(labels)
+    labels = as_numpy(labels)
     if labels.ndim != 3 or labels.shape[1:] != (NUM_CLASSES, NUM_SEGMENTS):
         raise ValueError(f"{name} must have shape (N, {NUM_CLASSES}, {NUM_SEGMENTS}), "
                          f"got {labels.shape}")

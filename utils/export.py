@@ -15,12 +15,11 @@ import os
 import re
 
 import numpy as np
-import torch
 
 import engine
 from dataloader import read_segment_truth
 from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import evaluate_split, extract_events
+from utils.eval_metrics import as_numpy, evaluate_split, extract_events
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 MANIFEST_FILE = "manifest.json"
@@ -76,7 +75,7 @@ def export_predictions(export_dir, split, rows):
                  "npz": os.path.join(export_dir, f"{slug}.npz")}
         write_event_csv(paths["audio_csv"], filenames, pred_audio)
         write_event_csv(paths["visual_csv"], filenames, pred_visual)
-        arrays = {key: _numpy(outputs[key]) for key in OUTPUT_KEYS}
+        arrays = {key: as_numpy(outputs[key]) for key in OUTPUT_KEYS}
         arrays.update(filenames=np.array(filenames), pred_audio=pred_audio, pred_visual=pred_visual,
                       gating=np.array(gating), row=np.array(name), split=np.array(split.name))
         buffer = io.BytesIO()
@@ -119,12 +118,8 @@ def _unique(slug, used):
     return candidate
 
 
-def _numpy(value):
-    return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-
-
 def _as_bool_array(pred, name, num_videos):
-    array = _numpy(pred)
+    array = as_numpy(pred)
     if array.shape != (num_videos, NUM_CLASSES, NUM_SEGMENTS):
         raise ValueError(f"{name} must have shape ({num_videos}, {NUM_CLASSES}, {NUM_SEGMENTS}), got {array.shape}")
     return array.astype(bool)

@@ -9,12 +9,11 @@ import csv
 import io
 
 import numpy as np
-import torch
 
 from utils.constants import CLASSES, LEVEL_TITLES, NUM_CLASSES, NUM_SEGMENTS
+from utils.eval_metrics import MODALITIES, as_numpy
 from utils.io import atomic_write_text
 
-MODALITIES = ("audio", "visual", "av")
 MODALITY_TITLES = {"audio": "A", "visual": "V", "av": "AV"}
 PER_CLASS_COLUMNS = tuple(f"{level}_{modality}" for level in LEVEL_TITLES for modality in MODALITIES)
 # state code = audio + 2 * visual
@@ -73,7 +72,7 @@ def per_class_table(metrics, title=None):
 
 
 def _states(audio, visual, name):
-    audio, visual = (x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x) for x in (audio, visual))
+    audio, visual = as_numpy(audio), as_numpy(visual)
     if audio.ndim != 3 or audio.shape[1:] != (NUM_CLASSES, NUM_SEGMENTS) or visual.shape != audio.shape:
         raise ValueError(f"{name} audio and visual must both have shape (N, {NUM_CLASSES}, {NUM_SEGMENTS}), "
                          f"got {audio.shape} and {visual.shape}")
