@@ -252,40 +252,42 @@ def _fit(args, refine_flags):
                                  use_rmse=args.rmse, autocast_dtype=autocast_dtype)
         graphed_step = GraphedTrainStep(step, train_data, args.batch_size, nets.values(), optimizers.values())
     gating = MODEL_GATING[args.model]
-    for epoch in range(start_epoch, args.epochs + 1):
-        epoch_start = time.time()
-        losses = engine.train_one_epoch(
-            nets["model"], train_data, list(optimizers.values()), args.batch_size, generator,
-            audio_mgn=nets.get("audio_mgn"), visual_mgn=nets.get("visual_mgn"), use_rmse=args.rmse,
-            progress=_progress(args), desc=f"epoch {epoch}", autocast_dtype=autocast_dtype,
-            graphed_step=graphed_step, on_step=_step_logger(args, epoch))
-        for scheduler in schedulers.values():
-            scheduler.step()
-        metrics = engine.evaluate(nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
-                                  gating, args.eval_batch_size, _progress(args))
-        saved = []
-        for role in roles:
-            score = SELECTION_SCORES[role](metrics)
-            if score > best[role] or (ties_to_later and score == best[role]):
-                best[role], best_epoch[role] = score, epoch
-                checkpoint.save(checkpoint.best_path(args.model_save_dir, args.checkpoint, role),
+    # checkpoints are written on a worker thread; leaving the block waits for every write
+    with checkpoint.BackgroundWriter() as writer:
+        for epoch in range(start_epoch, args.epochs + 1):
+            epoch_start = time.time()
+            losses = engine.train_one_epoch(
+                nets["model"], train_data, list(optimizers.values()), args.batch_size, generator,
+                audio_mgn=nets.get("audio_mgn"), visual_mgn=nets.get("visual_mgn"), use_rmse=args.rmse,
+                progress=_progress(args), desc=f"epoch {epoch}", autocast_dtype=autocast_dtype,
+                graphed_step=graphed_step, on_step=_step_logger(args, epoch))
+            for scheduler in schedulers.values():
+                scheduler.step()
+            metrics = engine.evaluate(nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
+                                      gating, args.eval_batch_size, _progress(args))
+            saved = []
+            for role in roles:
+                score = SELECTION_SCORES[role](metrics)
+                if score > best[role] or (ties_to_later and score == best[role]):
+                    best[role], best_epoch[role] = score, epoch
+                    writer.save(checkpoint.best_path(args.model_save_dir, args.checkpoint, role),
                                 model=nets["model"].state_dict(), model_config=model_config, role=role,
                                 epoch=epoch, score=score, val=headline(metrics), args=vars(args))
-                saved.append(role)
-        record = {"epoch": epoch, "losses": losses, "val": headline(metrics), "saved": saved,
-                  "seconds": round(time.time() - epoch_start, 3)}
-        history.append(record)
-        checkpoint.save(
-            last_file, epoch=epoch, args=vars(args), model_config=model_config,
-            nets={name: net.state_dict() for name, net in nets.items()},
-            optimizers={name: opt.state_dict() for name, opt in optimizers.items()},
-            schedulers={name: sch.state_dict() for name, sch in schedulers.items()},
-            generator=generator.get_state(), rng_cpu=torch.get_rng_state(),
-            rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            best=best, best_epoch=best_epoch, history=history)
-        if not args.no_log:
-            atomic_write_text("".join(_json_line(item) for item in history), _record_path(args, "log.jsonl"))
-        print(_epoch_line(record))
+                    saved.append(role)
+            record = {"epoch": epoch, "losses": losses, "val": headline(metrics), "saved": saved,
+                      "seconds": round(time.time() - epoch_start, 3)}
+            history.append(record)
+            writer.save(
+                last_file, epoch=epoch, args=vars(args), model_config=model_config,
+                nets={name: net.state_dict() for name, net in nets.items()},
+                optimizers={name: opt.state_dict() for name, opt in optimizers.items()},
+                schedulers={name: sch.state_dict() for name, sch in schedulers.items()},
+                generator=generator.get_state(), rng_cpu=torch.get_rng_state(),
+                rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                best=best, best_epoch=best_epoch, history=history)
+            if not args.no_log:
+                atomic_write_text("".join(_json_line(item) for item in history), _record_path(args, "log.jsonl"))
+            print(_epoch_line(record))
 
     summary = {"provenance": info, "args": vars(args), "best_epoch": best_epoch, "best_score": best,
                "history": history, "wall_seconds": round(time.time() - started, 3)}

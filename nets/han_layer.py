@@ -52,4 +52,7 @@ class HANLayer(nn.Module):
         Both directions read the ORIGINAL inputs: the visual output attends to the
         audio input, not to the freshly updated audio (SPEC §4).
         """
-        return self(audio, visual)[0], self(visual, audio)[0]
+        # One call on the two directions stacked along the batch: the weights are shared and
+        # every operation is per row, so this equals the two published calls in half the kernels.
+        updated = self(torch.cat([audio, visual]), torch.cat([visual, audio]))[0]
+        return updated[:audio.shape[0]], updated[audio.shape[0]:]

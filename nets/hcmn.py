@@ -83,6 +83,7 @@ class HCMN(nn.Module):
         features = self.hierarchical_features(audio, frames, snippets)
         if not self.hier_pred:
             features = features[-1:]
-        per_scale = [self.head(scale_features) for scale_features in features]
-        return {key: torch.stack([out[key] for out in per_scale]).mean(dim=0)
-                for key in per_scale[0]}
+        # the one shared head on all scales stacked along the batch (one call, not K)
+        stacked = self.head(torch.cat(features))
+        return {key: value.unflatten(0, (len(features), -1)).mean(dim=0)
+                for key, value in stacked.items()}

@@ -4,6 +4,7 @@ the project's). The CUDA graph capture itself needs a GPU and is not exercised h
 import copy
 import importlib.util
 import os
+import time
 import types
 
 import numpy as np
@@ -218,3 +219,48 @@ def test_published_style_truth_and_scores_match_the_project(synthetic_root):
     published = benchmark.scores_as_metrics(video_scores)
     project = evaluate_split(*engine.segment_predictions(outputs), split.gt_audio, split.gt_visual)
     assert benchmark.max_metric_difference(published, project) < 1e-12
+
+
+# ---- checkpoints written off the training thread (utils.checkpoint.BackgroundWriter) ----
+
+def test_background_writer_snapshots_at_save_and_keeps_submission_order(tmp_path, monkeypatch):
+    from utils import checkpoint
+    order = []
+    real_save = checkpoint.save
+
+    def slow_save(path, **content):
+        time.sleep(0.05)
+        real_save(path, **content)
+        order.append(os.path.basename(path))
+    monkeypatch.setattr(checkpoint, "save", slow_save)
+    weights = torch.zeros(3)
+    with checkpoint.BackgroundWriter(max_pending=2) as writer:
+        for epoch in range(1, 5):
+            weights.fill_(epoch)   # training goes on changing the tensors while writes are queued
+            writer.save(str(tmp_path / f"epoch{epoch}.pt"), nets={"w": weights}, history=[{"epoch": epoch}])
+            assert len(writer._pending) <= 2
+    assert order == ["epoch1.pt", "epoch2.pt", "epoch3.pt", "epoch4.pt"]
+    for epoch in range(1, 5):
+        content = checkpoint.load(str(tmp_path / f"epoch{epoch}.pt"))
+        assert torch.equal(content["nets"]["w"], torch.full((3,), float(epoch)))
+        assert content["history"] == [{"epoch": epoch}]
+
+
+def test_background_writer_finishes_queued_writes_when_training_is_interrupted(tmp_path, monkeypatch):
+    from utils import checkpoint
+    real_save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda path, **content: (time.sleep(0.2), real_save(path, **content)))
+    with pytest.raises(KeyboardInterrupt):
+        with checkpoint.BackgroundWriter() as writer:
+            writer.save(str(tmp_path / "last.pt"), epoch=3)
+            raise KeyboardInterrupt
+    assert checkpoint.load(str(tmp_path / "last.pt"))["epoch"] == 3
+
+
+def test_background_writer_reports_a_failed_write(tmp_path):
+    from utils import checkpoint
+    (tmp_path / "not_a_folder").write_text("a file")
+    writer = checkpoint.BackgroundWriter()
+    writer.save(str(tmp_path / "not_a_folder" / "last.pt"), epoch=1)
+    with pytest.raises(OSError):
+        writer.close()

@@ -7,6 +7,7 @@ The original release's layout (NAME_audio.pt, NAME_video.pt, NAME_aud-vis.pt, ra
 state_dicts) is accepted for testing as well.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -55,3 +56,57 @@ def load(path, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+
+
+def host_copy(content):
+    """`content` with every tensor copied to host memory (dicts, lists and tuples walked); the copy
+    no longer changes when training goes on updating the originals."""
+    if torch.is_tensor(content):
+        return content.detach().to("cpu", copy=True)
+    if isinstance(content, dict):
+        return {key: host_copy(value) for key, value in content.items()}
+    if isinstance(content, (list, tuple)):
+        return type(content)(host_copy(value) for value in content)
+    return content
+
+
+class BackgroundWriter:
+    """Checkpoint writes on a worker thread, so that training does not wait for the disk.
+
+    A full `_last.pt` (three nets and their Adam moments, about 190 MB at LLP sizes) takes a few
+    tenths of a second to write and fsync: on a GPU that is a sizeable part of an epoch. `save`
+    snapshots the content to host memory at once and queues the atomic write; writes happen one at
+    a time in submission order, so a `_last.pt` never lands before the best checkpoints it refers
+    to. At most `max_pending` writes are queued (bounded host memory); a failed write raises at the
+    next `save` or at `wait`/`close`. Use as a context manager: leaving it, normally or by an
+    exception (Ctrl-C included), first finishes every queued write.
+    """
+
+    def __init__(self, max_pending=4):
+        self.max_pending = max_pending
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending = []
+
+    def save(self, path, **content):
+        self._collect(keep=self.max_pending - 1)
+        self._pending.append(self._executor.submit(save, path, **host_copy(content)))
+
+    def wait(self):
+        """Block until every queued write is on disk; raise the first write error."""
+        self._collect(keep=0)
+
+    def _collect(self, keep):
+        while len(self._pending) > keep or (self._pending and self._pending[0].done()):
+            self._pending.pop(0).result()
+
+    def close(self):
+        try:
+            self.wait()
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
