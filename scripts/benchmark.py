@@ -12,7 +12,7 @@ the annotation CSVs) and measures, in one run on one device (its name is printed
                        step and copied to the device, plain Adam;
       project          TensorSplit (device-resident) + engine.train_one_epoch, the optimizers of
                        modes._build_training (fused Adam on CUDA);
-      project --cuda_graph, project --autocast bf16   (CUDA only; bf16 with --bf16);
+      project --cuda_graph (CUDA only), project --autocast bf16 (with --bf16);
   (b) validation: engine.evaluate (batched forward + batched metrics) against batch size 1, a pandas
       filter of the eval CSV rows per video for its 25x10 truth, and per-video segment_level /
       event_level, as the release evaluates;
@@ -38,6 +38,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # Running a file puts scripts/ (not the repo root) on sys.path; add the root.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +86,7 @@ def get_args_parser():
     parser.add_argument("--root", default=None,
                         help="folder of the synthetic LLP, kept and reused by later runs (default: a temporary "
                              "folder, removed at the end)")
-    parser.add_argument("--bf16", action="store_true", help="also train with --autocast bf16 (CUDA) and report its metrics")
+    parser.add_argument("--bf16", action="store_true", help="also train with --autocast bf16 and report its metrics")
     parser.add_argument("--no_cuda_graph", action="store_true", help="on CUDA, skip the --cuda_graph training path")
     parser.add_argument("--skip_published", action="store_true",
                         help="skip the published-style training loop (the slowest part)")
@@ -260,6 +261,38 @@ def project_nets(feature_dims, device, seed):
     return nets["model"], nets["audio_mgn"], nets["visual_mgn"], list(optimizers.values())
 
 
+# ---------------------------------------------------------------- operator counts
+
+class OperatorCounter(TorchDispatchMode):
+    """Counts the operators that reach the device (views and allocations excluded); on a GPU each
+    is about one kernel launch, which bounds a launch-bound step when it is not a CUDA graph."""
+
+    FREE = {"aten.detach", "aten.empty", "aten.empty_strided", "aten.empty_like", "aten._unsafe_view",
+            "aten._local_scalar_dense"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and str(func.overloadpacket) not in self.FREE:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operators_per_step(feature_dims, device, data, batch_size, seed):
+    """(training step incl. the three Adam steps, evaluation forward) operator counts on one batch."""
+    model, audio_mgn, visual_mgn, optimizers = project_nets(feature_dims, device, seed)
+    batch = data.gather(torch.arange(batch_size, device=device))
+    engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)   # optimizer state exists
+    with OperatorCounter() as train_ops:
+        engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+    model.eval()
+    with torch.no_grad(), OperatorCounter() as eval_ops:
+        model(batch["audio"], batch["frames"], batch["snippets"])
+    return train_ops.count, eval_ops.count
+
+
 # ---------------------------------------------------------------- report helpers
 
 def metric_line(metrics):
@@ -333,7 +366,7 @@ def train_methods(args, device, feature_dims, paths, train_split):
     variants = [("project", None, False)]
     if device.type == "cuda" and not args.no_cuda_graph:
         variants.append(("project --cuda_graph", None, True))
-    if device.type == "cuda" and args.bf16:
+    if args.bf16:
         variants.append(("project --autocast bf16", torch.bfloat16, False))
     for name, autocast_dtype, use_graph in variants:
         model, audio_mgn, visual_mgn, optimizers = project_nets(feature_dims, device, seed)
@@ -342,7 +375,7 @@ def train_methods(args, device, feature_dims, paths, train_split):
             step = functools.partial(engine.training_step, model, optimizers=optimizers, audio_mgn=audio_mgn,
                                      visual_mgn=visual_mgn, autocast_dtype=autocast_dtype)
             graphed_step = GraphedTrainStep(step, data, args.batch_size, (model, audio_mgn, visual_mgn), optimizers)
-        methods[name] = dict(model=model, run=functools.partial(
+        methods[name] = dict(model=model, data=data, run=functools.partial(
             engine.train_one_epoch, model, data, optimizers, args.batch_size, torch.Generator().manual_seed(seed),
             audio_mgn, visual_mgn, progress=False, autocast_dtype=autocast_dtype, graphed_step=graphed_step))
     return methods
@@ -412,6 +445,12 @@ def run_benchmark(args, device, paths, work_dir, root):
         if name in typical:
             line += f"; {short} {typical[name]:.3f} s ({typical[name] / typical['project']:.2f}x)"
     report.append(line)
+
+    train_ops, eval_ops = operators_per_step(feature_dims, device, methods["project"]["data"],
+                                             args.batch_size, args.seed)
+    print(f"  operators per training step (HCMN + MGNs forward, backward, Adam): {train_ops:,}; "
+          f"per evaluation forward pass: {eval_ops:,}")
+    report.append(f"operators per training step {train_ops:,} (each a kernel launch on a GPU without --cuda_graph)")
 
     # (b) evaluation of the project-trained model
     val_data = TensorSplit(val_split, device)
@@ -484,20 +523,30 @@ def run_benchmark(args, device, paths, work_dir, root):
 
 
 def time_origin(args, device, root, paths, work_dir):
-    """Wall time of DHHN_origin.sh (train, then test) on the synthetic LLP, packed cache warm."""
+    """Wall time of DHHN_origin.sh (train, then test) on the synthetic LLP, packed cache warm; on CUDA
+    also with --cuda_graph. Returns the report line."""
     for name in ("train", "val", "test"):   # build the default packed cache, as a first run would
         load(paths, name, os.path.join(os.path.dirname(paths["audio_dir"]), ".packed_cache"))
-    save_dir = os.path.join(work_dir, "origin_models")
-    command = ["sh", "DHHN_origin.sh", "--device", str(device), "--model_save_dir", save_dir, "--progress", "off"]
-    environment = dict(os.environ, LLP_ROOT=root)
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        print(result.stdout[-4000:], result.stderr[-4000:])
-        return f"DHHN_origin.sh FAILED (exit {result.returncode}) after {seconds:.1f} s"
-    print(f"\nDHHN_origin.sh (train {args.n_train} videos, then test {args.n_test}; packed cache warm): {seconds:.1f} s")
-    return f"DHHN_origin.sh end to end: {seconds:.1f} s"
+    variants = [("default flags", [])]
+    if device.type == "cuda" and not args.no_cuda_graph:
+        variants.append(("--cuda_graph", ["--cuda_graph"]))
+    results = []
+    for label, extra in variants:
+        save_dir = os.path.join(work_dir, "origin_models_" + str(len(results)))
+        command = ["sh", "DHHN_origin.sh", "--device", str(device), "--model_save_dir", save_dir,
+                   "--progress", "off"] + extra
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=REPO_ROOT, env=dict(os.environ, LLP_ROOT=root),
+                                capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            print(result.stdout[-4000:], result.stderr[-4000:])
+            results.append(f"{label} FAILED (exit {result.returncode}) after {seconds:.1f} s")
+            continue
+        print(f"\nDHHN_origin.sh {label} (train {args.n_train} videos, then test {args.n_test}; packed cache "
+              f"warm): {seconds:.1f} s")
+        results.append(f"{label} {seconds:.1f} s")
+    return "DHHN_origin.sh end to end: " + "; ".join(results)
 
 
 if __name__ == "__main__":

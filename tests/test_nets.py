@@ -220,9 +220,12 @@ def test_hier_pred_averages_scales_and_off_uses_last_scale():
     last_only = HCMN(hier_pred=False).eval()
     last_only.load_state_dict(model.state_dict())
     inputs = make_inputs(2)
+    head_calls = []
+    model.head.register_forward_hook(lambda module, args, output: head_calls.append(args[0].shape))
     with torch.no_grad():
-        per_scale = [model.head(f) for f in model.hierarchical_features(*inputs)]
         averaged, from_last = model(*inputs), last_only(*inputs)
+        assert head_calls == [(3 * 2, NUM_SEGMENTS, 2, D)]   # one call on the three scales stacked
+        per_scale = [model.head(f) for f in model.hierarchical_features(*inputs)]
     for key in OUTPUT_SHAPES:
         mean = torch.stack([out[key] for out in per_scale]).mean(dim=0)
         torch.testing.assert_close(averaged[key], mean)

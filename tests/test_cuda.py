@@ -1,0 +1,104 @@
+"""The CUDA paths: device-resident training, `--cuda_graph` and `--autocast bf16` on a GPU.
+
+Skipped without a CUDA device (CI has none); a GPU session runs them with
+`python -m pytest -q tests/test_cuda.py`. The CPU side of the same machinery (batch routing,
+warm-up without trace, the learning rate as a tensor) is tested in test_speed_paths.py.
+"""
+import pytest
+import torch
+
+import engine
+from conftest import run_main, train_flags
+from nets import HCMN, AudioMGN, VisualMGN
+from test_speed_paths import SMALL_DIMS, SMALL_WIDTH, small_split
+from utils import checkpoint
+from utils.cuda_graph import GraphedTrainStep
+from utils.tensor_split import TensorSplit
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+
+
+def cuda_training(seed=0, dropout=0.0):
+    """Small HCMN + MGNs on the GPU with fused Adam, as modes._build_training makes them on CUDA.
+    dropout=0 makes graph and eager runs comparable number for number (no random masks)."""
+    torch.manual_seed(seed)
+    nets = (HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
+                 dropout=dropout),
+            AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH, dropout=dropout),
+            VisualMGN(SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
+                      dim_feedforward=SMALL_WIDTH, dropout=dropout))
+    nets = tuple(net.to(CUDA) for net in nets)
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=True) for net in nets]
+    return nets, optimizers
+
+
+def train_epochs(data, epochs, batch_size, use_graph):
+    (model, audio_mgn, visual_mgn), optimizers = cuda_training()
+    graphed = None
+    if use_graph:
+        def step(batch):
+            return engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+        graphed = GraphedTrainStep(step, data, batch_size, (model, audio_mgn, visual_mgn), optimizers)
+    generator = torch.Generator().manual_seed(0)
+    history = [engine.train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn, visual_mgn,
+                                      progress=False, graphed_step=graphed) for _ in range(epochs)]
+    return history, [p.detach().clone() for net in (model, audio_mgn, visual_mgn) for p in net.parameters()], graphed
+
+
+def test_graphed_training_equals_eager_training_without_dropout():
+    """Warm-up undone, full batches replayed, the ragged batch eager: the same updates as eager."""
+    data = TensorSplit(small_split(num_videos=22), CUDA)   # batches of 8: 8, 8 replayed, 6 eager
+    eager_history, eager_params, _ = train_epochs(data, 2, 8, use_graph=False)
+    graph_history, graph_params, graphed = train_epochs(data, 2, 8, use_graph=True)
+    assert graphed.graph is not None
+    for eager, graph in zip(eager_history, graph_history):
+        assert eager.keys() == graph.keys()
+        for name in eager:
+            assert graph[name] == pytest.approx(eager[name], rel=1e-3, abs=1e-5), name
+    for eager, graph in zip(eager_params, graph_params):
+        torch.testing.assert_close(graph, eager, rtol=1e-3, atol=1e-5)
+
+
+def test_a_learning_rate_change_reaches_the_captured_graph():
+    data = TensorSplit(small_split(num_videos=8), CUDA)
+    (model, audio_mgn, visual_mgn), optimizers = cuda_training()
+
+    def step(batch):
+        return engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+    graphed = GraphedTrainStep(step, data, 8, (model, audio_mgn, visual_mgn), optimizers)
+    index = torch.arange(8, device=CUDA)
+    graphed(index)   # capture + first replay
+    before = [p.detach().clone() for p in model.parameters()]
+    for optimizer in optimizers:
+        optimizer.param_groups[0]["lr"].fill_(0.0)   # what StepLR does to the tensor learning rate
+    graphed(index)
+    torch.cuda.synchronize()
+    for old, new in zip(before, model.parameters()):
+        assert torch.equal(old, new)
+
+
+def test_bf16_autocast_step_on_cuda_keeps_float32_losses():
+    data = TensorSplit(small_split(num_videos=8), CUDA)
+    (model, audio_mgn, visual_mgn), optimizers = cuda_training(dropout=0.1)
+    losses = engine.training_step(model, data.gather(torch.arange(8, device=CUDA)), optimizers, audio_mgn,
+                                  visual_mgn, autocast_dtype=torch.bfloat16)
+    assert all(value.dtype == torch.float32 and bool(torch.isfinite(value)) for value in losses.values())
+
+
+def test_background_writer_copies_cuda_tensors_to_the_host(tmp_path):
+    weights = torch.arange(4.0, device=CUDA)
+    with checkpoint.BackgroundWriter() as writer:
+        writer.save(str(tmp_path / "last.pt"), nets={"w": weights})
+        weights.zero_()
+    assert torch.equal(checkpoint.load(str(tmp_path / "last.pt"))["nets"]["w"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("speed_flags", [[], ["--cuda_graph"], ["--autocast", "bf16"]])
+def test_train_and_test_on_cuda(synthetic_root, tmp_path, speed_flags):
+    common = ["--device", "cuda", *speed_flags]
+    summary = run_main(train_flags(synthetic_root, tmp_path, "--mode", "train", "--epochs", "2", *common))
+    assert summary["provenance"]["device"].startswith("cuda")
+    assert len(summary["history"]) == 2
+    result = run_main(train_flags(synthetic_root, tmp_path, "--mode", "test", "--device", "cuda"))
+    assert "DHHN dual (best-audio + best-visual)" in result["tables"]
