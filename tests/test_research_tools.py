@@ -14,9 +14,9 @@ from conftest import data_flags, run_main
 from dataloader import load_split
 from utils import checkpoint
 from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import evaluate_split
-from utils.export import (event_rows, export_predictions, load_predictions, read_event_csv,
-                          rescore_event_files, row_slug, write_event_csv)
+from utils.eval_metrics import evaluate_split, event_rows
+from utils.export import (export_predictions, load_predictions, read_event_csv, rescore_event_files, row_slug,
+                          write_event_csv)
 from utils.synthetic_llp import generate_synthetic_llp
 from utils.tables import (MODALITY_STATES, format_confusion, modality_confusion, per_class_csv_text,
                           per_class_table, write_per_class_csv)

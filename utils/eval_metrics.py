@@ -18,7 +18,7 @@ import functools
 import numpy as np
 import torch
 
-from utils.constants import (COLUMN_TITLES, LEVEL_TITLES, LEVELS, NUM_CLASSES,
+from utils.constants import (CLASSES, COLUMN_TITLES, LEVEL_TITLES, LEVELS, NUM_CLASSES,
                              NUM_SEGMENTS, TABLE_COLUMNS)
 
 MODALITIES = ("audio", "visual", "av")
@@ -82,6 +82,22 @@ def extract_events(row):
     if start is not None:
         events.append((start, len(row)))
     return events
+
+
+def event_rows(filenames, labels):
+    """[(filename, onset, offset, class name)] of (N, 25, 10) 0/1 labels, numpy or torch: one per
+    maximal run of positive segments (SPEC §9 events), in video, class, onset order; the rows of
+    an eval file (SPEC §2)."""
+    labels = as_numpy(labels)
+    if labels.shape != (len(filenames), NUM_CLASSES, NUM_SEGMENTS):
+        raise ValueError(f"labels must have shape ({len(filenames)}, {NUM_CLASSES}, {NUM_SEGMENTS}), "
+                         f"got {labels.shape}")
+    labels = labels.astype(bool)
+    rows = []
+    for video, cls in zip(*np.nonzero(labels.any(axis=2))):
+        for onset, offset in extract_events(labels[video, cls]):
+            rows.append((filenames[video], onset, offset, CLASSES[cls]))
+    return rows
 
 
 def _is_match(event_1, event_2):

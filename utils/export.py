@@ -17,14 +17,12 @@ import re
 import numpy as np
 
 import engine
-from dataloader import read_segment_truth
-from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import as_numpy, evaluate_split, extract_events
+from dataloader import EVAL_COLUMNS, read_segment_truth
+from utils.eval_metrics import as_numpy, evaluate_split, event_rows
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 MANIFEST_FILE = "manifest.json"
 OUTPUT_KEYS = ("audio_prob", "visual_prob", "global_prob", "frame_prob")
-EVENT_HEADER = ("filename", "onset", "offset", "event_labels")   # the eval files' columns (SPEC §2)
 
 
 def row_slug(name):
@@ -33,20 +31,9 @@ def row_slug(name):
     return slug or "row"
 
 
-def event_rows(filenames, pred):
-    """[(filename, onset, offset, class name)] of (N, 25, 10) 0/1 predictions: one per maximal
-    run of positive segments (SPEC §9 events), in video, class, onset order."""
-    pred = _as_bool_array(pred, "pred", len(filenames))
-    rows = []
-    for video, cls in zip(*np.nonzero(pred.any(axis=2))):
-        for onset, offset in extract_events(pred[video, cls]):
-            rows.append((filenames[video], onset, offset, CLASSES[cls]))
-    return rows
-
-
 def write_event_csv(path, filenames, pred):
     """Write (N, 25, 10) predictions as an eval-format event file; read back with `read_event_csv`."""
-    lines = ["\t".join(EVENT_HEADER)]
+    lines = ["\t".join(EVAL_COLUMNS)]
     lines += [f"{name}\t{onset}\t{offset}\t{label}" for name, onset, offset, label in event_rows(filenames, pred)]
     atomic_write_text("\n".join(lines) + "\n", path)
 
@@ -116,10 +103,3 @@ def _unique(slug, used):
         candidate, number = f"{slug}_{number}", number + 1
     used.add(candidate)
     return candidate
-
-
-def _as_bool_array(pred, name, num_videos):
-    array = as_numpy(pred)
-    if array.shape != (num_videos, NUM_CLASSES, NUM_SEGMENTS):
-        raise ValueError(f"{name} must have shape ({num_videos}, {NUM_CLASSES}, {NUM_SEGMENTS}), got {array.shape}")
-    return array.astype(bool)

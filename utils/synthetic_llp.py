@@ -34,7 +34,8 @@ import numpy as np
 from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS,
                              FRAMES_PER_SEGMENT, LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
                              LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS)
-from utils.eval_metrics import extract_events
+from dataloader import EVAL_COLUMNS
+from utils.eval_metrics import event_rows
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 # (n_train, n_val, n_test). "demo" is sized so that the full DHHN pipeline runs in minutes on a
@@ -459,14 +460,6 @@ def _weak_label_lines(names, audio, visual):
             for name, row in zip(names, present)]
 
 
-def _eval_lines(names, masks):
-    lines = []
-    for name, video in zip(names, masks):
-        for c in np.flatnonzero(video.any(axis=1)):
-            lines += [f"{name}\t{onset}\t{offset}\t{CLASSES[c]}" for onset, offset in extract_events(video[c])]
-    return lines
-
-
 def _write_annotation_csvs(data_dir, filenames, truth):
     weak_header = "filename\tevent_labels"
     weak = {split: _weak_label_lines(filenames[split], *truth[split]) for split in SPLITS}
@@ -475,11 +468,10 @@ def _write_annotation_csvs(data_dir, filenames, truth):
     # as in LLP: the full file is train, val, test in that order
     _write_lines(os.path.join(data_dir, LABEL_FULL_CSV), weak_header,
                  [line for split in SPLITS for line in weak[split]])
-    eval_header = "filename\tonset\toffset\tevent_labels"
     for file_name, modality in ((EVAL_AUDIO_CSV, 0), (EVAL_VISUAL_CSV, 1)):
-        lines = [line for split in EVAL_SPLITS
-                 for line in _eval_lines(filenames[split], truth[split][modality])]
-        _write_lines(os.path.join(data_dir, file_name), eval_header, lines)
+        lines = ["\t".join(map(str, row)) for split in EVAL_SPLITS
+                 for row in event_rows(filenames[split], truth[split][modality])]
+        _write_lines(os.path.join(data_dir, file_name), "\t".join(EVAL_COLUMNS), lines)
 
 
 def _write_lines(path, header, lines):
