@@ -18,7 +18,7 @@ from nets import build_mgns, build_parsing_model, default_feature_dims
 from nets.convert import load_any_state_dict
 from nets.dual import DualHHN
 from utils import checkpoint
-from utils.constants import LEVELS, TABLE_COLUMNS
+from utils.constants import METRIC_KEYS
 from utils.eval_metrics import format_table
 from utils.export import export_predictions
 from utils.io import atomic_write_json, atomic_write_text
@@ -45,7 +45,6 @@ SELECTION_SCORES = {
 MODEL_GATING = {"dhhn": "modality", "han": "global"}   # SPEC §9 vs §11
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
 FUSED_ADAM_DEVICES = ("cuda", "cpu")
-HEADLINE_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)
 
 
 # ---------------------------------------------------------------- data
@@ -160,7 +159,7 @@ def _record_path(args, kind):
 
 def headline(metrics):
     """The 10 published numbers (fractions) of a metrics dict."""
-    return {key: float(metrics[key]) for key in HEADLINE_KEYS}
+    return {key: float(metrics[key]) for key in METRIC_KEYS}
 
 
 def _start_run(args, device):

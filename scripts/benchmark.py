@@ -54,7 +54,7 @@ from nets import build_mgns, build_parsing_model  # noqa: E402
 from nets.convert import hcmn_to_release  # noqa: E402
 from nets.release_reference import release_hcmn_forward  # noqa: E402
 from utils.constants import (CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, LABEL_TEST_CSV,  # noqa: E402
-                             LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS)
+                             LABEL_TRAIN_CSV, LABEL_VAL_CSV, METRIC_KEYS, NUM_CLASSES, NUM_SEGMENTS)
 from utils.cuda_graph import GraphedTrainStep  # noqa: E402
 from utils.eval_metrics import event_level, segment_level  # noqa: E402
 from utils.runtime import device_description, resolve_device  # noqa: E402
@@ -65,8 +65,6 @@ LLP_SIZES = {"n_train": 10000, "n_val": 649, "n_test": 1200}
 CPU_SIZES = {"n_train": 512, "n_val": 256, "n_test": 0}
 LLP_TOTAL_VIDEOS = 11849
 RELEASE_TRAIN_WORKERS = 12   # the release's training DataLoader
-REPORTED_KEYS = ("seg_audio", "seg_visual", "seg_av", "seg_type", "seg_event",
-                 "evt_audio", "evt_visual", "evt_av", "evt_type", "evt_event")
 GB = 1e9
 
 
@@ -304,11 +302,11 @@ def operators_per_step(feature_dims, device, data, batch_size, seed):
 # ---------------------------------------------------------------- report helpers
 
 def metric_line(metrics):
-    return " ".join(f"{100 * float(metrics[key]):5.1f}" for key in REPORTED_KEYS)
+    return " ".join(f"{100 * float(metrics[key]):5.1f}" for key in METRIC_KEYS)
 
 
 def max_metric_difference(first, second):
-    return max(abs(float(first[key]) - float(second[key])) for key in REPORTED_KEYS)
+    return max(abs(float(first[key]) - float(second[key])) for key in METRIC_KEYS)
 
 
 def nbytes(array_or_tensor):

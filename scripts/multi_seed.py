@@ -25,11 +25,11 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from utils.constants import COLUMN_TITLES, LEVEL_TITLES, LEVELS, TABLE_COLUMNS  # noqa: E402
+from utils.constants import METRIC_KEYS  # noqa: E402
+from utils.eval_metrics import format_cells  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 
 MAIN_SCRIPT = os.path.join(REPO_ROOT, "main_DHHN.py")
-METRIC_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)
 EVAL_STEPS = ("val", "test")
 RESERVED_FLAGS = ("--mode", "--seed")   # set by this script per step and seed
 
@@ -122,18 +122,10 @@ def aggregate(summaries):
 
 def format_aggregate(result):
     """The published table layout per row, cells "mean ± std" (x100, one decimal)."""
-    blocks = []
-    for row, metrics in result["rows"].items():
-        widths = {c: max(len(COLUMN_TITLES[c]), *(len(metrics[f"{level}_{c}"]["text"]) for level in LEVELS))
-                  for c in TABLE_COLUMNS}
-        label_width = max(len(t) for t in LEVEL_TITLES.values())
-        lines = [f"{row}: mean ± std over seeds {', '.join(map(str, result['seeds']))}",
-                 " " * label_width + "".join(f"  {COLUMN_TITLES[c]:>{widths[c]}}" for c in TABLE_COLUMNS)]
-        for level in LEVELS:
-            lines.append(f"{LEVEL_TITLES[level]:<{label_width}}" + "".join(
-                f"  {metrics[f'{level}_{c}']['text']:>{widths[c]}}" for c in TABLE_COLUMNS))
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+    return "\n\n".join(
+        format_cells({key: cell["text"] for key, cell in metrics.items()},
+                     title=f"{row}: mean ± std over seeds {', '.join(map(str, result['seeds']))}")
+        for row, metrics in result["rows"].items())
 
 
 def main(argv):

@@ -39,6 +39,7 @@ LEVEL_TITLES = {"seg": "Seg.", "evt": "Eve."}
 TABLE_COLUMNS = ("audio", "visual", "av", "type", "event")
 COLUMN_TITLES = {"audio": "Audio", "visual": "Visual", "av": "Audio-Visual",
                  "type": "Type@AV", "event": "Event@AV"}
+METRIC_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)   # the 10 of a table
 
 # sha256 of the current published annotation files (SPEC §2, ../shared/llp/SHA256SUMS); kept in
 # code because the project must run without ../shared.

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 import torch
 
-from utils.constants import (CLASSES, COLUMN_TITLES, LEVEL_TITLES, LEVELS, NUM_CLASSES,
+from utils.constants import (CLASSES, COLUMN_TITLES, LEVEL_TITLES, LEVELS, METRIC_KEYS, NUM_CLASSES,
                              NUM_SEGMENTS, TABLE_COLUMNS)
 
 MODALITIES = ("audio", "visual", "av")
@@ -303,13 +303,19 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
 def format_table(results, title=None):
     """The published table: rows Seg./Eve., columns Audio ... Event@AV, x100 with
     one decimal (SPEC §9). `results` needs the "<level>_<column>" keys."""
-    # Each column as wide as its title (at least "100.0"), two spaces apart.
-    widths = {c: max(len(COLUMN_TITLES[c]), len("100.0")) for c in TABLE_COLUMNS}
+    return format_cells({key: f"{100 * results[key]:.1f}" for key in METRIC_KEYS}, title)
+
+
+def format_cells(cells, title=None):
+    """The published table layout around given cell texts, {"<level>_<column>": text} (e.g.
+    "61.4 ± 0.3"); each column as wide as its title or its widest cell, two spaces apart."""
+    widths = {c: max(len(COLUMN_TITLES[c]), *(len(cells[f"{level}_{c}"]) for level in LEVELS))
+              for c in TABLE_COLUMNS}
     label_width = max(len(t) for t in LEVEL_TITLES.values())
     lines = [] if title is None else [title]
     lines.append(" " * label_width + "".join(
         f"  {COLUMN_TITLES[c]:>{widths[c]}}" for c in TABLE_COLUMNS))
     for level in LEVELS:
         lines.append(f"{LEVEL_TITLES[level]:<{label_width}}" + "".join(
-            f"  {100 * results[f'{level}_{c}']:>{widths[c]}.1f}" for c in TABLE_COLUMNS))
+            f"  {cells[f'{level}_{c}']:>{widths[c]}}" for c in TABLE_COLUMNS))
     return "\n".join(lines)
