@@ -6,7 +6,6 @@ happen in the caller (modes.py).
 import contextlib
 import sys
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -117,19 +116,24 @@ def predict(model, data, batch_size=EVAL_BATCH_SIZE, audio_source=None, visual_s
     return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
 
 
+def gates(outputs, gating="modality"):
+    """(audio gate, visual gate), the (N, 25) video-level probabilities that gate the segments:
+    a_prob / v_prob for DHHN ("modality", SPEC §9), the global prediction for HAN ("global", §11)."""
+    if gating not in GATINGS:
+        raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
+    if gating == "modality":
+        return outputs["audio_prob"], outputs["visual_prob"]
+    return outputs["global_prob"], outputs["global_prob"]
+
+
 def segment_predictions(outputs, gating="modality"):
     """Binary (N, 25, 10) audio and visual segment predictions; SPEC §9 (DHHN) and §11 (HAN).
 
-    A segment is positive when its frame probability and the video-level gate both reach 0.5;
-    the gate is a_prob / v_prob for DHHN ("modality") and the global prediction for HAN ("global").
+    A segment is positive when its frame probability and its video-level gate (`gates`) both
+    reach 0.5.
     """
-    if gating not in GATINGS:
-        raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
+    gate_audio, gate_visual = gates(outputs, gating)
     frame_prob = outputs["frame_prob"]                     # (N, 10, 2, 25)
-    if gating == "modality":
-        gate_audio, gate_visual = outputs["audio_prob"], outputs["visual_prob"]
-    else:
-        gate_audio = gate_visual = outputs["global_prob"]
     pred_audio = (frame_prob[:, :, 0, :] >= DECISION_THRESHOLD) & (gate_audio[:, None, :] >= DECISION_THRESHOLD)
     pred_visual = (frame_prob[:, :, 1, :] >= DECISION_THRESHOLD) & (gate_visual[:, None, :] >= DECISION_THRESHOLD)
     return pred_audio.transpose(1, 2), pred_visual.transpose(1, 2)
@@ -137,9 +141,7 @@ def segment_predictions(outputs, gating="modality"):
 
 def score_outputs(outputs, gt_audio, gt_visual, gating="modality"):
     """SPEC §9 metrics of model outputs against (N, 25, 10) truth; see utils.eval_metrics."""
-    pred_audio, pred_visual = segment_predictions(outputs, gating)
-    return evaluate_split(pred_audio.cpu().numpy(), pred_visual.cpu().numpy(),
-                          np.asarray(gt_audio), np.asarray(gt_visual))
+    return evaluate_split(*segment_predictions(outputs, gating), gt_audio, gt_visual)
 
 
 def evaluate(model, data, gt_audio, gt_visual, gating="modality", batch_size=EVAL_BATCH_SIZE,

@@ -21,6 +21,7 @@ import numpy as np
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import engine  # noqa: E402
 from dataloader import read_segment_truth, read_video_labels  # noqa: E402
 from utils.constants import CLASSES, LEVELS  # noqa: E402
 from utils.eval_metrics import MODALITIES, VIDEO_COLUMNS, evaluate_split  # noqa: E402
@@ -76,11 +77,9 @@ def _aligned(predictions, filenames, path):
 
 
 def _gates(predictions, video):
-    """The video-level probabilities that gated the segments: a_prob / v_prob for DHHN, the global
-    prediction for both modalities for HAN (SPEC §9, §11)."""
-    if predictions.get("gating", "modality") == "global":
-        return {"audio_prob": predictions["global_prob"][video], "visual_prob": predictions["global_prob"][video]}
-    return {"audio_prob": predictions["audio_prob"][video], "visual_prob": predictions["visual_prob"][video]}
+    """The video-level probabilities that gated the segments of `video` (engine.gates)."""
+    gate_audio, gate_visual = engine.gates(predictions, predictions.get("gating", "modality"))
+    return {"audio_prob": gate_audio[video], "visual_prob": gate_visual[video]}
 
 
 def _file_slug(filename):

@@ -56,7 +56,7 @@ def export_predictions(export_dir, split, rows):
     files, used = {}, set()
     for name, (outputs, gating) in rows.items():
         slug = _unique(row_slug(name), used)
-        pred_audio, pred_visual = (pred.cpu().numpy() for pred in engine.segment_predictions(outputs, gating))
+        pred_audio, pred_visual = (as_numpy(pred) for pred in engine.segment_predictions(outputs, gating))
         paths = {"audio_csv": os.path.join(export_dir, f"{slug}_audio.csv"),
                  "visual_csv": os.path.join(export_dir, f"{slug}_visual.csv"),
                  "npz": os.path.join(export_dir, f"{slug}.npz")}
