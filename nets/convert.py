@@ -181,26 +181,6 @@ def hcmn_to_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return _to_release(state_dict, "hcmn")
 
 
-def audio_mgn_from_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Release DHHN `AudioNet` state dict -> our AudioMGN state dict."""
-    return _from_release(state_dict, "audio_mgn")
-
-
-def audio_mgn_to_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Our AudioMGN state dict -> release DHHN `AudioNet` state dict."""
-    return _to_release(state_dict, "audio_mgn")
-
-
-def visual_mgn_from_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Release DHHN `VideoNet` state dict -> our VisualMGN state dict."""
-    return _from_release(state_dict, "visual_mgn")
-
-
-def visual_mgn_to_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Our VisualMGN state dict -> release DHHN `VideoNet` state dict."""
-    return _to_release(state_dict, "visual_mgn")
-
-
 def han_from_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Release AVVP `MMIL_Net` state dict -> our HANBaseline state dict.
 
@@ -236,10 +216,9 @@ def han_to_release(state_dict: Mapping[str, torch.Tensor],
     return release
 
 
-FROM_RELEASE = {"hcmn": hcmn_from_release, "audio_mgn": audio_mgn_from_release,
-                "visual_mgn": visual_mgn_from_release, "han": han_from_release}
-TO_RELEASE = {"hcmn": hcmn_to_release, "audio_mgn": audio_mgn_to_release,
-              "visual_mgn": visual_mgn_to_release, "han": han_to_release}
+# kind -> converter; the MGNs (release `AudioNet` / `VideoNet`) need no more than the shared one
+FROM_RELEASE = {kind: functools.partial(_from_release, kind=kind) for kind in KINDS}
+TO_RELEASE = {kind: functools.partial(_to_release, kind=kind) for kind in KINDS}
 
 
 def detect_release_kind(state_dict: Mapping[str, torch.Tensor]) -> str | None:
