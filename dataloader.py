@@ -439,7 +439,6 @@ def pool_frames_per_segment(frames, num_segments, chunk=1024):
     return pooled
 
 
-
 def load_features(feature_dirs, filenames, cache_dir=None, frame_dtype="float32",
                   progress=False, cache_name="videos", pool_frames=False):
     """Stacked features of `filenames`, validated; SPEC §2.

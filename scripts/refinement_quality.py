@@ -7,7 +7,6 @@ Prints, per modality, how many labelled (video, class) pairs were flagged, how m
 really lack that modality, and what random flagging of the same count would reach.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -16,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dataloader import read_video_labels  # noqa: E402
 from utils.constants import LABEL_TRAIN_CSV  # noqa: E402
+from utils.io import atomic_write_json  # noqa: E402
 from utils.label_refinement import RefinementError, flag_quality, read_refined_labels  # noqa: E402
 from utils.synthetic_llp import load_planted_truth  # noqa: E402
 
@@ -47,8 +47,7 @@ def main(args):
     quality = flag_quality(audio_flags, visual_flags, labels, planted_audio, planted_visual)
     print(format_quality(quality))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(quality, handle, indent=2, default=float)
+        atomic_write_json(quality, args.json)
     return quality
 
 
