@@ -9,8 +9,7 @@ import torch
 
 import engine
 from conftest import run_main, train_flags
-from nets import HCMN, AudioMGN, VisualMGN
-from test_speed_paths import SMALL_DIMS, SMALL_WIDTH, small_split
+from test_speed_paths import small_split, small_training
 from utils import checkpoint
 from utils.cuda_graph import GraphedTrainStep
 from utils.tensor_split import TensorSplit
@@ -19,18 +18,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 CUDA = torch.device("cuda")
 
 
-def cuda_training(seed=0, dropout=0.0):
+def cuda_training(dropout=0.0):
     """Small HCMN + MGNs on the GPU with fused Adam, as modes._build_training makes them on CUDA.
     dropout=0 makes graph and eager runs comparable number for number (no random masks)."""
-    torch.manual_seed(seed)
-    nets = (HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
-                 dropout=dropout),
-            AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH, dropout=dropout),
-            VisualMGN(SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
-                      dim_feedforward=SMALL_WIDTH, dropout=dropout))
-    nets = tuple(net.to(CUDA) for net in nets)
-    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=True) for net in nets]
-    return nets, optimizers
+    model, audio_mgn, visual_mgn, optimizers = small_training(device=CUDA, dropout=dropout, fused=True)
+    return (model, audio_mgn, visual_mgn), optimizers
 
 
 def train_epochs(data, epochs, batch_size, use_graph):

@@ -43,15 +43,18 @@ def small_split(num_videos=10, seed=0):
         labels=(rng.random((num_videos, 25)) < 0.2).astype(np.float32))
 
 
-def small_training(seed=0):
-    """HCMN and both MGNs at width 32 (the wiring of SPEC §5-6, cheap enough for CPU tests)."""
+def small_training(seed=0, device="cpu", dropout=0.1, fused=None):
+    """HCMN and both MGNs at width 32 (the wiring of SPEC §5-6, cheap enough for CPU tests) on
+    `device`, with Adam (pass fused=True for the optimizer modes._build_training makes)."""
     torch.manual_seed(seed)
-    model = HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH)
-    audio_mgn = AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH)
+    model = HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
+                 dropout=dropout)
+    audio_mgn = AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH, dropout=dropout)
     visual_mgn = VisualMGN(SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
-                           dim_feedforward=SMALL_WIDTH)
-    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3) for net in (model, audio_mgn, visual_mgn)]
-    return model, audio_mgn, visual_mgn, optimizers
+                           dim_feedforward=SMALL_WIDTH, dropout=dropout)
+    nets = [net.to(device) for net in (model, audio_mgn, visual_mgn)]
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused) for net in nets]
+    return (*nets, optimizers)
 
 
 def state_of(nets, optimizers):
