@@ -1,9 +1,12 @@
-"""Shared fixtures: a small synthetic LLP made once per test session, and CLI helpers."""
+"""Shared fixtures: a small synthetic LLP made once per test session, CLI and script helpers."""
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
+from dataloader import load_split
 from utils.synthetic_llp import generate_synthetic_llp
 
 # 2-core CI machines: two OpenMP pools fighting over the cores make a step ~10x slower
@@ -11,6 +14,39 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 PIPELINE_SIZE = dict(n_train=160, n_val=48, n_test=48)
 TRAIN_EPOCHS = 6
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the real annotation files, beside the checkout; tests that need them skip when absent
+SHARED_LLP = Path(REPO_ROOT).parent / "shared" / "llp"
+
+
+def script_path(name):
+    return os.path.join(REPO_ROOT, "scripts", f"{name}.py")
+
+
+def load_script(name):
+    """scripts/<name>.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, script_path(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """For modules of tiny tensors: on a busy machine intra-op threads cost far more than they
+    save (about 40x here), so such a module runs on one thread and restores it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_test_split(root):
+    """The test split of an LLP root with its segment truth, read without a cache."""
+    root = str(root)
+    return load_split("test", f"{root}/data/AVVP_test_pd.csv", f"{root}/feats/vggish", f"{root}/feats/res152",
+                      f"{root}/feats/r2plus1d_18", f"{root}/data/AVVP_eval_audio.csv",
+                      f"{root}/data/AVVP_eval_visual.csv", use_cache=False)
 
 
 @pytest.fixture(scope="session")

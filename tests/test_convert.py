@@ -13,13 +13,7 @@ BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 FACTORIES = {"hcmn": HCMN, "audio_mgn": AudioMGN, "visual_mgn": VisualMGN, "han": HANBaseline}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads cost more than they save on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")   # tiny tensors (conftest)
 
 
 def random_model(kind: str, seed: int = 0) -> nn.Module:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import dataloader as dataloader_module
+from conftest import SHARED_LLP
 
 from dataloader import (
     LLPDataError, LLPDataWarning, LLPSplit, annotation_version, default_cache_dir, feature_file_name,
@@ -25,7 +26,7 @@ from utils.constants import (
     LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS,
 )
 
-LLP_DIR = Path(__file__).resolve().parents[2] / "shared" / "llp"
+LLP_DIR = SHARED_LLP
 EVAL_HEADER = ("filename", "onset", "offset", "event_labels")
 LABEL_HEADER = ("filename", "event_labels")
 VIDEOS = ("aaaaaaaaaaa_0_10", "b-b_bbbbbbb_30_40", "ccccccccccc_5_15")

@@ -1,5 +1,4 @@
 """scripts/download_llp.py, offline: --from a local copy of the annotation files, and --check."""
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -7,11 +6,10 @@ import sys
 
 import pytest
 
+from conftest import SHARED_LLP, load_script, script_path
 from utils.constants import ANNOTATION_FILES, EVAL_AUDIO_CSV, LABEL_TRAIN_CSV
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "scripts", "download_llp.py")
-SHARED_LLP = os.path.join(os.path.dirname(REPO), "shared", "llp")
+SCRIPT = script_path("download_llp")
 OLDER_AUDIO_COPY = "AVVP_eval_audio_2020_with_defects.csv"
 
 needs_real_annotations = pytest.mark.skipif(
@@ -19,14 +17,7 @@ needs_real_annotations = pytest.mark.skipif(
     reason=f"the real annotation files are not in {SHARED_LLP}")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("download_llp", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-download_llp = _load_script()
+download_llp = load_script("download_llp")
 
 
 def _main(capsys, *args):

@@ -1,19 +1,17 @@
 """Modality-aware label refinement (SPEC §10): partner choice, the flag rule on hand-made
 predictions, file formats (ours and the published pickle), estimate_labels -> retrain, flag quality."""
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_main, train_flags
+from conftest import SHARED_LLP, run_main, train_flags
 from dataloader import read_video_labels
 from utils.label_refinement import (RefinementError, choose_partners, flag_quality, flags_from_predictions,
                                     read_refined_labels, to_published_lists, write_flags)
 from utils.synthetic_llp import load_planted_truth
 
-SHARED_LLP = Path(__file__).resolve().parents[2] / "shared" / "llp"
 
 
 def test_partners_have_disjoint_labels_and_are_seeded():

@@ -15,14 +15,7 @@ OUTPUT_SHAPES = {"global_prob": (NUM_CLASSES,), "audio_prob": (NUM_CLASSES,),
                  "visual_prob": (NUM_CLASSES,), "frame_prob": (NUM_SEGMENTS, 2, NUM_CLASSES)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: on a busy machine intra-op threads cost far more than
-    they save (about 40x here), so the module runs on one thread and restores it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")   # tiny tensors (conftest)
 
 
 def make_inputs(batch: int, seed: int = 0, frames_per_segment: int = FRAMES_PER_SEGMENT,

@@ -1,6 +1,5 @@
 """Research tools: prediction export and re-scoring, per-class and modality-confusion tables,
 parsing timelines, multi-seed aggregation, and feature sets of other sizes (CLIP/CLAP-like)."""
-import importlib.util
 import json
 import os
 import struct
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 import engine
-from conftest import data_flags, run_main
+from conftest import data_flags, load_script, load_test_split, run_main
 from dataloader import load_split
 from utils import checkpoint
 from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
@@ -22,27 +21,13 @@ from utils.tables import (MODALITY_STATES, format_confusion, modality_confusion,
                           per_class_table, write_per_class_csv)
 from utils.visualize import Panel, classes_to_show, rank_videos, render_parsing, segment_spans
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADLINE = [f"{level}_{column}" for level in ("seg", "evt") for column in ("audio", "visual", "av", "type", "event")]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY_SIZE = dict(n_train=24, n_val=12, n_test=12)
 
 
-def load_script(name):
-    """scripts/<name>.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def eval_csvs(root):
     return f"{root}/data/AVVP_eval_audio.csv", f"{root}/data/AVVP_eval_visual.csv"
-
-
-def load_test_split(root):
-    return load_split("test", f"{root}/data/AVVP_test_pd.csv", f"{root}/feats/vggish", f"{root}/feats/res152",
-                      f"{root}/feats/r2plus1d_18", *eval_csvs(root), use_cache=False)
 
 
 def fake_outputs(num_videos, seed):

@@ -2,7 +2,6 @@
 graph path, and the published-style baseline of scripts/benchmark.py (its truth and scores must be
 the project's). The CUDA graph capture itself needs a GPU and is not exercised here."""
 import copy
-import importlib.util
 import os
 import time
 import types
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 import engine
-from conftest import run_main
+from conftest import load_script, run_main
 from dataloader import load_split
 from nets import HCMN, AudioMGN, VisualMGN, build_parsing_model
 from utils.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
@@ -23,14 +22,6 @@ from utils.tensor_split import TensorSplit
 
 SMALL_DIMS = {"audio": 16, "frames": 24, "snippets": 20}
 SMALL_WIDTH = 32
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark", os.path.join(REPO_ROOT, "scripts", "benchmark.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def small_split(num_videos=10, seed=0):
@@ -202,7 +193,7 @@ def test_capturable_learning_rate_is_a_tensor_that_the_scheduler_updates_in_plac
 
 def test_published_style_truth_and_scores_match_the_project(synthetic_root):
     """The baseline of scripts/benchmark.py computes what the project computes, only slower."""
-    benchmark = load_benchmark()
+    benchmark = load_script("benchmark")
     root = str(synthetic_root)
     paths = benchmark.split_paths(root)
     split = load_split("val", paths["label"]["val"], paths["audio_dir"], paths["video_dir"], paths["st_dir"],

@@ -1,6 +1,5 @@
 """The synthetic LLP: official layout, planted truth encoded exactly, signal, ambiguity, determinism."""
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import load_script, script_path
 from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS,
                              LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV,
                              NUM_CLASSES, NUM_SEGMENTS)
@@ -18,7 +18,6 @@ from utils.synthetic_llp import (COMPLETE_MARKER, PARTIAL_MARKER, RECIPE, SIZES,
                                  SPLITS, _build_world, _sample_annotations, generate_synthetic_llp,
                                  is_complete, load_planted_truth)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(n_train=12, n_val=4, n_test=4)
 EVAL_COLUMNS = ["filename", "onset", "offset", "event_labels"]
 
@@ -232,15 +231,13 @@ def test_float64_features(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    script = os.path.join(REPO, "scripts", "make_synthetic_llp.py")
+    script = script_path("make_synthetic_llp")
     args = ["--out", str(tmp_path / "syn"), "--size", "tiny", "--n_train", "6", "--n_val", "2", "--n_test", "3"]
     result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                             cwd=tmp_path, check=True)
     assert result.stdout.count("\n") == 1 and "6/2/3 videos" in result.stdout
     assert is_complete(str(tmp_path / "syn"), 6, 2, 3)
 
-    spec = importlib.util.spec_from_file_location("make_synthetic_llp", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("make_synthetic_llp")
     module.main(module.get_args_parser().parse_args(args))
     assert "already complete" in capsys.readouterr().out

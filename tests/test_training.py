@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import engine
-from conftest import TRAIN_EPOCHS, run_main, train_flags
-from dataloader import load_split
+from conftest import TRAIN_EPOCHS, load_test_split, run_main, train_flags
 from main_DHHN import get_args_parser
 from nets import build_parsing_model
 from utils import checkpoint
@@ -18,9 +17,7 @@ from utils.tensor_split import TensorSplit
 
 def untrained_test_metrics(root):
     torch.manual_seed(0)
-    split = load_split("test", f"{root}/data/AVVP_test_pd.csv", f"{root}/feats/vggish", f"{root}/feats/res152",
-                       f"{root}/feats/r2plus1d_18", f"{root}/data/AVVP_eval_audio.csv",
-                       f"{root}/data/AVVP_eval_visual.csv", use_cache=False)
+    split = load_test_split(root)
     model = build_parsing_model("dhhn", split.feature_dims())
     return engine.evaluate(model, TensorSplit(split, torch.device("cpu")), split.gt_audio, split.gt_visual)
 
