@@ -492,7 +492,7 @@ def run_benchmark(args, device, paths, work_dir, root):
           f"   (forward {predict_seconds:.3f} s + metrics {score_seconds:.3f} s)")
     for name, (_, seconds) in loop_results.items():
         print(f"  {name:<52} {seconds:8.3f} s   {seconds / eval_best:.1f}x the project's (best of 2)")
-    print(f"  metrics x100, Seg. then Eve.: Audio Visual AV Type@AV Event@AV")
+    print("  metrics x100, Seg. then Eve.: Audio Visual AV Type@AV Event@AV")
     print(f"    {'project':<52} {metric_line(metrics)}")
     for name, (loop_metrics, _) in loop_results.items():
         print(f"    {name:<52} {metric_line(loop_metrics)}   max diff {100 * max_metric_difference(metrics, loop_metrics):.2f}")

@@ -19,7 +19,7 @@ import warnings
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.constants import (ANNOTATION_FILES, ANNOTATION_SHA256, EVAL_AUDIO_CSV, FEATURE_KINDS,  # noqa: E402
+from utils.constants import (ANNOTATION_FILES, ANNOTATION_SHA256, FEATURE_KINDS,  # noqa: E402
                              OLDER_ANNOTATION_SHA256)
 from utils.io import atomic_write_bytes  # noqa: E402
 
