@@ -105,11 +105,13 @@ def predict(model, data, batch_size=EVAL_BATCH_SIZE, audio_source=None, visual_s
     frame and snippet) features of video audio_source[i] — the modality swaps of SPEC §10.
     """
     model.eval()
+    audio_source = None if audio_source is None else audio_source.to(data.device)
+    visual_source = None if visual_source is None else visual_source.to(data.device)
     chunks = []
     for index in tqdm(data.batch_indices(batch_size), desc=desc, leave=False,
                       disable=not _show_progress(progress)):
-        audio_index = index if audio_source is None else audio_source.to(index.device)[index]
-        visual_index = index if visual_source is None else visual_source.to(index.device)[index]
+        audio_index = index if audio_source is None else audio_source[index]
+        visual_index = index if visual_source is None else visual_source[index]
         audio = data.gather(audio_index)["audio"]
         visual = data.gather(visual_index)
         chunks.append(model(audio, visual["frames"], visual["snippets"]))
