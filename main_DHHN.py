@@ -1,30 +1,38 @@
 """DHHN for weakly-supervised audio-visual video parsing on LLP: the command-line entry point.
 
-Parses arguments, seeds, and dispatches to one of the modes in modes.py; nothing else.
+Parses arguments, seeds, and dispatches to one of the modes (modes/); nothing else.
 Flag names of the original release are kept so existing scripts keep working.
 """
 import argparse
 import sys
 
-import modes
+import engine
+from dataloader import OFFICIAL_LAYOUT, LLPPaths
+from modes.estimate_labels import run_estimate_labels
+from modes.evaluate import run_evaluate
+from modes.train import run_retrain, run_train
+from recipes import RECIPES
+from utils.errors import UserError
 from utils.runtime import set_seed
 
 MODES = {
-    "train": modes.run_train,
-    "retrain": modes.run_retrain,
-    "val": modes.run_evaluate,
-    "test": modes.run_evaluate,
-    "estimate_labels": modes.run_estimate_labels,
-}
-
-# Published hyper-parameters per (model, mode); a flag left unset takes these (SPEC §7, §10, §11).
-PUBLISHED_DEFAULTS = {
-    ("dhhn", "train"): dict(batch_size=64, epochs=10, lr=3e-4, lr_audio_mgn=6e-4, lr_visual_mgn=6e-5),
-    ("dhhn", "retrain"): dict(batch_size=64, epochs=5, lr=3e-4, lr_audio_mgn=3e-4, lr_visual_mgn=3e-4),
-    ("han", "train"): dict(batch_size=16, epochs=40, lr=3e-4, lr_audio_mgn=None, lr_visual_mgn=None),
-    ("han", "retrain"): dict(batch_size=16, epochs=40, lr=3e-4, lr_audio_mgn=None, lr_visual_mgn=None),
+    "train": run_train,
+    "retrain": run_retrain,
+    "val": run_evaluate,
+    "test": run_evaluate,
+    "estimate_labels": run_estimate_labels,
 }
 DEFAULT_MODEL_SAVE_DIR = "models/"
+DATA_FLAG_HELP = {
+    "audio_dir": "VGGish features, <youtube id>.npy (10, 128)",
+    "video_dir": "ResNet152 frame features, <youtube id>.npy (80, 2048)",
+    "st_dir": "R(2+1)D snippet features, <youtube id>.npy (10, 512)",
+    "label_train": "weak labels of the training split",
+    "label_val": "weak labels of the validation split",
+    "label_test": "weak labels of the test split",
+    "eval_audio_csv": "audio segment truth (val + test)",
+    "eval_visual_csv": "visual segment truth (val + test)",
+}
 
 
 def get_args_parser():
@@ -32,14 +40,11 @@ def get_args_parser():
         description="DHHN (ACM MM 2022) / HAN (ECCV 2020) for audio-visual video parsing on LLP",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("data (published flag names)")
-    data.add_argument("--audio_dir", default="feats/vggish/", help="VGGish features, <youtube id>.npy (10, 128)")
-    data.add_argument("--video_dir", default="feats/res152/", help="ResNet152 frame features, <youtube id>.npy (80, 2048)")
-    data.add_argument("--st_dir", default="feats/r2plus1d_18/", help="R(2+1)D snippet features, <youtube id>.npy (10, 512)")
-    data.add_argument("--label_train", default="data/AVVP_train.csv", help="weak labels of the training split")
-    data.add_argument("--label_val", default="data/AVVP_val_pd.csv", help="weak labels of the validation split")
-    data.add_argument("--label_test", default="data/AVVP_test_pd.csv", help="weak labels of the test split")
-    data.add_argument("--eval_audio_csv", default="data/AVVP_eval_audio.csv", help="audio segment truth (val + test)")
-    data.add_argument("--eval_visual_csv", default="data/AVVP_eval_visual.csv", help="visual segment truth (val + test)")
+    data.add_argument("--llp_root", default="",
+                      help="folder in the official layout (data/AVVP_*.csv, feats/{vggish,res152,r2plus1d_18}/); "
+                           "fills every data flag below that is not given (default: the current folder)")
+    for flag, help_text in DATA_FLAG_HELP.items():
+        data.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: <llp_root>/{OFFICIAL_LAYOUT[flag]})")
     data.add_argument("--feature_cache", default=None,
                       help="folder of packed feature arrays reused across runs (default: .packed_cache beside the feature folders); 'none' disables it")
     data.add_argument("--frame_dtype", default="float32", choices=("float32", "float16"),
@@ -51,11 +56,11 @@ def get_args_parser():
 
     run = parser.add_argument_group("run")
     run.add_argument("--mode", default="train", choices=tuple(MODES), help="what to do")
-    run.add_argument("--model", default="dhhn", choices=("dhhn", "han"),
-                     help="dhhn: DHHN (HCMN + MGNs, dual-stream test); han: the HAN baseline of SPEC §11")
+    run.add_argument("--model", default="dhhn", choices=tuple(RECIPES),
+                     help="; ".join(f"{name}: {recipe.help}" for name, recipe in RECIPES.items()))
     run.add_argument("--model_save_dir", default=DEFAULT_MODEL_SAVE_DIR, help="folder of checkpoints and run records")
     run.add_argument("--checkpoint", default="DHHN", help="name prefix of this run's checkpoints and records")
-    run.add_argument("--seed", type=int, default=1, help="random seed (SPEC §7: 1)")
+    run.add_argument("--seed", type=int, default=1, help="random seed (PROTOCOL.md §7: 1)")
     run.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
     run.add_argument("--resume", action="store_true", help="continue an interrupted train/retrain run from <checkpoint>_last.pt")
     run.add_argument("--log-interval", dest="log_interval", type=int, default=50,
@@ -63,7 +68,8 @@ def get_args_parser():
     run.add_argument("--no-log", dest="no_log", action="store_true", help="do not write per-epoch JSON records")
     run.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                      help="tqdm progress bars: auto shows them on a terminal")
-    run.add_argument("--eval_batch_size", type=int, default=256, help="videos per forward pass in evaluation")
+    run.add_argument("--eval_batch_size", type=int, default=engine.EVAL_BATCH_SIZE,
+                     help="videos per forward pass in evaluation")
 
     optim = parser.add_argument_group("optimisation (unset = published value for --model/--mode)")
     optim.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="dhhn 64, han 16")
@@ -97,36 +103,38 @@ def get_args_parser():
                        help="bf16: bfloat16 autocast of the training forward passes (changes numerics; losses "
                             "and evaluation stay float32)")
 
-    refine = parser.add_argument_group("label refinement (SPEC §10)")
+    refine = parser.add_argument_group("label refinement (PROTOCOL.md §10)")
     refine.add_argument("--refined_labels", default=None,
                         help="retrain: flags from estimate_labels (.csv or .pkl), or a pickle in the published format")
-    refine.add_argument("--refine_source", default="overall", choices=("overall", "audio", "visual"),
+    refine.add_argument("--refine_source", default="overall",
+                        choices=tuple(dict.fromkeys(role for recipe in RECIPES.values() for role in recipe.role_names)),
                         help="estimate_labels: which selected checkpoint of --checkpoint judges the labels")
     refine.add_argument("--refine_out", default=None,
                         help="estimate_labels: output prefix (default <model_save_dir>/<checkpoint>_refined_labels)")
     return parser
 
 
-def resolve_defaults(args):
-    """Fill unset optimisation flags with the published values of the chosen model and mode."""
-    mode = "retrain" if args.mode == "retrain" else "train"
-    for key, value in PUBLISHED_DEFAULTS[(args.model, mode)].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.model == "han":
-        if not (args.hier_feat and args.hier_pred):
-            raise modes.UsageError("--no_hier_feat / --no_hier_pred apply to --model dhhn only: HAN has one scale")
-        # the HAN baseline has no guiding networks and no L_rmse (SPEC §11)
-        args.audio_mgn = args.visual_mgn = args.rmse = False
+def resolve_data_paths(args):
+    """Fill every data flag left unset from --llp_root's official layout; explicit flags win."""
+    official = LLPPaths.official(args.llp_root)
+    for flag in OFFICIAL_LAYOUT:
+        if getattr(args, flag) is None:
+            setattr(args, flag, getattr(official, flag))
     return args
+
+
+def resolve_args(args):
+    """Data paths from --llp_root, then the published values and ablation switches of --model."""
+    resolve_data_paths(args)
+    return RECIPES[args.model].resolve_args(args)
 
 
 def main(args):
     try:
-        resolve_defaults(args)
+        resolve_args(args)
         set_seed(args.seed)
         return MODES[args.mode](args)
-    except modes.USER_ERRORS as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 

@@ -8,50 +8,41 @@ from nets.hcmn import HCMN
 from nets.mgn import AudioMGN, VisualMGN
 from utils.constants import FEATURE_KINDS
 
-PARSING_MODELS = ("dhhn", "han")
-
-__all__ = ["AudioMGN", "DualHHN", "HANBaseline", "HANLayer", "HCMN", "PARSING_MODELS",
-           "VisualMGN", "build_mgns", "build_parsing_model", "count_parameters",
-           "default_feature_dims"]
+__all__ = ["AudioMGN", "DualHHN", "HANBaseline", "HANLayer", "HCMN", "VisualMGN", "build_han", "build_hcmn",
+           "build_mgns", "count_parameters", "default_feature_dims"]
 
 
 def default_feature_dims() -> dict[str, int]:
-    """{"audio": 128, "frames": 2048, "snippets": 512}: feature sizes of LLP (SPEC §2)."""
+    """{"audio": 128, "frames": 2048, "snippets": 512}: feature sizes of LLP (PROTOCOL.md §2)."""
     return {kind: shape[-1] for kind, (_, shape) in FEATURE_KINDS.items()}
 
 
-def _check_feature_dims(feature_dims: dict[str, int]) -> None:
+def _network_dims(feature_dims: dict[str, int]) -> dict[str, int]:
+    """Constructor arguments of the input projections (PROTOCOL.md §3) for the given feature sizes."""
     missing = set(FEATURE_KINDS) - set(feature_dims)
     if missing:
         raise ValueError(f"feature_dims lacks {sorted(missing)}; "
                          f"expected keys {sorted(FEATURE_KINDS)}")
-
-
-def build_parsing_model(model_name: str, feature_dims: dict[str, int], hier_feat: bool = True,
-                        hier_pred: bool = True) -> nn.Module:
-    """"dhhn" -> HCMN (SPEC §5), "han" -> HANBaseline (SPEC §11).
-
-    feature_dims: {"audio": Da, "frames": Df, "snippets": Ds}. The hierarchy switches
-    exist for the HCMN only; asking the HAN baseline to turn them off is an error.
-    """
-    _check_feature_dims(feature_dims)
-    dims = {"audio_dim": feature_dims["audio"], "frame_dim": feature_dims["frames"],
+    return {"audio_dim": feature_dims["audio"], "frame_dim": feature_dims["frames"],
             "snippet_dim": feature_dims["snippets"]}
-    if model_name == "dhhn":
-        return HCMN(**dims, hier_feat=hier_feat, hier_pred=hier_pred)
-    if model_name == "han":
-        if not (hier_feat and hier_pred):
-            raise ValueError("hier_feat/hier_pred apply to the dhhn model only; "
-                             "the HAN baseline has a single scale")
-        return HANBaseline(**dims)
-    raise ValueError(f"unknown model {model_name!r}; choose one of {PARSING_MODELS}")
+
+
+def build_hcmn(feature_dims: dict[str, int], hier_feat: bool = True, hier_pred: bool = True) -> HCMN:
+    """The HCMN of PROTOCOL.md §5 for features of the given sizes ({"audio": Da, "frames": Df,
+    "snippets": Ds}), with the two hierarchy switches of the paper's Table 2."""
+    return HCMN(**_network_dims(feature_dims), hier_feat=hier_feat, hier_pred=hier_pred)
+
+
+def build_han(feature_dims: dict[str, int]) -> HANBaseline:
+    """The HAN baseline of PROTOCOL.md §11 for features of the given sizes."""
+    return HANBaseline(**_network_dims(feature_dims))
 
 
 def build_mgns(feature_dims: dict[str, int]) -> tuple[AudioMGN, VisualMGN]:
-    """The two modality-wise guiding networks of SPEC §6."""
-    _check_feature_dims(feature_dims)
-    return (AudioMGN(audio_dim=feature_dims["audio"]),
-            VisualMGN(frame_dim=feature_dims["frames"], snippet_dim=feature_dims["snippets"]))
+    """The two modality-wise guiding networks of PROTOCOL.md §6."""
+    dims = _network_dims(feature_dims)
+    return (AudioMGN(audio_dim=dims["audio_dim"]),
+            VisualMGN(frame_dim=dims["frame_dim"], snippet_dim=dims["snippet_dim"]))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -6,7 +6,7 @@ unused modules, which are dropped on import and written fresh on export:
 
 - DHHN HCMN: `hat_encoder.norm1/norm2`, two 512-d LayerNorms the release built but
   never applied (its encoder has norm=None); 2,048 parameters, so a release HCMN
-  holds 9,296,459 parameters against our 9,294,411 (SPEC §5).
+  holds 9,296,459 parameters against our 9,294,411 (PROTOCOL.md §5).
 - AVVP HAN: the same two LayerNorms, and also whole unused encoders
   (`audio_encoder`, `visual_encoder`, `cmt_encoder`) in the published MMIL_Net.
 - DHHN MGNs: nothing unused, but as published the visual MGN's encoder is also
@@ -26,6 +26,7 @@ from torch import nn
 from nets.han_baseline import HANBaseline
 from nets.hcmn import HCMN, SCALES
 from nets.mgn import AudioMGN, VisualMGN
+from utils.errors import UserError
 
 KINDS = ("hcmn", "audio_mgn", "visual_mgn", "han")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -33,7 +34,7 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 StateDict = dict[str, torch.Tensor]
 
 
-class StateDictKeyError(ValueError):
+class StateDictKeyError(UserError):
     """A state dict does not hold exactly the keys of the expected model."""
 
 

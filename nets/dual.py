@@ -1,4 +1,4 @@
-"""Dual HHN: two HCMNs, one trusted for each modality; SPEC §8."""
+"""Dual HHN: two HCMNs, one trusted for each modality; PROTOCOL.md §8."""
 import torch
 from torch import nn
 
@@ -9,10 +9,10 @@ class DualHHN(nn.Module):
     """Audio predictions from `audio_stream`, visual predictions from `visual_stream`.
 
     In the protocol the audio stream holds the best-audio checkpoint and the visual
-    stream the best-visual one (SPEC §8). "global_prob" is the mean of the two
+    stream the best-visual one (PROTOCOL.md §8). "global_prob" is the mean of the two
     streams' global predictions; it exists only so that every parsing model has the
     same outputs: the DHHN evaluation gates audio with audio_prob and visual with
-    visual_prob and never reads it (SPEC §9).
+    visual_prob and never reads it (PROTOCOL.md §9).
     """
 
     def __init__(self, audio_stream: HCMN, visual_stream: HCMN):

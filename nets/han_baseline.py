@@ -1,4 +1,4 @@
-"""HAN baseline of Tian et al. (ECCV 2020), for comparison; SPEC §11."""
+"""HAN baseline of Tian et al. (ECCV 2020), for comparison; PROTOCOL.md §11."""
 import torch
 from torch import nn
 
@@ -9,7 +9,7 @@ from utils.constants import NUM_CLASSES
 
 
 class HANBaseline(nn.Module):
-    """Projections (SPEC §3) -> one HAN layer at T=10 (SPEC §4) -> MMIL head (SPEC §5).
+    """Projections (PROTOCOL.md §3) -> one HAN layer at T=10 (PROTOCOL.md §4) -> MMIL head (PROTOCOL.md §5).
 
     Parameter count: 4,569,675. The AVVP release also carried unused modules
     (two LayerNorms and three encoders); they are not built here, see nets/convert.py.

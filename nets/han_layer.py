@@ -1,4 +1,4 @@
-"""Hybrid attention (HAN) layer of Tian et al. (ECCV 2020); SPEC §4."""
+"""Hybrid attention (HAN) layer of Tian et al. (ECCV 2020); PROTOCOL.md §4."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,7 +50,7 @@ class HANLayer(nn.Module):
         """audio (B, T, d), visual (B, T, d) -> new audio, new visual (B, T, d).
 
         Both directions read the ORIGINAL inputs: the visual output attends to the
-        audio input, not to the freshly updated audio (SPEC §4).
+        audio input, not to the freshly updated audio (PROTOCOL.md §4).
         """
         # One call on the two directions stacked along the batch: the weights are shared and
         # every operation is per row, so this equals the two published calls in half the kernels.

@@ -1,4 +1,4 @@
-"""HCMN: hierarchical context modelling network of DHHN; SPEC §5."""
+"""HCMN: hierarchical context modelling network of DHHN; PROTOCOL.md §5."""
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,12 +8,12 @@ from nets.mmil_head import MMILHead
 from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, InputProjection
 from utils.constants import NUM_CLASSES
 
-# (kernel, stride) of the temporal scales; on T=10 they give T = 10, 5, 2 (SPEC §5)
+# (kernel, stride) of the temporal scales; on T=10 they give T = 10, 5, 2 (PROTOCOL.md §5)
 SCALES = ((1, 1), (3, 2), (5, 5))
 
 
 class ConvBlock(nn.Module):
-    """Conv1d(d, d, k, stride s, padding k//2, no bias) -> BatchNorm1d -> ReLU; SPEC §5."""
+    """Conv1d(d, d, k, stride s, padding k//2, no bias) -> BatchNorm1d -> ReLU; PROTOCOL.md §5."""
 
     def __init__(self, d_model: int, kernel_size: int, stride: int):
         super().__init__()
@@ -35,13 +35,13 @@ def upsample_nearest(features: torch.Tensor, length: int) -> torch.Tensor:
 
 
 class HCMN(nn.Module):
-    """Hierarchical context modelling network; SPEC §5.
+    """Hierarchical context modelling network; PROTOCOL.md §5.
 
     projection -> per scale k: audio/visual ConvBlocks -> the one shared HAN layer
     -> E_k (B, T_k, 2, d); F_1 = E_1, F_k = upsample(E_k, T) + F_{k-1};
     the one shared MMIL head on every F_k; outputs averaged over scales.
 
-    Ablation switches (SPEC §7, paper Table 2):
+    Ablation switches (PROTOCOL.md §7, paper Table 2):
         hier_feat=False: a single scale (k=1) only; the other convs are not built.
         hier_pred=False: predict from the last F_k only instead of averaging the
                          predictions of all scales.

@@ -1,4 +1,4 @@
-"""Modality-wise guiding networks (unimodal, used in training only); SPEC §6."""
+"""Modality-wise guiding networks (unimodal, used in training only); PROTOCOL.md §6."""
 import torch
 from torch import nn
 
@@ -10,7 +10,7 @@ from utils.constants import NUM_CLASSES
 class ResidualEncoder(nn.Module):
     """A stack of post-norm Transformer encoder layers applied repeatedly with a residual.
 
-    x <- x + Stack(x), `num_iterations` times, the same weights every time (SPEC §6).
+    x <- x + Stack(x), `num_iterations` times, the same weights every time (PROTOCOL.md §6).
     """
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, num_layers: int,
@@ -35,7 +35,7 @@ class ResidualEncoder(nn.Module):
 class AudioMGN(nn.Module):
     """Audio guiding network: Linear -> 1 encoder layer applied 4 times -> MIL head.
 
-    1,669,682 parameters with the defaults (SPEC §6).
+    1,669,682 parameters with the defaults (PROTOCOL.md §6).
     """
 
     def __init__(self, audio_dim: int = AUDIO_DIM, d_model: int = 512, num_heads: int = 8,
@@ -53,8 +53,8 @@ class AudioMGN(nn.Module):
 
 
 class VisualMGN(nn.Module):
-    """Visual guiding network: own visual projection (SPEC §3) -> 2 encoder layers
-    applied 3 times -> MIL head. 5,018,162 parameters with the defaults (SPEC §6).
+    """Visual guiding network: own visual projection (PROTOCOL.md §3) -> 2 encoder layers
+    applied 3 times -> MIL head. 5,018,162 parameters with the defaults (PROTOCOL.md §6).
     """
 
     def __init__(self, frame_dim: int = FRAME_DIM, snippet_dim: int = SNIPPET_DIM,

@@ -1,4 +1,4 @@
-"""Attentive multiple-instance pooling heads (SPEC §5 and §6)."""
+"""Attentive multiple-instance pooling heads (PROTOCOL.md §5 and §6)."""
 import torch
 from torch import nn
 
@@ -6,7 +6,7 @@ from utils.constants import NUM_CLASSES
 
 
 class MMILHead(nn.Module):
-    """Multimodal multiple-instance learning head; SPEC §5.
+    """Multimodal multiple-instance learning head; PROTOCOL.md §5.
 
     Input F (B, T, 2, d), modality index 0 audio, 1 visual:
         p   = sigmoid(fc_prob(F))                segment probabilities
@@ -39,7 +39,7 @@ class MMILHead(nn.Module):
 
 
 class MILHead(nn.Module):
-    """Single-modality attentive MIL head of the MGNs; SPEC §6.
+    """Single-modality attentive MIL head of the MGNs; PROTOCOL.md §6.
 
         p = sigmoid(fc_prob(x)),  w = softmax over time of fc_frame_att(x),
         prob = sum over time of w * p.

@@ -1,7 +1,7 @@
-"""Input projections shared by every network (SPEC §3).
+"""Input projections shared by every network (PROTOCOL.md §3).
 
 The audio projection and the visual projection are separate modules so that the
-visual MGN (SPEC §6) can hold its own copy of the visual half alone.
+visual MGN (PROTOCOL.md §6) can hold its own copy of the visual half alone.
 """
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ SNIPPET_DIM = FEATURE_KINDS["snippets"][1][-1]
 
 
 class VisualProjection(nn.Module):
-    """Frame and snippet features -> one visual vector per segment; SPEC §3.
+    """Frame and snippet features -> one visual vector per segment; PROTOCOL.md §3.
 
     frame:   Linear(frame_dim -> d) applied to every frame, then the frames of a
              segment are averaged;
@@ -48,7 +48,7 @@ class VisualProjection(nn.Module):
 
 
 class InputProjection(nn.Module):
-    """Audio and visual features -> two (B, T, d) sequences; SPEC §3."""
+    """Audio and visual features -> two (B, T, d) sequences; PROTOCOL.md §3."""
 
     def __init__(self, audio_dim: int = AUDIO_DIM, frame_dim: int = FRAME_DIM,
                  snippet_dim: int = SNIPPET_DIM, d_model: int = 512):

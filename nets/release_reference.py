@@ -1,5 +1,5 @@
 """The original DHHN release's HCMN forward pass, restated with functional torch ops on the
-release's state-dict key names; SPEC §3-§5.
+release's state-dict key names; PROTOCOL.md §3-§5.
 
 It shares no code with nets/hcmn.py on purpose: the tests use it as an independent reference
 (an HCMN imported from release weights must compute the same outputs), and scripts/benchmark.py

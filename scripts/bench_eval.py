@@ -1,4 +1,4 @@
-"""Time the batched split evaluator against the per-video reference loop (SPEC §9).
+"""Time the batched split evaluator against the per-video reference loop (PROTOCOL.md §9).
 
 Run from the repo root: python scripts/bench_eval.py [--videos 1200] [--repeats 5]
 Prints absolute times, the speed-up, and checks that both give the same scores.

@@ -1,4 +1,4 @@
-"""Fetch and verify the six LLP annotation files (SPEC §2); explain how to get the features.
+"""Fetch and verify the six LLP annotation files (PROTOCOL.md §2); explain how to get the features.
 
     python scripts/download_llp.py --out data/              # from the AVVP-ECCV20 repository
     python scripts/download_llp.py --out data/ --from DIR   # copy from a local folder instead
@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.constants import (ANNOTATION_FILES, ANNOTATION_SHA256, FEATURE_KINDS,  # noqa: E402
                              OLDER_ANNOTATION_SHA256)
+from utils.errors import UserError  # noqa: E402
 from utils.io import atomic_write_bytes  # noqa: E402
 
 BASE_URL = "https://raw.githubusercontent.com/YapengTian/AVVP-ECCV20/master/data/"
@@ -30,7 +31,7 @@ DOWNLOAD_TIMEOUT_S = 60
 OK, OLDER, MISSING, WRONG = "ok", "older copy", "missing", "wrong digest"
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(UserError):
     """An annotation file whose sha256 is neither the expected nor the known older one."""
 
 

@@ -1,4 +1,4 @@
-"""Re-score exported predicted events against the eval files and print the published table (SPEC §9).
+"""Re-score exported predicted events against the eval files and print the published table (PROTOCOL.md §9).
 
 Every row of an export (main_DHHN.py --mode test --export_dir DIR):
     python scripts/rescore.py --export_dir DIR --label_csv data/AVVP_test_pd.csv \

@@ -21,10 +21,9 @@ import numpy as np
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import engine  # noqa: E402
 from dataloader import read_segment_truth, read_video_labels  # noqa: E402
 from utils.constants import CLASSES, LEVELS  # noqa: E402
-from utils.eval_metrics import MODALITIES, VIDEO_COLUMNS, evaluate_split  # noqa: E402
+from utils.eval_metrics import SCORED_MODALITIES, VIDEO_COLUMNS, evaluate_split, gates  # noqa: E402
 from utils.export import load_predictions  # noqa: E402
 from utils.visualize import Panel, rank_videos, render_parsing  # noqa: E402
 
@@ -61,7 +60,7 @@ def per_video_scores(pred_audio, pred_visual, gt_audio, gt_visual):
     per_video = evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual)["per_video"]
     scores = dict(per_video)
     for level in LEVELS:
-        scores[f"{level}_type"] = np.mean([per_video[f"{level}_{m}"] for m in MODALITIES], axis=0)
+        scores[f"{level}_type"] = np.mean([per_video[f"{level}_{m}"] for m in SCORED_MODALITIES], axis=0)
     return scores
 
 
@@ -78,7 +77,7 @@ def _aligned(predictions, filenames, path):
 
 def _gates(predictions, video):
     """The video-level probabilities that gated the segments of `video` (engine.gates)."""
-    gate_audio, gate_visual = engine.gates(predictions, predictions.get("gating", "modality"))
+    gate_audio, gate_visual = gates(predictions, predictions.get("gating", "modality"))
     return {"audio_prob": gate_audio[video], "visual_prob": gate_visual[video]}
 
 

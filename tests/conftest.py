@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dataloader import load_split
+from dataloader import LLPPaths, load_split
 from utils.synthetic_llp import generate_synthetic_llp
 
 # 2-core CI machines: two OpenMP pools fighting over the cores make a step ~10x slower
@@ -43,10 +43,7 @@ def single_thread():
 
 def load_test_split(root):
     """The test split of an LLP root with its segment truth, read without a cache."""
-    root = str(root)
-    return load_split("test", f"{root}/data/AVVP_test_pd.csv", f"{root}/feats/vggish", f"{root}/feats/res152",
-                      f"{root}/feats/r2plus1d_18", f"{root}/data/AVVP_eval_audio.csv",
-                      f"{root}/data/AVVP_eval_visual.csv", use_cache=False)
+    return load_split(LLPPaths.official(root), "test")
 
 
 @pytest.fixture(scope="session")
@@ -58,17 +55,8 @@ def synthetic_root(tmp_path_factory):
 
 
 def data_flags(root):
-    """main_DHHN.py flags pointing at an LLP root, as scripts/llp_paths.sh builds them."""
-    root = str(root)
-    return [
-        "--audio_dir", f"{root}/feats/vggish/", "--video_dir", f"{root}/feats/res152/",
-        "--st_dir", f"{root}/feats/r2plus1d_18/",
-        "--label_train", f"{root}/data/AVVP_train.csv", "--label_val", f"{root}/data/AVVP_val_pd.csv",
-        "--label_test", f"{root}/data/AVVP_test_pd.csv",
-        "--eval_audio_csv", f"{root}/data/AVVP_eval_audio.csv",
-        "--eval_visual_csv", f"{root}/data/AVVP_eval_visual.csv",
-        "--progress", "off",
-    ]
+    """main_DHHN.py flags reading an LLP root in the official layout, as the shell scripts pass it."""
+    return ["--llp_root", str(root), "--progress", "off"]
 
 
 def run_main(argv):

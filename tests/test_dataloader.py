@@ -1,4 +1,4 @@
-"""Tests of dataloader.py: annotations, features, packed cache (SPEC §2).
+"""Tests of dataloader.py: annotations, features, packed cache (PROTOCOL.md §2).
 
 Everything runs on tiny hand-made files under tmp_path; the real-file tests at
 the end use ../shared/llp and skip when it is absent.

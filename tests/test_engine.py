@@ -32,7 +32,7 @@ def test_loss_terms_by_hand():
     guide_audio = torch.tensor([[0.4, 0.2]], requires_grad=True)
     losses = parsing_losses(outputs, targets, audio_guide=guide_audio, visual_guide=None)
     assert set(losses) == {"bce_audio", "bce_visual", "bce_global", "guide_audio", "rmse"}
-    # audio: -(log 0.8 + log(1 - 1e-7)) / 2, the zero clamped to 1e-7 (SPEC §7)
+    # audio: -(log 0.8 + log(1 - 1e-7)) / 2, the zero clamped to 1e-7 (PROTOCOL.md §7)
     expected_bce_audio = -(np.log(0.8) + np.log(1 - PROB_EPS)) / 2
     assert losses["bce_audio"].item() == pytest.approx(expected_bce_audio, rel=1e-5)
     # class 1: target 0.05, prediction 1.0 clamped to float32(1 - 1e-7)
@@ -102,7 +102,7 @@ def test_swapped_prediction_uses_the_partner_features(tiny_split):
 
 
 def test_frames_pooled_at_load_give_the_per_frame_projection(tiny_split):
-    """SPEC §3 projects every frame then averages; pooling first is the same linear map."""
+    """PROTOCOL.md §3 projects every frame then averages; pooling first is the same linear map."""
     torch.manual_seed(0)
     model = build_parsing_model("dhhn", {"audio": 128, "frames": 2048, "snippets": 512}).eval()
     pooled = engine.predict(model, TensorSplit(tiny_split, torch.device("cpu"), pool_frames=True), progress=False)

@@ -1,4 +1,4 @@
-"""Tests of the LLP metrics (SPEC §9): hand-computed cases for each rule, then
+"""Tests of the LLP metrics (PROTOCOL.md §9): hand-computed cases for each rule, then
 the batched evaluator against the per-video reference on random splits."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Modality-aware label refinement (SPEC §10): partner choice, the flag rule on hand-made
+"""Modality-aware label refinement (PROTOCOL.md §10): partner choice, the flag rule on hand-made
 predictions, file formats (ours and the published pickle), estimate_labels -> retrain, flag quality."""
 import pickle
 

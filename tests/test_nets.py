@@ -1,4 +1,4 @@
-"""Shapes, parameter counts and the computations of SPEC §3-8 and §11."""
+"""Shapes, parameter counts and the computations of PROTOCOL.md §3-8 and §11."""
 import math
 
 import pytest
@@ -145,7 +145,7 @@ def test_other_frame_rates_and_feature_sizes():
         model(audio, frames[:, :-1], snippets)
 
 
-# ---- HAN layer (SPEC §4) ---------------------------------------------------------------
+# ---- HAN layer (PROTOCOL.md §4) ---------------------------------------------------------------
 
 def manual_attention(attention, query, key_value):
     """Single-head scaled dot-product attention from the module's raw weights."""
@@ -186,7 +186,7 @@ def test_han_layer_pair_shares_weights_and_reads_original_inputs():
     assert layer.self_attn.dropout == layer.cross_attn.dropout == 0.1
 
 
-# ---- HCMN hierarchy (SPEC §5, §7 ablations) --------------------------------------------
+# ---- HCMN hierarchy (PROTOCOL.md §5, §7 ablations) --------------------------------------------
 
 def test_hierarchical_features_add_upsampled_scales():
     model = seeded(HCMN).eval()
@@ -277,7 +277,7 @@ def test_mmil_head_pooling():
     torch.testing.assert_close(out["frame_prob"], p)
 
 
-# ---- MGNs (SPEC §6) --------------------------------------------------------------------
+# ---- MGNs (PROTOCOL.md §6) --------------------------------------------------------------------
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_mgn_outputs(batch):
@@ -309,7 +309,7 @@ def test_mgn_residual_iterations():
                                    rtol=1e-5, atol=1e-6)
 
 
-# ---- Dual HHN (SPEC §8) ------------------------------------------------------------------
+# ---- Dual HHN (PROTOCOL.md §8) ------------------------------------------------------------------
 
 def test_dual_takes_each_modality_from_its_stream():
     audio_stream, visual_stream = seeded(HCMN, 1).eval(), seeded(HCMN, 2).eval()

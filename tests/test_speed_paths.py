@@ -35,7 +35,7 @@ def small_split(num_videos=10, seed=0):
 
 
 def small_training(seed=0, device="cpu", dropout=0.1, fused=None):
-    """HCMN and both MGNs at width 32 (the wiring of SPEC §5-6, cheap enough for CPU tests) on
+    """HCMN and both MGNs at width 32 (the wiring of PROTOCOL.md §5-6, cheap enough for CPU tests) on
     `device`, with Adam (pass fused=True for the optimizer modes._build_training makes)."""
     torch.manual_seed(seed)
     model = HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,

@@ -120,7 +120,7 @@ def test_eval_csvs_encode_planted_truth_exactly(tiny_root):
 
 
 def test_runs_written_to_the_eval_files():
-    # the generator writes eval rows with the metric module's run extractor (SPEC §9 events)
+    # the generator writes eval rows with the metric module's run extractor (PROTOCOL.md §9 events)
     assert extract_events([0, 1, 1, 0, 0, 1, 0, 0, 1, 1]) == [(1, 3), (5, 6), (8, 10)]
     assert extract_events([1] * 10) == [(0, 10)]
     assert extract_events([0] * 10) == []

@@ -43,7 +43,7 @@ def test_selected_checkpoints_hold_their_best_val_epoch(trained_run):
         "overall": [r["val"]["seg_type"] for r in history],
     }
     for role, values in scores.items():
-        # strict improvement keeps the FIRST epoch reaching the maximum (SPEC §7)
+        # strict improvement keeps the FIRST epoch reaching the maximum (PROTOCOL.md §7)
         expected_epoch = int(np.argmax(values)) + 1
         saved = checkpoint.load(checkpoint.best_path(str(save_dir), "DHHN", role))
         assert saved["epoch"] == summary["best_epoch"][role] == expected_epoch

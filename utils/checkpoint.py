@@ -1,7 +1,7 @@
 """Checkpoint files: plain dicts that load with torch.load(weights_only=True), written atomically.
 
 Layout under --model_save_dir, for --checkpoint NAME:
-  NAME_best_audio.pt, NAME_best_visual.pt, NAME_best_overall.pt   selected HCMN / HAN weights (SPEC §7)
+  NAME_best_audio.pt, NAME_best_visual.pt, NAME_best_overall.pt   selected HCMN / HAN weights (PROTOCOL.md §7)
   NAME_last.pt                                                   everything needed to --resume
 The original release's layout (NAME_audio.pt, NAME_video.pt, NAME_aud-vis.pt, raw release
 state_dicts) is accepted for testing as well.
@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from utils.errors import UserError
 from utils.io import atomic_torch_save
 
-SELECTION_ROLES = ("audio", "visual", "overall")
 RELEASE_SUFFIXES = {"audio": "audio", "visual": "video", "overall": "aud-vis"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that is missing or does not fit; the message names the file."""
 
 
@@ -31,6 +31,11 @@ def last_path(save_dir, name):
 
 def release_path(save_dir, name, role):
     return os.path.join(save_dir, f"{name}_{RELEASE_SUFFIXES[role]}.pt")
+
+
+def selected_exists(save_dir, name, role):
+    """Whether the role's selected weights exist in either layout (whether `find_selected` finds them)."""
+    return any(os.path.isfile(path) for path in (best_path(save_dir, name, role), release_path(save_dir, name, role)))
 
 
 def find_selected(save_dir, name, role):

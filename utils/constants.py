@@ -1,4 +1,4 @@
-"""Single home of the LLP / DHHN constants (SPEC §1, §2).
+"""Single home of the LLP / DHHN constants (PROTOCOL.md §1, §2).
 
 Everything that names a class, a segment count, a feature shape or a published
 file name is imported from here; nothing else in the project spells them out.
@@ -15,6 +15,8 @@ CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 NUM_CLASSES = len(CLASSES)
 NUM_SEGMENTS = 10
 FRAMES_PER_SEGMENT = 8
+# the two modalities, in the order of the modality axis of frame_prob (B, 10, 2, 25) (PROTOCOL.md §5)
+MODALITIES = ("audio", "visual")
 
 # feature kind -> (published folder name, per-video shape)
 FEATURE_KINDS = {
@@ -23,17 +25,22 @@ FEATURE_KINDS = {
     "snippets": ("r2plus1d_18", (NUM_SEGMENTS, 512)),
 }
 
-# Published annotation file names (SPEC §2).
+# Published annotation file names (PROTOCOL.md §2).
 LABEL_TRAIN_CSV = "AVVP_train.csv"
 LABEL_VAL_CSV = "AVVP_val_pd.csv"
 LABEL_TEST_CSV = "AVVP_test_pd.csv"
 LABEL_FULL_CSV = "AVVP_dataset_full.csv"
 EVAL_AUDIO_CSV = "AVVP_eval_audio.csv"
 EVAL_VISUAL_CSV = "AVVP_eval_visual.csv"
+# columns of the label files and of the eval (segment truth) files (PROTOCOL.md §2)
+LABEL_COLUMNS = ("filename", "event_labels")
+EVAL_COLUMNS = ("filename", "onset", "offset", "event_labels")
+# a filename is `<youtube id>_<start>_<end>`, the id its first 11 characters (PROTOCOL.md §2)
+YOUTUBE_ID_LENGTH = 11
 ANNOTATION_FILES = (LABEL_TRAIN_CSV, LABEL_VAL_CSV, LABEL_TEST_CSV, LABEL_FULL_CSV,
                     EVAL_AUDIO_CSV, EVAL_VISUAL_CSV)
 
-# Metric keys: "<level>_<column>", level in LEVELS, column in TABLE_COLUMNS (SPEC §9).
+# Metric keys: "<level>_<column>", level in LEVELS, column in TABLE_COLUMNS (PROTOCOL.md §9).
 LEVELS = ("seg", "evt")
 LEVEL_TITLES = {"seg": "Seg.", "evt": "Eve."}
 TABLE_COLUMNS = ("audio", "visual", "av", "type", "event")
@@ -41,7 +48,7 @@ COLUMN_TITLES = {"audio": "Audio", "visual": "Visual", "av": "Audio-Visual",
                  "type": "Type@AV", "event": "Event@AV"}
 METRIC_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)   # the 10 of a table
 
-# sha256 of the current published annotation files (SPEC §2, ../shared/llp/SHA256SUMS); kept in
+# sha256 of the current published annotation files (PROTOCOL.md §2, ../shared/llp/SHA256SUMS); kept in
 # code because the project must run without ../shared.
 ANNOTATION_SHA256 = {
     LABEL_TRAIN_CSV: "bbeb83e8af46a85075216b213d3464f92dd4ab71468c852ae454b82cc745c0a4",

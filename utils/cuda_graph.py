@@ -20,8 +20,10 @@ import warnings
 
 import torch
 
+from utils.errors import UserError
 
-class CudaGraphError(ValueError):
+
+class CudaGraphError(UserError):
     """A CUDA graph was requested where it cannot work (no CUDA device)."""
 
 

@@ -1,4 +1,4 @@
-"""LLP parsing metrics: segment- and event-level F-scores (SPEC §9).
+"""LLP parsing metrics: segment- and event-level F-scores (PROTOCOL.md §9).
 
 Two layers:
 
@@ -21,14 +21,18 @@ import torch
 from utils.constants import (CLASSES, COLUMN_TITLES, LEVEL_TITLES, LEVELS, METRIC_KEYS, NUM_CLASSES,
                              NUM_SEGMENTS, TABLE_COLUMNS)
 
-MODALITIES = ("audio", "visual", "av")
+SCORED_MODALITIES = ("audio", "visual", "av")   # audio-visual = audio AND visual (PROTOCOL.md §9)
+DECISION_THRESHOLD = 0.5   # PROTOCOL.md §9, for segment and video-level probabilities alike
+# gating rules: DHHN gates each modality with its own video-level prediction (a_prob / v_prob),
+# HAN both with the global one (PROTOCOL.md §9, §11)
+GATINGS = ("modality", "global")
 # Per-video score columns: every table column except "type", which is a mean of
-# split means (SPEC §9), not a per-video score.
+# split means (PROTOCOL.md §9), not a per-video score.
 VIDEO_COLUMNS = ("audio", "visual", "av", "event")
 
 
 # --------------------------------------------------------------------------
-# Reference implementation, one video at a time (SPEC §9)
+# Reference implementation, one video at a time (PROTOCOL.md §9)
 # --------------------------------------------------------------------------
 
 def _mean_f_score(tp, fp, fn):
@@ -60,7 +64,7 @@ def _four_scores(counts_a, counts_v, counts_av):
 
 
 def segment_level(SO_a, SO_v, SO_av, GT_a, GT_v, GT_av):
-    """Segment-level scores of one video; each input (25, 10) 0/1; SPEC §9.
+    """Segment-level scores of one video; each input (25, 10) 0/1; PROTOCOL.md §9.
 
     Returns (f_a, f_v, f_event, f_av): audio, visual, Event@AV, audio-visual.
     """
@@ -86,8 +90,8 @@ def extract_events(row):
 
 def event_rows(filenames, labels):
     """[(filename, onset, offset, class name)] of (N, 25, 10) 0/1 labels, numpy or torch: one per
-    maximal run of positive segments (SPEC §9 events), in video, class, onset order; the rows of
-    an eval file (SPEC §2)."""
+    maximal run of positive segments (PROTOCOL.md §9 events), in video, class, onset order; the rows of
+    an eval file (PROTOCOL.md §2)."""
     labels = as_numpy(labels)
     if labels.shape != (len(filenames), NUM_CLASSES, NUM_SEGMENTS):
         raise ValueError(f"labels must have shape ({len(filenames)}, {NUM_CLASSES}, {NUM_SEGMENTS}), "
@@ -108,7 +112,7 @@ def _is_match(event_1, event_2):
 
 
 def event_counts(pred_row, gt_row):
-    """Event TP, FP, FN of one class in one video; rows (10,) 0/1; SPEC §9.
+    """Event TP, FP, FN of one class in one video; rows (10,) 0/1; PROTOCOL.md §9.
 
     As published there is no one-to-one matching: a predicted event is a TP if
     it matches SOME gt event, else FP; a gt event matched by no predicted event
@@ -130,7 +134,7 @@ def _event_counts(pred, gt):
 
 
 def event_level(SO_a, SO_v, SO_av, GT_a, GT_v, GT_av):
-    """Event-level scores of one video; each input (25, 10) 0/1; SPEC §9.
+    """Event-level scores of one video; each input (25, 10) 0/1; PROTOCOL.md §9.
 
     Returns (f_a, f_v, f_event, f_av): audio, visual, Event@AV, audio-visual.
     """
@@ -143,7 +147,7 @@ def event_level(SO_a, SO_v, SO_av, GT_a, GT_v, GT_av):
 # --------------------------------------------------------------------------
 
 # A row of NUM_SEGMENTS 0/1 segments is handled as a bit mask, its pattern code
-# sum_t row[t] << t. Counts then become bit counts of masks (SPEC §9):
+# sum_t row[t] << t. Counts then become bit counts of masks (PROTOCOL.md §9):
 #   segments: TP = |p & g|, FP = |p & ~g|, FN = |~p & g| for codes p, g;
 #   events: over the 55 intervals [start, end) of a row, runs[c] marks the
 #   events (maximal runs) of pattern c and close[c] the intervals with IoU >= 0.5
@@ -240,7 +244,7 @@ def _to_codes(labels, name):
 
 def _video_scores(tp, fp, fn):
     """(..., N, 25) counts -> (..., N) float64 per-video mean F over the classes
-    with any prediction or truth, 1.0 for a video with none (SPEC §9)."""
+    with any prediction or truth, 1.0 for a video with none (PROTOCOL.md §9)."""
     denominator = 2 * tp + fp + fn
     present = denominator > 0
     f_score = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=present)
@@ -257,10 +261,39 @@ def _class_scores(tp, fp, fn):
                      where=denominator > 0)
 
 
+def gates(outputs, gating="modality"):
+    """(audio gate, visual gate), the (N, 25) video-level probabilities that gate the segments:
+    a_prob / v_prob ("modality", DHHN) or the global prediction ("global", HAN); PROTOCOL.md §9."""
+    if gating not in GATINGS:
+        raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
+    if gating == "modality":
+        return outputs["audio_prob"], outputs["visual_prob"]
+    return outputs["global_prob"], outputs["global_prob"]
+
+
+def segment_predictions(outputs, gating="modality"):
+    """Binary (N, 25, 10) audio and visual segment predictions of model outputs; PROTOCOL.md §9.
+
+    outputs: "frame_prob" (N, 10, 2, 25) and the video-level probabilities (N, 25), tensors.
+    A segment is positive when its frame probability and its video-level gate (`gates`) both
+    reach the threshold.
+    """
+    gate_audio, gate_visual = gates(outputs, gating)
+    frame_prob = outputs["frame_prob"]
+    pred_audio = (frame_prob[:, :, 0, :] >= DECISION_THRESHOLD) & (gate_audio[:, None, :] >= DECISION_THRESHOLD)
+    pred_visual = (frame_prob[:, :, 1, :] >= DECISION_THRESHOLD) & (gate_visual[:, None, :] >= DECISION_THRESHOLD)
+    return pred_audio.transpose(1, 2), pred_visual.transpose(1, 2)
+
+
+def score_outputs(outputs, gt_audio, gt_visual, gating="modality"):
+    """`evaluate_split` of model outputs under a gating rule, against (N, 25, 10) truth."""
+    return evaluate_split(*segment_predictions(outputs, gating), gt_audio, gt_visual)
+
+
 def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
     """Score a split; inputs (N, 25, 10) 0/1 (class x segment), numpy or torch.
 
-    The audio-visual prediction and truth are audio AND visual (SPEC §9).
+    The audio-visual prediction and truth are audio AND visual (PROTOCOL.md §9).
     Returns a dict:
       "<level>_<column>" for level in LEVELS, column in TABLE_COLUMNS: float in
           [0, 1], the mean over videos (type = mean of audio, visual, av);
@@ -278,7 +311,7 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
     if pred_a.shape[0] == 0:
         raise ValueError("cannot evaluate an empty split")
     # Rows are bit patterns from here on, so AND of the labels is AND of the codes.
-    pred = np.stack([pred_a, pred_v, pred_a & pred_v])  # (3, N, 25), MODALITIES order
+    pred = np.stack([pred_a, pred_v, pred_a & pred_v])  # (3, N, 25), SCORED_MODALITIES order
     gt = np.stack([gt_a, gt_v, gt_a & gt_v])
 
     results = {"per_video": {}, "per_class": {}}
@@ -290,11 +323,11 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
         for column, scores in zip(VIDEO_COLUMNS, per_video):
             results["per_video"][f"{level}_{column}"] = scores
             results[f"{level}_{column}"] = float(scores.mean())
-        results[f"{level}_type"] = float(np.mean([results[f"{level}_{m}"] for m in MODALITIES]))
+        results[f"{level}_type"] = float(np.mean([results[f"{level}_{m}"] for m in SCORED_MODALITIES]))
 
         split_counts = counts.sum(axis=2, dtype=np.int64)  # (3, 3, 25) pooled over videos
         class_scores = _class_scores(*split_counts)  # (3, 25)
-        for i, modality in enumerate(MODALITIES):
+        for i, modality in enumerate(SCORED_MODALITIES):
             results["per_class"][f"{level}_{modality}"] = class_scores[i]
             results["per_class"][f"{level}_{modality}_counts"] = split_counts[:, i].T
     return results
@@ -302,7 +335,7 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
 
 def format_table(results, title=None):
     """The published table: rows Seg./Eve., columns Audio ... Event@AV, x100 with
-    one decimal (SPEC §9). `results` needs the "<level>_<column>" keys."""
+    one decimal (PROTOCOL.md §9). `results` needs the "<level>_<column>" keys."""
     return format_cells({key: f"{100 * results[key]:.1f}" for key in METRIC_KEYS}, title)
 
 

@@ -1,7 +1,7 @@
 """Predictions written to disk for re-scoring, ensembling and visualisation (`--export_dir`).
 
 For every reported row of a val/test run, under the row's file-name slug (`row_slug`):
-  <slug>_audio.csv, <slug>_visual.csv   predicted events in the eval-file format (SPEC §2):
+  <slug>_audio.csv, <slug>_visual.csv   predicted events in the eval-file format (PROTOCOL.md §2):
                                         tab-separated filename, onset, offset, event_labels, one
                                         row per maximal run of predicted segments of one class
   <slug>.npz                            filenames (N,), audio_prob / visual_prob / global_prob
@@ -16,9 +16,9 @@ import re
 
 import numpy as np
 
-import engine
-from dataloader import EVAL_COLUMNS, read_segment_truth
-from utils.eval_metrics import as_numpy, evaluate_split, event_rows
+from utils.annotations import read_segment_truth
+from utils.constants import EVAL_COLUMNS
+from utils.eval_metrics import as_numpy, evaluate_split, event_rows, segment_predictions
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 MANIFEST_FILE = "manifest.json"
@@ -49,14 +49,14 @@ def export_predictions(export_dir, split, rows):
 
     split: the evaluated LLPSplit (its filenames and name are used). rows: {row name: (outputs,
     gating)}, outputs as returned by engine.predict ((N, 25) and (N, 10, 2, 25) tensors), gating
-    "modality" or "global" (SPEC §9 / §11), which decides the binary predictions.
+    "modality" or "global" (PROTOCOL.md §9 / §11), which decides the binary predictions.
     """
     os.makedirs(export_dir, exist_ok=True)
     filenames = list(split.filenames)
     files, used = {}, set()
     for name, (outputs, gating) in rows.items():
         slug = _unique(row_slug(name), used)
-        pred_audio, pred_visual = (as_numpy(pred) for pred in engine.segment_predictions(outputs, gating))
+        pred_audio, pred_visual = (as_numpy(pred) for pred in segment_predictions(outputs, gating))
         paths = {"audio_csv": os.path.join(export_dir, f"{slug}_audio.csv"),
                  "visual_csv": os.path.join(export_dir, f"{slug}_visual.csv"),
                  "npz": os.path.join(export_dir, f"{slug}.npz")}
@@ -89,7 +89,7 @@ def load_predictions(npz_path):
 
 
 def rescore_event_files(pred_audio_csv, pred_visual_csv, eval_audio_csv, eval_visual_csv, filenames):
-    """SPEC §9 metrics (utils.eval_metrics.evaluate_split) of exported event files for `filenames`."""
+    """PROTOCOL.md §9 metrics (utils.eval_metrics.evaluate_split) of exported event files for `filenames`."""
     pred_audio = read_event_csv(pred_audio_csv, filenames)
     pred_visual = read_event_csv(pred_visual_csv, filenames)
     gt_audio = read_segment_truth(eval_audio_csv, filenames)

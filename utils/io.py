@@ -49,12 +49,6 @@ def atomic_write_bytes(data, path):
     atomic_write(path, lambda handle: handle.write(data), "wb")
 
 
-def append_json_line(obj, path):
-    """One JSON object per line; appends are small enough that a crash loses at most the last line."""
-    with open(path, "a") as handle:
-        handle.write(json.dumps(obj, default=_json_default) + "\n")
-
-
 def _json_default(value):
     """numpy scalars and arrays, torch tensors -> plain JSON values."""
     if hasattr(value, "tolist"):

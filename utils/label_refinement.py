@@ -1,6 +1,6 @@
-"""Modality-aware label refinement by modality swapping (Wu & Yang, CVPR 2021), as DHHN uses it; SPEC §10.
+"""Modality-aware label refinement by modality swapping (Wu & Yang, CVPR 2021), as DHHN uses it; PROTOCOL.md §10.
 
-estimate_flags() judges, for each training video and labelled class, whether the audio or the
+engine.estimate_label_flags() judges, for each training video and labelled class, whether the audio or the
 visual label is wrong; the flags are saved in the published pickle format and as a readable CSV,
 and read back (either format) by read_refined_labels() for --mode retrain.
 """
@@ -13,20 +13,19 @@ import pickle
 import numpy as np
 import torch
 
-import engine
-from utils.constants import CLASS_INDEX, CLASSES, NUM_CLASSES
+from utils.constants import CLASS_INDEX, CLASSES, MODALITIES, NUM_CLASSES
+from utils.errors import UserError
 from utils.io import atomic_write_bytes, atomic_write_text
 
-SWAP_THRESHOLD = 0.5     # SPEC §10 step 4
-MODALITIES = ("audio", "visual")
+SWAP_THRESHOLD = 0.5     # PROTOCOL.md §10 step 4
 
 
-class RefinementError(ValueError):
+class RefinementError(UserError):
     """A flags file that cannot be used, or a split where no partner can be found; names the file/video."""
 
 
 def choose_partners(labels, seed):
-    """(N,) index of a random partner per video whose label set is disjoint from its own; SPEC §10 step 2.
+    """(N,) index of a random partner per video whose label set is disjoint from its own; PROTOCOL.md §10 step 2.
 
     labels: (N, 25) 0/1. Uniform over the disjoint videos, driven by a seeded numpy Generator.
     """
@@ -47,13 +46,13 @@ def choose_partners(labels, seed):
 
 
 def _normalised_error(prob, labels):
-    """err[c] / max(err) with err[c] = 1 - accuracy of (prob > 0.5) against the labels; SPEC §10 step 3."""
+    """err[c] / max(err) with err[c] = 1 - accuracy of (prob > 0.5) against the labels; PROTOCOL.md §10 step 3."""
     error = 1.0 - ((prob > SWAP_THRESHOLD) == (labels > 0)).mean(axis=0)
     return error / error.max() if error.max() > 0 else np.full_like(error, np.nan)
 
 
 def flags_from_predictions(labels, original, visual_swapped, audio_swapped):
-    """(audio_flags, visual_flags), (N, 25) bool each; SPEC §10 steps 3-4.
+    """(audio_flags, visual_flags), (N, 25) bool each; PROTOCOL.md §10 steps 3-4.
 
     Each prediction argument is a dict with "audio_prob" and "visual_prob", (N, 25) numpy.
     A ratio with a zero normaliser is inf or NaN and so never flags (the class was never wrong).
@@ -68,22 +67,6 @@ def flags_from_predictions(labels, original, visual_swapped, audio_swapped):
         audio_flags = labels & (visual_swapped["audio_prob"] / norm_audio < SWAP_THRESHOLD) \
             & (visual_swapped["visual_prob"] / norm_audio < SWAP_THRESHOLD)
     return audio_flags, visual_flags
-
-
-def estimate_flags(model, data, labels, seed, batch_size=engine.EVAL_BATCH_SIZE, progress=None):
-    """Run the three batched passes of SPEC §10 over a TensorSplit; returns (audio_flags, visual_flags, partners)."""
-    partners = choose_partners(labels, seed)
-    partner_index = torch.from_numpy(partners)
-
-    def probs(**swap):
-        outputs = engine.predict(model, data, batch_size, progress=progress, **swap)
-        return {key: outputs[key].float().cpu().numpy() for key in ("audio_prob", "visual_prob")}
-
-    original = probs(desc="original")
-    visual_swapped = probs(visual_source=partner_index, desc="visual swapped")
-    audio_swapped = probs(audio_source=partner_index, desc="audio swapped")
-    audio_flags, visual_flags = flags_from_predictions(labels, original, visual_swapped, audio_swapped)
-    return audio_flags, visual_flags, partners
 
 
 # ---------------------------------------------------------------- files
@@ -180,7 +163,7 @@ def read_refined_labels(path, filenames):
 
 
 def restrict_to_labels(audio_flags, visual_flags, labels):
-    """Flags on labelled classes only, plus how many others were dropped; SPEC §10 step 4.
+    """Flags on labelled classes only, plus how many others were dropped; PROTOCOL.md §10 step 4.
 
     A flag says a label is wrong, so a flag on a class the video is not labelled with means
     nothing; kept, it would turn P_v's smoothed 0.05 into 0 (the release only zeroes labelled cells).

@@ -1,4 +1,4 @@
-"""Targets and losses of DHHN training (SPEC §7, §10) and of the HAN baseline (SPEC §11).
+"""Targets and losses of DHHN training (PROTOCOL.md §7, §10) and of the HAN baseline (PROTOCOL.md §11).
 
 Every loss comes back as a named dict so each term can be logged and switched off by name.
 """
@@ -8,8 +8,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-PROB_EPS = 1e-7          # SPEC §7: clamp every probability to [1e-7, 1-1e-7] before BCE
-VISUAL_SMOOTHING = 0.1   # SPEC §7: P_v = 0.9*y + 0.05
+PROB_EPS = 1e-7          # PROTOCOL.md §7: clamp every probability to [1e-7, 1-1e-7] before BCE
+VISUAL_SMOOTHING = 0.1   # PROTOCOL.md §7: P_v = 0.9*y + 0.05
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Targets:
 
 def make_targets(labels, audio_flags: Optional[torch.Tensor] = None,
                  visual_flags: Optional[torch.Tensor] = None, smoothing=VISUAL_SMOOTHING):
-    """labels: (B, 25) weak multi-hot; *_flags: (B, 25) bool, labels judged wrong (SPEC §10).
+    """labels: (B, 25) weak multi-hot; *_flags: (B, 25) bool, labels judged wrong (PROTOCOL.md §10).
 
     Without flags: P_a = y, P_v = (1-s)*y + s/2, global = y.
     With flags: P_a[c] = 0 and P_v[c] = 0 where flagged (smoothing elsewhere unchanged) and,
@@ -36,7 +36,7 @@ def make_targets(labels, audio_flags: Optional[torch.Tensor] = None,
         audio = audio.masked_fill(audio_flags, 0.0)
     if visual_flags is not None:
         visual = visual.masked_fill(visual_flags, 0.0)
-    # as published: the global target is the audio-refined label (SPEC §10)
+    # as published: the global target is the audio-refined label (PROTOCOL.md §10)
     return Targets(audio=audio, visual=visual, global_=audio)
 
 
@@ -45,10 +45,10 @@ def clamp_prob(prob):
 
 
 def parsing_losses(outputs, targets: Targets, audio_guide=None, visual_guide=None, use_rmse=True):
-    """Losses of the parsing network (HCMN or HAN) on one batch; SPEC §7.
+    """Losses of the parsing network (HCMN or HAN) on one batch; PROTOCOL.md §7.
 
     outputs: the model's dict ("global_prob", "audio_prob", "visual_prob", (B, 25) each).
-    audio_guide / visual_guide: (B, 25) MGN predictions (guidance L_g; None = ablated, SPEC §7 A-M/V-M).
+    audio_guide / visual_guide: (B, 25) MGN predictions (guidance L_g; None = ablated, PROTOCOL.md §7 A-M/V-M).
     use_rmse: the -MSE(a_prob, v_prob) term (L_rmse); the HAN baseline trains without it.
     """
     audio_prob = clamp_prob(outputs["audio_prob"])
@@ -65,13 +65,13 @@ def parsing_losses(outputs, targets: Targets, audio_guide=None, visual_guide=Non
     if visual_guide is not None:
         losses["guide_visual"] = F.mse_loss(visual_prob, clamp_prob(visual_guide).detach())
     if use_rmse:
-        # pushes the audio and visual predictions apart: modality-specific evidence (SPEC §7)
+        # pushes the audio and visual predictions apart: modality-specific evidence (PROTOCOL.md §7)
         losses["rmse"] = -F.mse_loss(audio_prob, visual_prob)
     return losses
 
 
 def mgn_losses(audio_mgn_prob, visual_mgn_prob, audio_target, visual_target):
-    """Losses of the modality-wise guiding networks; SPEC §7 (targets y) and §10 (P_a, P_v).
+    """Losses of the modality-wise guiding networks; PROTOCOL.md §7 (targets y) and §10 (P_a, P_v).
 
     Either MGN may be None (ablated); the -MSE term needs both. It belongs to the MGN objective
     itself, so the L_rmse ablation switch (a term of the HCMN loss) leaves it on.

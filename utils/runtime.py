@@ -1,4 +1,4 @@
-"""Seeding, device choice and the provenance recorded with every run (SPEC §7: seed 1)."""
+"""Seeding, device choice and the provenance recorded with every run (PROTOCOL.md §7: seed 1)."""
 import os
 import platform
 import random
@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import torch
 
+from utils.errors import UserError
+
 
 def set_seed(seed):
     """Seed python, numpy and torch (all devices) from one number."""
@@ -16,7 +18,7 @@ def set_seed(seed):
     torch.manual_seed(seed)
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError):
     """A --device that this machine does not have; the message names the flag."""
 
 

@@ -1,4 +1,4 @@
-"""Synthetic LLP: the project's embedded default dataset (SPEC §2 layout, planted truth).
+"""Synthetic LLP: the project's embedded default dataset (PROTOCOL.md §2 layout, planted truth).
 
 The real LLP features cannot be downloaded everywhere, so this module writes a stand-in with
 exactly the published layout under `root`:
@@ -31,10 +31,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS,
+from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_COLUMNS, EVAL_VISUAL_CSV, FEATURE_KINDS,
                              FRAMES_PER_SEGMENT, LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
-                             LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS)
-from dataloader import EVAL_COLUMNS
+                             LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS, YOUTUBE_ID_LENGTH)
 from utils.eval_metrics import event_rows
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -60,7 +59,6 @@ CONFUSABLE_PAIRS = (
 )
 
 _YOUTUBE_ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
-_YOUTUBE_ID_LENGTH = 11
 _CLIP_SECONDS = NUM_SEGMENTS  # one segment per second
 
 
@@ -130,7 +128,7 @@ def generate_synthetic_llp(root, n_train, n_val, n_test, seed=0, feature_dtype="
     for split, i in iterator:
         audio_mask, visual_mask = truth[split][0][i], truth[split][1][i]
         feats = _synthesize_video(world, seed, split, i, audio_mask, visual_mask, RECIPE)
-        video_id = filenames[split][i][:_YOUTUBE_ID_LENGTH]
+        video_id = filenames[split][i][:YOUTUBE_ID_LENGTH]
         for kind, array in feats.items():
             path = os.path.join(feat_dirs[kind], video_id + ".npy")
             np.save(path, array.astype(feature_dtype, copy=False))
@@ -274,7 +272,7 @@ def _make_filenames(seed, split_sizes):
     for split in SPLITS:
         names[split] = []
         while len(names[split]) < split_sizes[split]:
-            video_id = "".join(rng.choice(_YOUTUBE_ID_ALPHABET, _YOUTUBE_ID_LENGTH))
+            video_id = "".join(rng.choice(_YOUTUBE_ID_ALPHABET, YOUTUBE_ID_LENGTH))
             start = int(rng.integers(0, 300))
             if video_id in taken:
                 continue

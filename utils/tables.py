@@ -1,6 +1,6 @@
 """Tables beyond the headline one: per-class F1 and the modality confusion of segment predictions.
 
-Per-class F1 comes from `evaluate_split(...)["per_class"]` (counts pooled over the split, SPEC §9).
+Per-class F1 comes from `evaluate_split(...)["per_class"]` (counts pooled over the split, PROTOCOL.md §9).
 The modality confusion counts, over every (video, class, segment), the truth state against the
 predicted state, each one of MODALITY_STATES; it shows e.g. how often an audio-only event is
 parsed as visual-only, which the F-scores alone do not separate.
@@ -11,11 +11,11 @@ import io
 import numpy as np
 
 from utils.constants import CLASSES, LEVEL_TITLES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import MODALITIES, as_numpy
+from utils.eval_metrics import SCORED_MODALITIES, as_numpy
 from utils.io import atomic_write_text
 
 MODALITY_TITLES = {"audio": "A", "visual": "V", "av": "AV"}
-PER_CLASS_COLUMNS = tuple(f"{level}_{modality}" for level in LEVEL_TITLES for modality in MODALITIES)
+PER_CLASS_COLUMNS = tuple(f"{level}_{modality}" for level in LEVEL_TITLES for modality in SCORED_MODALITIES)
 # state code = audio + 2 * visual
 MODALITY_STATES = ("none", "audio only", "visual only", "both")
 

@@ -5,13 +5,13 @@ evaluation never read files or copy host memory per step.
 """
 import torch
 
-from dataloader import pool_frames_per_segment
+from utils.feature_files import pool_frames_per_segment
 
 FEATURE_KEYS = ("audio", "frames", "snippets")
 
 
 class TensorSplit:
-    """Device-resident view of an LLPSplit (dataloader.py).
+    """Device-resident view of a split (an LLPSplit of dataloader.py, or anything with its fields).
 
     features: dict "audio" (N,10,Da), "frames" (N,80,Df), "snippets" (N,10,Ds), float32 or float16.
     labels: (N, 25) float32 weak labels. Optional per-video extras (e.g. refinement flags) are

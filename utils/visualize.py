@@ -17,10 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from utils.constants import CLASSES, MODALITIES, NUM_CLASSES, NUM_SEGMENTS
 from utils.eval_metrics import extract_events
 
-TRACKS = ("audio", "visual")   # frame_prob modality axis order (SPEC §5)
 # Okabe-Ito colours (colour-blind safe); FN is also hatched so it survives greyscale printing
 OUTCOME_STYLES = {
     "tp": dict(facecolor="#009E73", edgecolor="none", label="correct (TP)"),
@@ -37,7 +36,7 @@ def segment_spans(pred_row, gt_row):
     """Spans [(start, end)] (end exclusive, in segments) of one class and modality of one video.
 
     pred_row, gt_row: (10,) 0/1. Returns {"tp", "fn", "fp": maximal runs of segments with that
-    outcome; "truth", "pred": the events (maximal runs, SPEC §9) of the truth and the prediction}.
+    outcome; "truth", "pred": the events (maximal runs, PROTOCOL.md §9) of the truth and the prediction}.
     """
     pred = np.asarray(pred_row).astype(bool)
     gt = np.asarray(gt_row).astype(bool)
@@ -59,7 +58,7 @@ def classes_to_show(gt_audio, gt_visual, *predictions):
 class Panel:
     """One prediction of a video. pred_audio / pred_visual (25, 10) 0/1; optional frame_prob
     (10, 2, 25) drawn as a line in each track; audio_prob / visual_prob (25,): the video-level gates
-    of the segments (SPEC §9), written at the right end of each track."""
+    of the segments (PROTOCOL.md §9), written at the right end of each track."""
     label: str
     pred_audio: np.ndarray
     pred_visual: np.ndarray
@@ -97,7 +96,7 @@ def render_parsing(path, gt_audio, gt_visual, panels, title=None, dpi=110):
 
 def _track_y(class_row, track):
     """Bottom of a track: classes from the top, audio above visual, a gap between classes."""
-    return -(3 * class_row + TRACKS.index(track)) - TRACK_HEIGHT
+    return -(3 * class_row + MODALITIES.index(track)) - TRACK_HEIGHT
 
 
 def _draw_panel(ax, panel, gt, classes, with_labels):
@@ -105,7 +104,7 @@ def _draw_panel(ax, panel, gt, classes, with_labels):
     gates = {"audio": panel.audio_prob, "visual": panel.visual_prob}
     ticks, tick_labels = [], []
     for row, cls in enumerate(classes):
-        for track in TRACKS:
+        for track in MODALITIES:
             bottom = _track_y(row, track)
             ax.add_patch(Rectangle((0, bottom), NUM_SEGMENTS, TRACK_HEIGHT, facecolor="#FFFFFF",
                                    edgecolor="#BBBBBB", linewidth=0.5))
@@ -118,7 +117,7 @@ def _draw_panel(ax, panel, gt, classes, with_labels):
                 ax.add_patch(Rectangle((start, bottom), end - start, TRACK_HEIGHT, facecolor="none",
                                        edgecolor=TRUTH_EDGE, linewidth=1.4))
             if panel.frame_prob is not None:
-                prob = np.asarray(panel.frame_prob)[:, TRACKS.index(track), cls]
+                prob = np.asarray(panel.frame_prob)[:, MODALITIES.index(track), cls]
                 # inset, so that 0 and 1 stay visible inside the track's outline
                 height = bottom + TRACK_HEIGHT * (PROB_MARGIN + (1 - 2 * PROB_MARGIN) * np.append(prob, prob[-1]))
                 ax.step(np.arange(NUM_SEGMENTS + 1), height,

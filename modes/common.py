@@ -1,0 +1,115 @@
+"""What every mode shares: checking and loading the inputs, starting the run's records, and
+loading a selected checkpoint into the model its recipe builds."""
+import os
+
+from dataloader import LLPPaths, load_split
+from nets import default_feature_dims
+from nets.convert import load_any_state_dict
+from utils import checkpoint
+from utils.annotations import annotation_version
+from utils.constants import METRIC_KEYS
+from utils.errors import UsageError
+from utils.feature_cache import PackedFeatureCache, default_cache_dir
+from utils.io import atomic_write_json
+from utils.runtime import provenance
+from utils.tensor_split import TensorSplit
+
+PROGRESS_SETTINGS = {"auto": None, "on": True, "off": False}   # --progress
+NO_CACHE = "none"   # --feature_cache none
+
+
+def progress_setting(args):
+    return PROGRESS_SETTINGS[args.progress]
+
+
+def check_inputs(args, split_names):
+    """Every file and folder the run needs exists; all problems reported at once, by flag."""
+    needed = [("audio_dir", True), ("video_dir", True), ("st_dir", True)]
+    needed += [(f"label_{name}", False) for name in split_names]
+    if any(name != "train" for name in split_names):
+        needed += [("eval_audio_csv", False), ("eval_visual_csv", False)]
+    problems = []
+    for flag, is_dir in needed:
+        path = getattr(args, flag)
+        if not (os.path.isdir(path) if is_dir else os.path.isfile(path)):
+            problems.append(f"--{flag} {path}: {'folder' if is_dir else 'file'} not found")
+    if problems:
+        raise UsageError("missing inputs (see README 'Real LLP'; --llp_root sets them all):\n  "
+                         + "\n  ".join(problems))
+
+
+def feature_cache(args):
+    """The packed cache of --feature_cache: beside the feature folders by default, off with 'none'."""
+    if args.feature_cache == NO_CACHE:
+        return None
+    return PackedFeatureCache(args.feature_cache or default_cache_dir(args.audio_dir))
+
+
+def load(args, split_name):
+    """The LLPSplit `split_name` (train/val/test), with segment truth for val and test."""
+    if split_name != "train":
+        # the audio eval file was corrected upstream in 2024: say which copy produced the numbers
+        for flag in ("eval_audio_csv", "eval_visual_csv"):
+            print(f"annotations: {annotation_version(getattr(args, flag))}")
+    split = load_split(LLPPaths.from_args(args), split_name, cache=feature_cache(args),
+                       frame_dtype=args.frame_dtype, pool_frames=args.frame_pooling == "load",
+                       progress=progress_setting(args))
+    published = default_feature_dims()
+    if split.feature_dims() != published:
+        # allowed on purpose (other feature sets), but never silently: a wrong feature folder shows here
+        print(f"{split_name} features: sizes {split.feature_dims()} differ from the published {published}; "
+              "the model is sized from the files")
+    return split
+
+
+def to_device(args, split, device):
+    return TensorSplit(split, device, pool_frames=args.frame_pooling == "load")
+
+
+def record_path(args, kind):
+    """<model_save_dir>/<checkpoint>_<mode>_<kind>: the run's records (args.json, summary.json, ...)."""
+    return os.path.join(args.model_save_dir, f"{args.checkpoint}_{args.mode}_{kind}")
+
+
+def headline(metrics):
+    """The 10 published numbers (fractions) of a metrics dict."""
+    return {key: float(metrics[key]) for key in METRIC_KEYS}
+
+
+def start_run(args, device):
+    """Print what runs where and write <checkpoint>_<mode>_args.json first; returns the provenance."""
+    os.makedirs(args.model_save_dir, exist_ok=True)
+    info = provenance(device, args.seed)
+    print(f"DHHN {args.mode} | model {args.model} | commit {info['git_commit']} | device {info['device']}")
+    print("args: " + " ".join(f"{key}={value}" for key, value in sorted(vars(args).items())))
+    if not args.no_log:
+        atomic_write_json({"args": vars(args), "provenance": info}, record_path(args, "args.json"))
+    return info
+
+
+def load_selected_model(recipe, args, role, feature_dims, device):
+    """(model in eval mode, model_config) of the `role` checkpoint of --checkpoint, in the project's
+    or the original release's format, built by `recipe`; a checkpoint of another model is refused."""
+    path = checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
+    content = checkpoint.load(path)
+    if "model" in content and "model_config" in content:
+        config, state_dict = content["model_config"], content["model"]
+    else:  # a raw state_dict saved by the original release
+        config = recipe.model_config(args, feature_dims)
+        try:
+            state_dict = load_any_state_dict(content, recipe.release_kind)
+        except (KeyError, ValueError) as error:
+            raise checkpoint.CheckpointError(f"{path}: {error}") from None
+    if config.get("model_name") != recipe.name:
+        raise checkpoint.CheckpointError(
+            f"{path} holds a {config.get('model_name')} model, not a --model {recipe.name} one; "
+            f"pass --model {config.get('model_name')} or another --checkpoint")
+    if dict(config["feature_dims"]) != dict(feature_dims):
+        raise checkpoint.CheckpointError(
+            f"{path} was trained on feature sizes {config['feature_dims']}, the data has {dict(feature_dims)}")
+    model = recipe.build_model(config)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:   # missing / unexpected keys or shapes
+        raise checkpoint.CheckpointError(f"{path} does not fit a {config['model_name']} model: {error}") from None
+    return model.to(device).eval(), config

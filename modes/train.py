@@ -1,0 +1,220 @@
+"""--mode train and --mode retrain: one training run, read top to bottom in `fit`.
+
+train and retrain differ only in their targets (refined flags) and published hyper-parameters
+(PROTOCOL.md §7, §10). A run builds its nets from the recipe of --model, optionally resumes,
+then per epoch trains, evaluates the parsing network on val, keeps the checkpoints whose val
+score improved (`select_checkpoints`) and saves the resume state (`save_resume_state`, read
+back by `restore_resume_state`).
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import engine
+from modes.common import (check_inputs, headline, load, progress_setting, record_path, start_run,
+                          to_device)
+from recipes import RECIPES
+from utils import checkpoint
+from utils.annotations import read_video_labels
+from utils.cuda_graph import GraphedTrainStep, check_device as check_cuda_graph_device
+from utils.errors import LLPDataError, UsageError
+from utils.eval_metrics import format_table
+from utils.io import atomic_write_json, atomic_write_text
+from utils.label_refinement import read_refined_labels, restrict_to_labels
+from utils.runtime import resolve_device
+
+AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
+# fused Adam is the same update in one pass over the weights (CPU: 3x faster than the
+# per-parameter loop, measured in scripts/benchmark.py); CUDA and CPU have it
+FUSED_ADAM_DEVICES = ("cuda", "cpu")
+
+
+def run_train(args):
+    return fit(args)
+
+
+def run_retrain(args):
+    if not args.refined_labels:
+        raise UsageError("--mode retrain needs --refined_labels (a .csv or .pkl from --mode estimate_labels, "
+                         "or a pickle in the published format)")
+    if not os.path.isfile(args.refined_labels):
+        raise UsageError(f"--refined_labels {args.refined_labels}: file not found")
+    return fit(args, flags_file=args.refined_labels)
+
+
+@dataclass
+class TrainingRun:
+    """Everything a training run changes, and so everything a resume restores."""
+    nets: dict            # name -> module; "model" (the parsing network) first
+    optimizers: dict      # name -> optimizer, same names
+    schedulers: dict
+    generator: torch.Generator   # drives the batch shuffling
+    best: dict            # role -> best val score so far
+    best_epoch: dict      # role -> epoch of that score (None before any)
+    history: list = field(default_factory=list)   # one record per finished epoch
+    epoch: int = 0        # the last finished epoch
+
+
+def build_training_run(recipe, args, feature_dims, device):
+    """A fresh TrainingRun: the recipe's nets on `device`, one Adam + StepLR per net (PROTOCOL.md §7)."""
+    nets = {"model": recipe.build_model(recipe.model_config(args, feature_dims))}
+    nets.update(recipe.build_guides(args, feature_dims))
+    learning_rates = recipe.learning_rates(args)
+    optimizers, schedulers = {}, {}
+    for name, net in nets.items():
+        net.to(device)
+        optimizers[name] = torch.optim.Adam(net.parameters(), lr=learning_rates[name],
+                                            fused=device.type in FUSED_ADAM_DEVICES)
+        schedulers[name] = torch.optim.lr_scheduler.StepLR(optimizers[name], args.lr_step, args.lr_gamma)
+    roles = recipe.role_names
+    return TrainingRun(nets, optimizers, schedulers, torch.Generator().manual_seed(args.seed),
+                       best={role: -math.inf for role in roles}, best_epoch={role: None for role in roles})
+
+
+def save_resume_state(writer, path, run, args, model_config, device):
+    """Queue the write of `<checkpoint>_last.pt`: all a resume needs to continue exactly."""
+    writer.save(
+        path, epoch=run.epoch, args=vars(args), model_config=model_config,
+        nets={name: net.state_dict() for name, net in run.nets.items()},
+        optimizers={name: opt.state_dict() for name, opt in run.optimizers.items()},
+        schedulers={name: sch.state_dict() for name, sch in run.schedulers.items()},
+        generator=run.generator.get_state(), rng_cpu=torch.get_rng_state(),
+        rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        best=run.best, best_epoch=run.best_epoch, history=run.history)
+
+
+def restore_resume_state(path, run, args, device):
+    """Load what `save_resume_state` wrote into `run` (nets, optimizers, schedulers, random states,
+    selection state, history) so that the run continues as if never interrupted."""
+    state = checkpoint.load(path)
+    if state["args"]["mode"] != args.mode or state["args"]["model"] != args.model:
+        raise UsageError(f"--resume: {path} is a {state['args']['model']} {state['args']['mode']} run")
+    for name, net in run.nets.items():
+        net.load_state_dict(state["nets"][name])
+        run.optimizers[name].load_state_dict(state["optimizers"][name])
+        run.schedulers[name].load_state_dict(state["schedulers"][name])
+    run.generator.set_state(state["generator"])
+    torch.set_rng_state(state["rng_cpu"])
+    if device.type == "cuda" and state.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(state["rng_cuda"], device)
+    run.best, run.best_epoch = dict(state["best"]), dict(state["best_epoch"])
+    run.history, run.epoch = list(state["history"]), state["epoch"]
+    print(f"resumed from {path} after epoch {run.epoch}")
+
+
+def select_checkpoints(selection, metrics, epoch, run):
+    """Roles (recipe SelectionRoles) whose val score improved at `epoch`; updates run.best and
+    run.best_epoch. PROTOCOL.md §7 (DHHN's three roles), §11 (HAN's one, ties to the later epoch)."""
+    improved = []
+    for role in selection:
+        score = role.score(metrics)
+        if role.improves(score, run.best[role.name]):
+            run.best[role.name], run.best_epoch[role.name] = score, epoch
+            improved.append(role.name)
+    return improved
+
+
+def _load_training_data(args, flags_file, device):
+    """(train TensorSplit with refinement flags when given, val TensorSplit, val LLPSplit)."""
+    # a bad flags file is reported before the features are read, not after
+    raw_flags = read_refined_labels(flags_file, read_video_labels(args.label_train)[0]) if flags_file else None
+    train_split = load(args, "train")
+    val_split = load(args, "val")
+    if val_split.feature_dims() != train_split.feature_dims():
+        raise LLPDataError(f"feature sizes differ between train {train_split.feature_dims()} "
+                           f"and val {val_split.feature_dims()}")
+    train_data = to_device(args, train_split, device)
+    if raw_flags is not None:
+        audio_flags, visual_flags, dropped = restrict_to_labels(*raw_flags, train_split.labels)
+        if dropped:
+            print(f"--refined_labels {flags_file}: {dropped} flag(s) on classes the video is not "
+                  "labelled with are ignored")
+        train_data.add("audio_flags", torch.as_tensor(audio_flags, dtype=torch.bool))
+        train_data.add("visual_flags", torch.as_tensor(visual_flags, dtype=torch.bool))
+    return train_data, to_device(args, val_split, device), val_split
+
+
+def fit(args, flags_file=None):
+    """Train the recipe of --model on the training split (refined targets with `flags_file`),
+    selecting checkpoints on val; returns the run's summary."""
+    recipe = RECIPES[args.model]
+    device = resolve_device(args.device)
+    if args.cuda_graph:
+        check_cuda_graph_device(device)
+    check_inputs(args, ("train", "val"))
+    last_file = checkpoint.last_path(args.model_save_dir, args.checkpoint)
+    if args.resume and not os.path.isfile(last_file):
+        raise UsageError(f"--resume: no {last_file} to resume from")
+    train_data, val_data, val_split = _load_training_data(args, flags_file, device)
+    info = start_run(args, device)
+    started = time.time()
+
+    feature_dims = val_split.feature_dims()
+    model_config = recipe.model_config(args, feature_dims)
+    run = build_training_run(recipe, args, feature_dims, device)
+    if args.resume:
+        restore_resume_state(last_file, run, args, device)
+    step = engine.TrainStep(run.nets, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast])
+    # built after a resume, so that the captured graph sees the restored optimizer state
+    graphed_step = (GraphedTrainStep(step, train_data, args.batch_size, run.nets.values(), run.optimizers.values())
+                    if args.cuda_graph else None)
+    # checkpoints are written on a worker thread; leaving the block waits for every write
+    with checkpoint.BackgroundWriter() as writer:
+        for epoch in range(run.epoch + 1, args.epochs + 1):
+            epoch_start = time.time()
+            losses = engine.train_one_epoch(step, train_data, args.batch_size, run.generator, graphed_step,
+                                            _step_logger(args, epoch), progress_setting(args), f"epoch {epoch}")
+            for scheduler in run.schedulers.values():
+                scheduler.step()
+            metrics = engine.evaluate(run.nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
+                                      recipe.gating, args.eval_batch_size, progress_setting(args))
+            saved = select_checkpoints(recipe.selection, metrics, epoch, run)
+            for role in saved:
+                writer.save(checkpoint.best_path(args.model_save_dir, args.checkpoint, role),
+                            model=run.nets["model"].state_dict(), model_config=model_config, role=role,
+                            epoch=epoch, score=run.best[role], val=headline(metrics), args=vars(args))
+            run.history.append({"epoch": epoch, "losses": losses, "val": headline(metrics), "saved": saved,
+                                "seconds": round(time.time() - epoch_start, 3)})
+            run.epoch = epoch
+            save_resume_state(writer, last_file, run, args, model_config, device)
+            if not args.no_log:
+                atomic_write_text("".join(json.dumps(item) + "\n" for item in run.history),
+                                  record_path(args, "log.jsonl"))
+            print(_epoch_line(run.history[-1]))
+    return _finish(args, run, info, started)
+
+
+def _finish(args, run, info, started):
+    """Print the val table of every selected checkpoint and write the run's summary."""
+    summary = {"provenance": info, "args": vars(args), "best_epoch": run.best_epoch, "best_score": run.best,
+               "history": run.history, "wall_seconds": round(time.time() - started, 3)}
+    for role, epoch in run.best_epoch.items():
+        if epoch is not None:
+            print(format_table(run.history[epoch - 1]["val"], title=f"val, best-{role} checkpoint (epoch {epoch})"))
+    if not args.no_log:
+        atomic_write_json(summary, record_path(args, "summary.json"))
+    return summary
+
+
+def _step_logger(args, epoch):
+    """Every --log-interval steps, the batch's total loss, as the release printed it."""
+    if args.log_interval <= 0:
+        return None
+
+    def log(step, num_steps, losses):
+        if step % args.log_interval == 0:
+            total = float(sum(value.detach() for value in losses.values()))
+            print(f"epoch {epoch} step {step}/{num_steps} | loss {total:.4f}")
+    return log
+
+
+def _epoch_line(record):
+    val = record["val"]
+    losses = " ".join(f"{name}={value:.4f}" for name, value in record["losses"].items())
+    scores = " ".join(f"{key}={100 * val[key]:.1f}" for key in ("seg_audio", "seg_visual", "seg_av", "seg_type", "evt_type"))
+    saved = f" saved: {','.join(record['saved'])}" if record["saved"] else ""
+    return f"epoch {record['epoch']:3d} ({record['seconds']:.1f}s) | {losses} | val {scores}{saved}"

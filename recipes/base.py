@@ -1,0 +1,124 @@
+"""What a model recipe is: everything that differs between models, in one object per model.
+
+A recipe answers every model-specific question the modes ask (DETR's `build(args)` returning the
+model, its criterion and its post-processing together): how to build the parsing network from a
+recorded config, which training-only nets and loss terms it uses, which checkpoints training
+keeps and by which val score, which rows val/test report, how segments are gated at evaluation,
+which ablation switches exist, and the published hyper-parameters per mode. Nothing outside
+`recipes/` branches on a model name.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+from utils.errors import UsageError
+from utils.losses import make_targets, parsing_losses
+
+# every ablation switch of the command line (paper Table 2), by argparse dest; a recipe lists the
+# ones its model has
+ABLATION_SWITCHES = ("hier_feat", "hier_pred", "audio_mgn", "visual_mgn", "rmse")
+# the optimisation flags a recipe gives published values for, per training mode
+HYPER_PARAMETERS = ("batch_size", "epochs", "lr", "lr_audio_mgn", "lr_visual_mgn")
+
+
+@dataclass(frozen=True)
+class SelectionRole:
+    """A checkpoint kept during training, `<checkpoint>_best_<name>.pt`: saved after an epoch whose
+    val metrics give a better `score` (on a tie too when `ties_to_later`); PROTOCOL.md §7, §11."""
+    name: str
+    score: Callable[[dict], float]
+    ties_to_later: bool = False
+
+    def improves(self, score, best):
+        return score > best or (self.ties_to_later and score == best)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """A row of the val/test output: the audio predictions of the `audio_role` checkpoint and the
+    visual ones of the `visual_role` checkpoint (the same role: one model). A row that is not
+    `required` is skipped when its checkpoint is absent."""
+    title: str
+    audio_role: str
+    visual_role: str
+    required: bool = True
+
+    @property
+    def roles(self):
+        return tuple(dict.fromkeys((self.audio_role, self.visual_role)))
+
+
+class WeakLabelCriterion:
+    """The video-level loss every parsing model is trained with: BCE of the audio, visual and
+    global predictions against their weak-label targets (bce_audio, bce_visual, bce_global);
+    PROTOCOL.md §7 (targets, clamping) and §10 (refined targets when the batch carries flags).
+
+    `forward(nets, batch)` runs the nets (under autocast when asked, engine.TrainStep) and
+    returns every output the losses need; `__call__(outputs, batch)` returns the named loss
+    terms, in float32. Subclasses add their model's terms.
+    """
+
+    def forward(self, nets, batch):
+        return nets["model"](batch["audio"], batch["frames"], batch["snippets"])
+
+    @staticmethod
+    def targets(batch):
+        return make_targets(batch["labels"], batch.get("audio_flags"), batch.get("visual_flags"))
+
+    def __call__(self, outputs, batch):
+        return parsing_losses(outputs, self.targets(batch), use_rmse=False)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything model-specific; see the module docstring. `args` below is main_DHHN's namespace."""
+    name: str
+    help: str
+    model_config: Callable      # (args, feature_dims) -> dict recorded in every checkpoint
+    build_model: Callable       # model_config -> the parsing network (nn.Module)
+    build_guides: Callable      # (args, feature_dims) -> {name: training-only net}, in optimizer order
+    learning_rates: Callable    # args -> {net name: learning rate} for "model" and the guides
+    criterion: Callable         # args -> a WeakLabelCriterion (or subclass)
+    gating: str                 # utils.eval_metrics.GATINGS
+    selection: tuple            # SelectionRole, ...
+    rows: tuple                 # ReportRow, ...; the first is the method's own row
+    published: dict             # "train" / "retrain" -> {HYPER_PARAMETERS: value}
+    release_kind: str           # nets.convert kind of the original release's checkpoint files
+    switches: tuple = field(default=())   # the ABLATION_SWITCHES this model has
+
+    @property
+    def role_names(self):
+        return tuple(role.name for role in self.selection)
+
+    def required_roles(self):
+        """Selected checkpoints val/test cannot do without."""
+        return tuple(dict.fromkeys(role for row in self.rows if row.required for role in row.roles))
+
+    def resolve_args(self, args):
+        """Fill unset optimisation flags with the published values of args.mode (val, test and
+        estimate_labels take train's), refuse ablation switches the model does not have and record
+        them as None (not applicable); returns args."""
+        published = self.published["retrain" if args.mode == "retrain" else "train"]
+        for key in HYPER_PARAMETERS:
+            if getattr(args, key) is None:
+                setattr(args, key, published.get(key))
+        for switch in ABLATION_SWITCHES:
+            if switch in self.switches:
+                continue
+            if getattr(args, switch) is False:
+                raise UsageError(f"--no_{switch}: --model {self.name} has no such part to switch off")
+            setattr(args, switch, None)
+        return args
+
+    def check_role(self, flag, role):
+        if role not in self.role_names:
+            raise UsageError(f"{flag} {role}: --model {self.name} keeps the checkpoints "
+                             f"{', '.join(self.role_names)}")
+
+
+def no_guides(args, feature_dims):
+    """For models trained without guiding networks."""
+    return {}
+
+
+def model_learning_rate(args):
+    return {"model": args.lr}

@@ -1,0 +1,28 @@
+"""The HAN baseline (Tian et al., ECCV 2020): one HAN layer at one scale, the weak-label loss only,
+one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
+from nets import build_han
+from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion, model_learning_rate, no_guides
+
+
+def _model_config(args, feature_dims):
+    return {"model_name": "han", "feature_dims": dict(feature_dims)}
+
+
+RECIPE = Recipe(
+    name="han",
+    help="the HAN baseline: one selected checkpoint, global gating (PROTOCOL.md §11)",
+    model_config=_model_config,
+    build_model=lambda config: build_han(config["feature_dims"]),
+    build_guides=no_guides,
+    learning_rates=model_learning_rate,
+    criterion=lambda args: WeakLabelCriterion(),
+    gating="global",
+    # the best val Type@AV segment score, ties going to the later epoch
+    selection=(SelectionRole("overall", lambda metrics: metrics["seg_type"], ties_to_later=True),),
+    rows=(ReportRow("HAN best (val Type@AV seg.)", "overall", "overall"),),
+    published={
+        "train": dict(batch_size=16, epochs=40, lr=3e-4),
+        "retrain": dict(batch_size=16, epochs=40, lr=3e-4),
+    },
+    release_kind="han",
+)
