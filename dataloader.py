@@ -59,6 +59,8 @@ class LLPPaths:
         return {kind: getattr(self, flag) for kind, flag in FEATURE_FLAGS.items()}
 
     def label_csv(self, split):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return getattr(self, f"label_{split}")
 
 

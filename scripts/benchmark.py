@@ -5,13 +5,13 @@
 
 Writes a synthetic LLP in the official layout (utils/synthetic_llp.py; per-video .npy files and
 the annotation CSVs) and measures, in one run on one device (its name is printed):
-  (a) training epochs, the same nets, losses (engine.training_step) and batch size everywhere:
+  (a) training epochs, the same nets, losses (engine.TrainStep) and batch size everywhere:
       published-style  torch DataLoader over a Dataset that np.load's the three .npy files of every
                        video at every step (80 frames, projected then averaged in the model), plain Adam;
       plain loop       preloaded host tensors (frames pooled per segment, as the project) indexed per
                        step and copied to the device, plain Adam;
       project          TensorSplit (device-resident) + engine.train_one_epoch, the optimizers of
-                       modes._build_training (fused Adam);
+                       modes.train.build_training_run (fused Adam);
       project --cuda_graph (CUDA only), project --autocast bf16 (with --bf16);
   (b) validation: engine.evaluate (batched forward + batched metrics) against batch size 1, a pandas
       filter of the eval CSV rows per video for its 25x10 truth, and per-video segment_level /
@@ -46,17 +46,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import engine  # noqa: E402
-import modes  # noqa: E402
-from dataloader import default_cache_dir, feature_file_name, load_split, pool_frames_per_segment  # noqa: E402
-from main_DHHN import PUBLISHED_DEFAULTS, resolve_defaults  # noqa: E402
+from dataloader import LLPPaths, load_split  # noqa: E402
+from modes.train import FUSED_ADAM_DEVICES, build_training_run  # noqa: E402
+from recipes import RECIPES  # noqa: E402
+from recipes.dhhn import DHHNCriterion  # noqa: E402
+from main_DHHN import resolve_args  # noqa: E402
 from main_DHHN import get_args_parser as main_args_parser  # noqa: E402
-from nets import build_mgns, build_parsing_model  # noqa: E402
+from nets import build_hcmn, build_mgns  # noqa: E402
 from nets.convert import hcmn_to_release  # noqa: E402
 from nets.release_reference import release_hcmn_forward  # noqa: E402
-from utils.constants import (CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, LABEL_TEST_CSV,  # noqa: E402
-                             LABEL_TRAIN_CSV, LABEL_VAL_CSV, METRIC_KEYS, NUM_CLASSES, NUM_SEGMENTS)
+from utils.constants import CLASS_INDEX, METRIC_KEYS, NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
 from utils.cuda_graph import GraphedTrainStep  # noqa: E402
-from utils.eval_metrics import event_level, segment_level  # noqa: E402
+from utils.feature_cache import PackedFeatureCache, default_cache_dir  # noqa: E402
+from utils.feature_files import feature_file_name, pool_frames_per_segment  # noqa: E402
+from utils.eval_metrics import event_level, score_outputs, segment_level  # noqa: E402
 from utils.runtime import device_description, resolve_device  # noqa: E402
 from utils.synthetic_llp import generate_synthetic_llp  # noqa: E402
 from utils.tensor_split import FEATURE_KEYS, TensorSplit  # noqa: E402
@@ -212,14 +215,17 @@ def published_style_evaluate(forward, loader, label_csv, eval_audio_csv, eval_vi
     return scores_as_metrics(video_scores)
 
 
-def published_style_epoch(model, audio_mgn, visual_mgn, optimizers, loader, device):
-    nets = (model, audio_mgn, visual_mgn)
-    for net in nets:
-        net.train()
+def dhhn_step(model, audio_mgn, visual_mgn, optimizers, autocast_dtype=None):
+    """The project's DHHN training step (engine.TrainStep with the DHHN criterion) on these nets."""
+    nets = {"model": model, "audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
+    return engine.TrainStep(nets, DHHNCriterion(), optimizers, autocast_dtype)
+
+
+def published_style_epoch(step, loader, device):
+    step.train()
     non_blocking = device.type == "cuda"
     for sample in loader:
-        batch = {key: value.to(device, non_blocking=non_blocking) for key, value in sample.items()}
-        engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+        step({key: value.to(device, non_blocking=non_blocking) for key, value in sample.items()})
 
 
 # ---------------------------------------------------------------- the plain loop over preloaded tensors
@@ -232,22 +238,20 @@ def preloaded_host_tensors(split):
     return host
 
 
-def plain_epoch(model, audio_mgn, visual_mgn, optimizers, host, batch_size, generator, device):
-    for net in (model, audio_mgn, visual_mgn):
-        net.train()
+def plain_epoch(step, host, batch_size, generator, device):
+    step.train()
     order = torch.randperm(len(host["labels"]), generator=generator)
     for index in order.split(batch_size):
-        batch = {key: value[index].to(device) for key, value in host.items()}
-        engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+        step({key: value[index].to(device) for key, value in host.items()})
 
 
 # ---------------------------------------------------------------- nets
 
 def plain_nets(feature_dims, device, seed):
     """HCMN + MGNs with the seed's initial weights and plain (unfused) Adam at the published rates."""
-    rates = PUBLISHED_DEFAULTS[("dhhn", "train")]
+    rates = RECIPES["dhhn"].published["train"]
     torch.manual_seed(seed)
-    model = build_parsing_model("dhhn", feature_dims).to(device)
+    model = build_hcmn(feature_dims).to(device)
     audio_mgn, visual_mgn = (net.to(device) for net in build_mgns(feature_dims))
     optimizers = [torch.optim.Adam(net.parameters(), lr=lr) for net, lr in
                   ((model, rates["lr"]), (audio_mgn, rates["lr_audio_mgn"]), (visual_mgn, rates["lr_visual_mgn"]))]
@@ -255,11 +259,11 @@ def plain_nets(feature_dims, device, seed):
 
 
 def project_nets(feature_dims, device, seed):
-    """The nets and optimizers of `--mode train` (modes._build_training), seed's initial weights."""
-    args = resolve_defaults(main_args_parser().parse_args(["--device", str(device)]))
+    """The nets and optimizers of `--mode train` (modes.train.build_training_run), seed's initial weights."""
+    args = resolve_args(main_args_parser().parse_args(["--device", str(device)]))
     torch.manual_seed(seed)
-    nets, optimizers, _ = modes._build_training(args, feature_dims, device)
-    return nets["model"], nets["audio_mgn"], nets["visual_mgn"], list(optimizers.values())
+    run = build_training_run(RECIPES["dhhn"], args, feature_dims, device)
+    return run.nets["model"], run.nets["audio_mgn"], run.nets["visual_mgn"], list(run.optimizers.values())
 
 
 # ---------------------------------------------------------------- operator counts
@@ -286,13 +290,13 @@ def operators_per_step(feature_dims, device, data, batch_size, seed):
     steps, one evaluation forward pass of the HCMN)."""
     model, audio_mgn, visual_mgn, optimizers = project_nets(feature_dims, device, seed)
     batch = data.gather(torch.arange(batch_size, device=device))
-    engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)   # optimizer state exists
+    dhhn_step(model, audio_mgn, visual_mgn, optimizers)(batch)   # optimizer state exists
     for net in (model, audio_mgn, visual_mgn):
-        net.zero_grad(set_to_none=True)   # as training_step does, so nothing accumulates below
+        net.zero_grad(set_to_none=True)   # as the step does, so nothing accumulates below
     with OperatorCounter() as forward_backward:
-        engine.training_step(model, batch, [], audio_mgn, visual_mgn)   # no optimizer: no step
+        dhhn_step(model, audio_mgn, visual_mgn, [])(batch)   # no optimizer: no step
     with OperatorCounter() as whole_step:
-        engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+        dhhn_step(model, audio_mgn, visual_mgn, optimizers)(batch)
     model.eval()
     with torch.no_grad(), OperatorCounter() as evaluation:
         model(batch["audio"], batch["frames"], batch["snippets"])
@@ -315,22 +319,9 @@ def nbytes(array_or_tensor):
     return array_or_tensor.nbytes
 
 
-def split_paths(root):
-    data, feats = os.path.join(root, "data"), os.path.join(root, "feats")
-    return {"audio_dir": os.path.join(feats, "vggish"), "video_dir": os.path.join(feats, "res152"),
-            "st_dir": os.path.join(feats, "r2plus1d_18"),
-            "label": {"train": os.path.join(data, LABEL_TRAIN_CSV), "val": os.path.join(data, LABEL_VAL_CSV),
-                      "test": os.path.join(data, LABEL_TEST_CSV)},
-            "eval_audio": os.path.join(data, EVAL_AUDIO_CSV), "eval_visual": os.path.join(data, EVAL_VISUAL_CSV)}
-
-
 def load(paths, name, cache_dir, frame_dtype="float32", pool_frames=False):
-    truth = name != "train"
-    return load_split(name, paths["label"][name], paths["audio_dir"], paths["video_dir"], paths["st_dir"],
-                      eval_audio_csv=paths["eval_audio"] if truth else None,
-                      eval_visual_csv=paths["eval_visual"] if truth else None,
-                      cache_dir=cache_dir, use_cache=cache_dir is not None, frame_dtype=frame_dtype,
-                      pool_frames=pool_frames)
+    cache = PackedFeatureCache(cache_dir) if cache_dir is not None else None
+    return load_split(paths, name, cache=cache, frame_dtype=frame_dtype, pool_frames=pool_frames)
 
 
 # ---------------------------------------------------------------- the benchmark
@@ -353,8 +344,8 @@ def train_methods(args, device, feature_dims, paths, train_split):
     seed = args.seed
     if not args.skip_published:
         model, audio_mgn, visual_mgn, optimizers = plain_nets(feature_dims, device, seed)
-        dataset = PublishedStyleDataset(paths["label"]["train"], paths["audio_dir"], paths["video_dir"],
-                                        paths["st_dir"])
+        dataset = PublishedStyleDataset(paths.label_train, paths.audio_dir, paths.video_dir,
+                                        paths.st_dir)
         # shuffled as the release (a new permutation per epoch), in the same order as the other loops;
         # the loader's own generator keeps its worker seeding off the global random stream
         loader = torch.utils.data.DataLoader(
@@ -362,12 +353,12 @@ def train_methods(args, device, feature_dims, paths, train_split):
             num_workers=args.workers, pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
             persistent_workers=args.workers > 0)
         methods["published-style (np.load per video, DataLoader)"] = dict(
-            model=model, run=functools.partial(published_style_epoch, model, audio_mgn, visual_mgn, optimizers,
+            model=model, run=functools.partial(published_style_epoch, dhhn_step(model, audio_mgn, visual_mgn, optimizers),
                                                loader, device))
     model, audio_mgn, visual_mgn, optimizers = plain_nets(feature_dims, device, seed)
     host = preloaded_host_tensors(train_split)
     methods["plain loop (preloaded host tensors)"] = dict(
-        model=model, run=functools.partial(plain_epoch, model, audio_mgn, visual_mgn, optimizers, host,
+        model=model, run=functools.partial(plain_epoch, dhhn_step(model, audio_mgn, visual_mgn, optimizers), host,
                                            args.batch_size, torch.Generator().manual_seed(seed), device))
     data = TensorSplit(train_split, device)
     variants = [("project", None, False)]
@@ -377,14 +368,12 @@ def train_methods(args, device, feature_dims, paths, train_split):
         variants.append(("project --autocast bf16", torch.bfloat16, False))
     for name, autocast_dtype, use_graph in variants:
         model, audio_mgn, visual_mgn, optimizers = project_nets(feature_dims, device, seed)
-        graphed_step = None
-        if use_graph:
-            step = functools.partial(engine.training_step, model, optimizers=optimizers, audio_mgn=audio_mgn,
-                                     visual_mgn=visual_mgn, autocast_dtype=autocast_dtype)
-            graphed_step = GraphedTrainStep(step, data, args.batch_size, (model, audio_mgn, visual_mgn), optimizers)
+        step = dhhn_step(model, audio_mgn, visual_mgn, optimizers, autocast_dtype)
+        graphed_step = (GraphedTrainStep(step, data, args.batch_size, step.nets.values(), optimizers)
+                        if use_graph else None)
         methods[name] = dict(model=model, data=data, run=functools.partial(
-            engine.train_one_epoch, model, data, optimizers, args.batch_size, torch.Generator().manual_seed(seed),
-            audio_mgn, visual_mgn, progress=False, autocast_dtype=autocast_dtype, graphed_step=graphed_step))
+            engine.train_one_epoch, step, data, args.batch_size, torch.Generator().manual_seed(seed),
+            graphed_step=graphed_step, progress=False))
     return methods
 
 
@@ -405,7 +394,7 @@ def main(args):
         _, seconds = timed(lambda: generate_synthetic_llp(root, args.n_train, args.n_val, args.n_test,
                                                           seed=args.seed), torch.device("cpu"))
         print(f"synthetic LLP in {root}: {seconds:.1f} s (not part of any measurement)")
-        paths = split_paths(root)
+        paths = LLPPaths.official(root)
         run_benchmark(args, device, paths, work_dir, root)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -455,7 +444,7 @@ def run_benchmark(args, device, paths, work_dir, root):
 
     model_ops, adam_ops, eval_ops = operators_per_step(feature_dims, device, methods["project"]["data"],
                                                        args.batch_size, args.seed)
-    adam_kind = "fused" if device.type in modes.FUSED_ADAM_DEVICES else "per parameter"
+    adam_kind = "fused" if device.type in FUSED_ADAM_DEVICES else "per parameter"
     print(f"  operators per training step: forward + backward of HCMN and MGNs {model_ops:,}, three Adam "
           f"steps ({adam_kind}) {adam_ops:,}; per evaluation forward pass {eval_ops:,}")
     report.append(f"operators per training step: model {model_ops:,} + Adam {adam_ops:,} ({adam_kind}); "
@@ -470,9 +459,9 @@ def run_benchmark(args, device, paths, work_dir, root):
     eval_times = [timed(lambda: engine.evaluate(model, val_data, gt_audio, gt_visual, progress=False), device)[1]
                   for _ in range(args.eval_repeats)]
     outputs, predict_seconds = timed(lambda: engine.predict(model, val_data, progress=False), device)
-    _, score_seconds = timed(lambda: engine.score_outputs(outputs, gt_audio, gt_visual), device)
+    _, score_seconds = timed(lambda: score_outputs(outputs, gt_audio, gt_visual), device)
     val_loader = torch.utils.data.DataLoader(
-        PublishedStyleDataset(paths["label"]["val"], paths["audio_dir"], paths["video_dir"], paths["st_dir"]),
+        PublishedStyleDataset(paths.label_val, paths.audio_dir, paths.video_dir, paths.st_dir),
         batch_size=1, shuffle=False, num_workers=min(args.workers, 1), pin_memory=device.type == "cuda")
     model.eval()
     # the published loop runs the release's model: every HAN direction and every scale's head a call
@@ -482,8 +471,8 @@ def run_benchmark(args, device, paths, work_dir, root):
              "same loop over the project's HCMN": model}
     loop_results = {}
     for name, forward in loops.items():
-        runs = [timed(lambda: published_style_evaluate(forward, val_loader, paths["label"]["val"], paths["eval_audio"],
-                                                       paths["eval_visual"], device), device) for _ in range(2)]
+        runs = [timed(lambda: published_style_evaluate(forward, val_loader, paths.label_val, paths.eval_audio_csv,
+                                                       paths.eval_visual_csv, device), device) for _ in range(2)]
         loop_results[name] = min(runs, key=lambda run: run[1])
     eval_best = min(eval_times)
     print(f"\n(b) validation of the project-trained model ({len(val_split.filenames)} videos)")
@@ -545,7 +534,7 @@ def time_origin(args, device, root, paths, work_dir):
     also with --cuda_graph. Returns the report line."""
     # build the packed cache a first run of the pipeline would (default place, frames pooled at load)
     for name in ("train", "val", "test"):
-        load(paths, name, default_cache_dir(paths["audio_dir"]), pool_frames=True)
+        load(paths, name, default_cache_dir(paths.audio_dir), pool_frames=True)
     variants = [("default flags", [])]
     if device.type == "cuda" and not args.no_cuda_graph:
         variants.append(("--cuda_graph", ["--cuda_graph"]))

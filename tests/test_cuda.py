@@ -18,24 +18,21 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 CUDA = torch.device("cuda")
 
 
-def cuda_training(dropout=0.0):
-    """Small HCMN + MGNs on the GPU with fused Adam, as modes._build_training makes them on CUDA.
-    dropout=0 makes graph and eager runs comparable number for number (no random masks)."""
-    model, audio_mgn, visual_mgn, optimizers = small_training(device=CUDA, dropout=dropout, fused=True)
-    return (model, audio_mgn, visual_mgn), optimizers
+def cuda_training(dropout=0.0, autocast_dtype=None):
+    """The training step (engine.TrainStep) of a small HCMN + MGNs on the GPU with fused Adam, as
+    modes.train.build_training_run makes the optimizers on CUDA. dropout=0 makes graph and eager runs
+    comparable number for number (no random masks)."""
+    return small_training(device=CUDA, dropout=dropout, fused=True, autocast_dtype=autocast_dtype)
 
 
 def train_epochs(data, epochs, batch_size, use_graph):
-    (model, audio_mgn, visual_mgn), optimizers = cuda_training()
-    graphed = None
-    if use_graph:
-        def step(batch):
-            return engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
-        graphed = GraphedTrainStep(step, data, batch_size, (model, audio_mgn, visual_mgn), optimizers)
+    step = cuda_training()
+    graphed = (GraphedTrainStep(step, data, batch_size, step.nets.values(), step.optimizers)
+               if use_graph else None)
     generator = torch.Generator().manual_seed(0)
-    history = [engine.train_one_epoch(model, data, optimizers, batch_size, generator, audio_mgn, visual_mgn,
-                                      progress=False, graphed_step=graphed) for _ in range(epochs)]
-    return history, [p.detach().clone() for net in (model, audio_mgn, visual_mgn) for p in net.parameters()], graphed
+    history = [engine.train_one_epoch(step, data, batch_size, generator, graphed_step=graphed, progress=False)
+               for _ in range(epochs)]
+    return history, [p.detach().clone() for net in step.nets.values() for p in net.parameters()], graphed
 
 
 def test_graphed_training_equals_eager_training_without_dropout():
@@ -54,15 +51,13 @@ def test_graphed_training_equals_eager_training_without_dropout():
 
 def test_a_learning_rate_change_reaches_the_captured_graph():
     data = TensorSplit(small_split(num_videos=8), CUDA)
-    (model, audio_mgn, visual_mgn), optimizers = cuda_training()
-
-    def step(batch):
-        return engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
-    graphed = GraphedTrainStep(step, data, 8, (model, audio_mgn, visual_mgn), optimizers)
+    step = cuda_training()
+    model = step.nets["model"]
+    graphed = GraphedTrainStep(step, data, 8, step.nets.values(), step.optimizers)
     index = torch.arange(8, device=CUDA)
     graphed(index)   # capture + first replay
     before = [p.detach().clone() for p in model.parameters()]
-    for optimizer in optimizers:
+    for optimizer in step.optimizers:
         optimizer.param_groups[0]["lr"].fill_(0.0)   # what StepLR does to the tensor learning rate
     graphed(index)
     torch.cuda.synchronize()
@@ -72,9 +67,8 @@ def test_a_learning_rate_change_reaches_the_captured_graph():
 
 def test_bf16_autocast_step_on_cuda_keeps_float32_losses():
     data = TensorSplit(small_split(num_videos=8), CUDA)
-    (model, audio_mgn, visual_mgn), optimizers = cuda_training(dropout=0.1)
-    losses = engine.training_step(model, data.gather(torch.arange(8, device=CUDA)), optimizers, audio_mgn,
-                                  visual_mgn, autocast_dtype=torch.bfloat16)
+    step = cuda_training(dropout=0.1, autocast_dtype=torch.bfloat16)
+    losses = step(data.gather(torch.arange(8, device=CUDA)))
     assert all(value.dtype == torch.float32 and bool(torch.isfinite(value)) for value in losses.values())
 
 

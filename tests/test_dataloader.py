@@ -1,8 +1,11 @@
-"""Tests of dataloader.py: annotations, features, packed cache (PROTOCOL.md §2).
+"""Tests of dataloader.py and the modules it puts together (PROTOCOL.md §2): annotations
+(utils/annotations.py), feature files (utils/feature_files.py), the packed cache
+(utils/feature_cache.py) and LLP splits (dataloader.py).
 
 Everything runs on tiny hand-made files under tmp_path; the real-file tests at
 the end use ../shared/llp and skip when it is absent.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,14 +16,16 @@ from unittest import mock
 import numpy as np
 import pytest
 
-import dataloader as dataloader_module
+import utils.feature_files as feature_files_module
 from conftest import SHARED_LLP
 
-from dataloader import (
-    LLPDataError, LLPDataWarning, LLPSplit, annotation_version, default_cache_dir, feature_file_name,
-    load_features, load_split, looks_like_llp_filename, read_segment_truth,
-    read_video_labels, unmatched_eval_rows,
+from dataloader import LLPPaths, LLPSplit, load_features, load_split
+from utils.annotations import (
+    annotation_version, looks_like_llp_filename, read_segment_truth, read_video_labels, unmatched_eval_rows,
 )
+from utils.errors import LLPDataError, LLPDataWarning
+from utils.feature_cache import PackedFeatureCache, default_cache_dir
+from utils.feature_files import feature_file_name
 from utils.constants import (
     CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV,
     LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS,
@@ -336,7 +341,7 @@ def rewrite_keeping_stat(path, array):
 def test_cache_is_reused_without_reading_sources(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
     cache_dir = tmp_path / "cache"
-    load_features(dirs, list(VIDEOS), cache_dir=cache_dir, cache_name="val")
+    load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir), split="val")
     for kind in FEATURE_KINDS:
         manifest = json.loads((cache_dir / f"val_{kind}.json").read_text())
         assert manifest["num_videos"] == 3 and manifest["kind"] == kind
@@ -347,7 +352,7 @@ def test_cache_is_reused_without_reading_sources(tmp_path):
         for name in VIDEOS:
             rewrite_keeping_stat(feature_path(dirs, kind, name),
                                  np.zeros(FEATURE_KINDS[kind][1], np.float32))
-    features = load_features(dirs, list(VIDEOS), cache_dir=cache_dir, cache_name="val")
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir), split="val")
     for kind in FEATURE_KINDS:
         np.testing.assert_array_equal(features[kind], arrays[kind])
 
@@ -355,12 +360,12 @@ def test_cache_is_reused_without_reading_sources(tmp_path):
 def test_cache_is_rebuilt_when_a_source_changes(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
     cache_dir = tmp_path / "cache"
-    load_features(dirs, list(VIDEOS), cache_dir=cache_dir)
+    load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
     path = feature_path(dirs, "audio", VIDEOS[1])
     new = np.ones((10, 128), np.float32)
     np.save(path, new)
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
-    features = load_features(dirs, list(VIDEOS), cache_dir=cache_dir)
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
     np.testing.assert_array_equal(features["audio"][1], new)
     np.testing.assert_array_equal(features["frames"], arrays["frames"])
 
@@ -368,21 +373,21 @@ def test_cache_is_rebuilt_when_a_source_changes(tmp_path):
 def test_cache_is_rebuilt_for_other_videos_or_dtype(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
     cache_dir = tmp_path / "cache"
-    load_features(dirs, list(VIDEOS), cache_dir=cache_dir)
-    subset = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache_dir=cache_dir)
+    load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    subset = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir))
     np.testing.assert_array_equal(subset["snippets"], arrays["snippets"][[2, 0]])
-    half = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache_dir=cache_dir, frame_dtype="float16")
+    half = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir), frame_dtype="float16")
     assert half["frames"].dtype == np.float16
-    again = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache_dir=cache_dir)
+    again = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir))
     assert again["frames"].dtype == np.float32
 
 
 def test_damaged_cache_is_rebuilt(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
     cache_dir = tmp_path / "cache"
-    load_features(dirs, list(VIDEOS), cache_dir=cache_dir)
+    load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
     (cache_dir / "videos_audio.npy").write_bytes(b"garbage")
-    features = load_features(dirs, list(VIDEOS), cache_dir=cache_dir)
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
     np.testing.assert_array_equal(features["audio"], arrays["audio"])
     assert np.load(cache_dir / "videos_audio.npy").shape == (3, 10, 128)
 
@@ -392,7 +397,7 @@ def test_unwritable_cache_warns_and_loads(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     features, messages = record_warnings(load_features, dirs, list(VIDEOS),
-                                         cache_dir=blocker / "cache")
+                                         cache=PackedFeatureCache(blocker / "cache"))
     np.testing.assert_array_equal(features["frames"], arrays["frames"])
     assert messages and all("continuing without cache" in m for m in messages)
 
@@ -401,7 +406,7 @@ def test_no_cache_written_when_features_are_bad(tmp_path):
     dirs, _ = make_features(tmp_path / "feats", VIDEOS)
     os.remove(feature_path(dirs, "frames", VIDEOS[0]))
     with pytest.raises(LLPDataError):
-        load_features(dirs, list(VIDEOS), cache_dir=tmp_path / "cache")
+        load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(tmp_path / "cache"))
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.json"))
 
 
@@ -411,6 +416,25 @@ def test_default_cache_dir_is_beside_the_feature_folders(tmp_path):
     audio_dir = tmp_path / "feats" / "vggish"
     assert default_cache_dir(audio_dir) == str(tmp_path / "feats" / ".packed_cache")
     assert default_cache_dir(str(audio_dir) + "/") == str(tmp_path / "feats" / ".packed_cache")
+
+
+def test_official_paths_are_the_published_layout(tmp_path):
+    paths = LLPPaths.official(tmp_path)
+    assert dataclasses.asdict(paths) == {
+        "audio_dir": str(tmp_path / "feats" / "vggish"),
+        "video_dir": str(tmp_path / "feats" / "res152"),
+        "st_dir": str(tmp_path / "feats" / "r2plus1d_18"),
+        "label_train": str(tmp_path / "data" / "AVVP_train.csv"),
+        "label_val": str(tmp_path / "data" / "AVVP_val_pd.csv"),
+        "label_test": str(tmp_path / "data" / "AVVP_test_pd.csv"),
+        "eval_audio_csv": str(tmp_path / "data" / "AVVP_eval_audio.csv"),
+        "eval_visual_csv": str(tmp_path / "data" / "AVVP_eval_visual.csv"),
+    }
+    assert LLPPaths.official(str(tmp_path)) == paths
+    assert paths.feature_dirs() == {"audio": paths.audio_dir, "frames": paths.video_dir,
+                                    "snippets": paths.st_dir}
+    assert [paths.label_csv(split) for split in ("train", "val", "test")] == [
+        paths.label_train, paths.label_val, paths.label_test]
 
 
 def split_files(tmp_path):
@@ -429,10 +453,10 @@ def split_files(tmp_path):
 
 
 def test_load_split_end_to_end(tmp_path):
-    data, dirs, arrays = split_files(tmp_path)
+    _, dirs, arrays = split_files(tmp_path)
+    paths = LLPPaths.official(tmp_path)      # split_files writes the official layout
     split, messages = record_warnings(
-        load_split, "val", data / LABEL_VAL_CSV, dirs["audio"], dirs["frames"], dirs["snippets"],
-        eval_audio_csv=data / EVAL_AUDIO_CSV, eval_visual_csv=data / EVAL_VISUAL_CSV)
+        load_split, paths, "val", cache=PackedFeatureCache(default_cache_dir(paths.audio_dir)))
     assert isinstance(split, LLPSplit) and split.name == "val" and split.num_videos == 2
     assert split.filenames == [VIDEOS[0], VIDEOS[1]]
     assert split.feature_dims() == {"audio": 128, "frames": 2048, "snippets": 512}
@@ -450,9 +474,8 @@ def test_load_split_end_to_end(tmp_path):
 
 
 def test_load_split_without_eval_files_or_cache(tmp_path):
-    data, dirs, arrays = split_files(tmp_path)
-    split = load_split("test", data / LABEL_TEST_CSV, dirs["audio"], dirs["frames"],
-                       dirs["snippets"], use_cache=False, frame_dtype="float16")
+    _, dirs, _ = split_files(tmp_path)
+    split = load_split(LLPPaths.official(tmp_path), "test", with_truth=False, frame_dtype="float16")
     assert split.gt_audio is None and split.gt_visual is None
     assert split.frames.dtype == np.float16 and split.num_videos == 1
     assert not Path(default_cache_dir(dirs["audio"])).exists()
@@ -547,9 +570,11 @@ def test_real_load_split_with_small_fake_features(tmp_path):
     names, _ = read_video_labels(real(LABEL_VAL_CSV))
     dirs, arrays = make_features(tmp_path / "feats", names,
                                  dims={"audio": 4, "frames": 4, "snippets": 4})
+    paths = dataclasses.replace(LLPPaths.official(tmp_path), label_val=str(real(LABEL_VAL_CSV)),
+                                eval_audio_csv=str(real(EVAL_AUDIO_CSV)),
+                                eval_visual_csv=str(real(EVAL_VISUAL_CSV)))
     split, messages = record_warnings(
-        load_split, "val", real(LABEL_VAL_CSV), dirs["audio"], dirs["frames"], dirs["snippets"],
-        eval_audio_csv=real(EVAL_AUDIO_CSV), eval_visual_csv=real(EVAL_VISUAL_CSV))
+        load_split, paths, "val", cache=PackedFeatureCache(default_cache_dir(paths.audio_dir)))
     assert split.num_videos == 649 and split.feature_dims() == {"audio": 4, "frames": 4, "snippets": 4}
     assert int(split.gt_audio.sum()) == 8089 and int(split.gt_visual.sum()) == 6115
     unmatched = [m for m in messages if "match no known video" in m]
@@ -561,17 +586,17 @@ def test_frames_pooled_at_load_are_segment_means_and_cached_apart(tmp_path):
     names = [f"{i:011d}_0_10" for i in range(3)]
     dirs, arrays = make_features(tmp_path, names)
     cache_dir = tmp_path / "cache"
-    full = load_features(dirs, names, cache_dir=str(cache_dir))
-    pooled = load_features(dirs, names, cache_dir=str(cache_dir), pool_frames=True)
+    full = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)))
+    pooled = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)), pool_frames=True)
     expected = arrays["frames"].reshape(3, 10, 8, 2048).mean(axis=2)
     assert pooled["frames"].shape == (3, 10, 2048) and full["frames"].shape == (3, 80, 2048)
     np.testing.assert_allclose(pooled["frames"], expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(pooled["audio"], full["audio"])
     # both layouts stay cached side by side: later loads of either read no feature file
     assert (cache_dir / "videos_frames.npy").is_file() and (cache_dir / "videos_frames_pooled.npy").is_file()
-    with mock.patch.object(dataloader_module.np, "load", wraps=np.load) as np_load:
-        again = load_features(dirs, names, cache_dir=str(cache_dir), pool_frames=True)
-        full_again = load_features(dirs, names, cache_dir=str(cache_dir))
+    with mock.patch.object(feature_files_module.np, "load", wraps=np.load) as np_load:
+        again = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)), pool_frames=True)
+        full_again = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)))
     assert not [call for call in np_load.call_args_list if str(call.args[0]).startswith(dirs["frames"])]
     np.testing.assert_array_equal(again["frames"], pooled["frames"])
     np.testing.assert_array_equal(full_again["frames"], full["frames"])

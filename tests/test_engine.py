@@ -1,4 +1,5 @@
-"""Unit behaviour of the shared loops and losses: targets, loss terms, gating, batched prediction."""
+"""Unit behaviour of the shared loops and losses: targets, loss terms, gating, the training step, batched
+prediction."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -6,9 +7,12 @@ import pytest
 import torch
 
 import engine
-from nets import build_parsing_model
+from nets import build_han, build_hcmn, build_mgns, default_feature_dims
+from recipes.base import WeakLabelCriterion
+from recipes.dhhn import DHHNCriterion
+from utils.eval_metrics import segment_predictions
+from utils.feature_files import pool_frames_per_segment
 from utils.losses import PROB_EPS, make_targets, mgn_losses, parsing_losses
-from dataloader import pool_frames_per_segment
 from utils.tensor_split import TensorSplit
 
 
@@ -57,14 +61,14 @@ def test_gating_rules_of_dhhn_and_han():
     outputs["audio_prob"][0, 3] = 0.6
     outputs["visual_prob"][0, 3] = 0.4
     outputs["global_prob"][0, 3] = 0.5
-    audio, visual = engine.segment_predictions(outputs, "modality")
+    audio, visual = segment_predictions(outputs, "modality")
     assert audio.shape == (1, 25, 10)
     assert torch.nonzero(audio[0]).tolist() == [[3, 2], [3, 3], [3, 4]]
     assert not visual.any()                                    # v_prob 0.4 gates the visual segment off
-    audio, visual = engine.segment_predictions(outputs, "global")
+    audio, visual = segment_predictions(outputs, "global")
     assert torch.nonzero(visual[0]).tolist() == [[3, 6]]       # HAN: the global 0.5 lets it through
     with pytest.raises(ValueError, match="gating"):
-        engine.segment_predictions(outputs, "audio")
+        segment_predictions(outputs, "audio")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def tiny_split():
 
 def test_prediction_does_not_depend_on_the_evaluation_batch_size(tiny_split):
     torch.manual_seed(0)
-    model = build_parsing_model("dhhn", {"audio": 128, "frames": 2048, "snippets": 512})
+    model = build_hcmn({"audio": 128, "frames": 2048, "snippets": 512})
     data = TensorSplit(tiny_split, torch.device("cpu"))
     whole = engine.predict(model, data, batch_size=256, progress=False)
     pieces = engine.predict(model, data, batch_size=3, progress=False)
@@ -90,7 +94,7 @@ def test_prediction_does_not_depend_on_the_evaluation_batch_size(tiny_split):
 
 def test_swapped_prediction_uses_the_partner_features(tiny_split):
     torch.manual_seed(0)
-    model = build_parsing_model("dhhn", {"audio": 128, "frames": 2048, "snippets": 512}).eval()
+    model = build_hcmn({"audio": 128, "frames": 2048, "snippets": 512}).eval()
     data = TensorSplit(tiny_split, torch.device("cpu"))
     partners = torch.tensor([3, 0, 1, 2, 5, 4, 7, 6, 9, 10, 8])
     swapped = engine.predict(model, data, batch_size=4, visual_source=partners, progress=False)
@@ -104,8 +108,39 @@ def test_swapped_prediction_uses_the_partner_features(tiny_split):
 def test_frames_pooled_at_load_give_the_per_frame_projection(tiny_split):
     """PROTOCOL.md §3 projects every frame then averages; pooling first is the same linear map."""
     torch.manual_seed(0)
-    model = build_parsing_model("dhhn", {"audio": 128, "frames": 2048, "snippets": 512}).eval()
+    model = build_hcmn({"audio": 128, "frames": 2048, "snippets": 512}).eval()
     pooled = engine.predict(model, TensorSplit(tiny_split, torch.device("cpu"), pool_frames=True), progress=False)
     per_frame = engine.predict(model, TensorSplit(tiny_split, torch.device("cpu"), pool_frames=False), progress=False)
     for key in pooled:
         torch.testing.assert_close(pooled[key], per_frame[key], rtol=1e-4, atol=1e-5)
+
+
+DHHN_LOSSES = ["bce_audio", "bce_visual", "bce_global", "guide_audio", "guide_visual", "rmse",
+               "mgn_bce_audio", "mgn_bce_visual", "mgn_rmse"]
+HAN_LOSSES = ["bce_audio", "bce_visual", "bce_global"]
+
+
+def dhhn_nets():
+    audio_mgn, visual_mgn = build_mgns(default_feature_dims())
+    return {"model": build_hcmn(default_feature_dims()), "audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
+
+
+@pytest.mark.parametrize("make_nets, criterion, expected", [
+    (dhhn_nets, DHHNCriterion(use_rmse=True), DHHN_LOSSES),
+    (lambda: {"model": build_han(default_feature_dims())}, WeakLabelCriterion(), HAN_LOSSES),
+], ids=["dhhn", "han"])
+def test_train_step_returns_the_named_losses_and_updates_every_net(tiny_split, make_nets, criterion, expected):
+    torch.manual_seed(0)
+    nets = make_nets()
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3) for net in nets.values()]
+    step = engine.TrainStep(nets, criterion, optimizers)
+    step.train()
+    assert all(net.training for net in nets.values())
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}
+    batch = TensorSplit(tiny_split, torch.device("cpu")).gather(torch.arange(4))
+    losses = step(batch)
+    assert list(losses) == expected
+    assert all(value.dtype == torch.float32 and value.dim() == 0 and torch.isfinite(value)
+               for value in losses.values())
+    for name, net in nets.items():
+        assert any(not torch.equal(old, new) for old, new in zip(before[name], net.parameters())), name

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import SHARED_LLP, run_main, train_flags
-from dataloader import read_video_labels
+from utils.annotations import read_video_labels
 from utils.label_refinement import (RefinementError, choose_partners, flag_quality, flags_from_predictions,
                                     read_refined_labels, to_published_lists, write_flags)
 from utils.synthetic_llp import load_planted_truth

@@ -5,11 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nets import (PARSING_MODELS, AudioMGN, DualHHN, HANBaseline, HANLayer, HCMN, VisualMGN,
-                  build_mgns, build_parsing_model, count_parameters, default_feature_dims)
+from main_DHHN import get_args_parser
+from nets import (AudioMGN, DualHHN, HANBaseline, HANLayer, HCMN, VisualMGN, build_han, build_hcmn, build_mgns,
+                  count_parameters, default_feature_dims)
 from nets.hcmn import upsample_nearest
 from nets.projections import InputProjection
+from recipes import RECIPES
 from utils.constants import FRAMES_PER_SEGMENT, NUM_CLASSES, NUM_SEGMENTS
+from utils.errors import UsageError
 
 OUTPUT_SHAPES = {"global_prob": (NUM_CLASSES,), "audio_prob": (NUM_CLASSES,),
                  "visual_prob": (NUM_CLASSES,), "frame_prob": (NUM_SEGMENTS, 2, NUM_CLASSES)}
@@ -137,7 +140,7 @@ def test_projection_averages_the_frames_of_each_segment():
 
 def test_other_frame_rates_and_feature_sizes():
     dims = {"audio": 64, "frames": 96, "snippets": 32}
-    model = build_parsing_model("dhhn", dims).eval()
+    model = build_hcmn(dims).eval()
     outputs = model(*make_inputs(2, frames_per_segment=3, dims=dims))
     assert outputs["frame_prob"].shape == (2, NUM_SEGMENTS, 2, NUM_CLASSES)
     audio, frames, snippets = make_inputs(1, dims=dims)
@@ -330,18 +333,36 @@ def test_dual_takes_each_modality_from_its_stream():
 def test_builders():
     dims = default_feature_dims()
     assert dims == {"audio": 128, "frames": 2048, "snippets": 512}
-    assert PARSING_MODELS == ("dhhn", "han")
-    hcmn = build_parsing_model("dhhn", dims, hier_feat=False, hier_pred=False)
+    assert tuple(RECIPES) == ("dhhn", "han")
+    hcmn = build_hcmn(dims, hier_feat=False, hier_pred=False)
     assert isinstance(hcmn, HCMN) and not hcmn.hier_feat and not hcmn.hier_pred
-    assert isinstance(build_parsing_model("han", dims), HANBaseline)
-    with pytest.raises(ValueError, match="unknown model"):
-        build_parsing_model("dhhn2", dims)
-    with pytest.raises(ValueError, match="dhhn model only"):
-        build_parsing_model("han", dims, hier_feat=False)
+    assert isinstance(build_han(dims), HANBaseline)
     with pytest.raises(ValueError, match="snippets"):
-        build_parsing_model("dhhn", {"audio": 128, "frames": 2048})
+        build_hcmn({"audio": 128, "frames": 2048})
     audio_mgn, visual_mgn = build_mgns(dims)
     assert isinstance(audio_mgn, AudioMGN) and isinstance(visual_mgn, VisualMGN)
+
+
+@pytest.mark.parametrize("name, flags, model_class", [("dhhn", ["--no_hier_pred"], HCMN), ("han", [], HANBaseline)])
+def test_every_recipe_builds_its_model_from_the_recorded_config(name, flags, model_class):
+    recipe = RECIPES[name]
+    args = recipe.resolve_args(get_args_parser().parse_args(["--model", name, *flags]))
+    config = recipe.model_config(args, default_feature_dims())
+    assert config["model_name"] == name and config["feature_dims"] == default_feature_dims()
+    model = recipe.build_model(config)
+    assert isinstance(model, model_class)
+    if name == "dhhn":
+        assert model.hier_feat and not model.hier_pred
+
+
+def test_unknown_model_and_inapplicable_switches_are_rejected(capsys):
+    # an unknown model name never reaches a builder: --model only offers the recipes
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--model", "dhhn2"])
+    assert "invalid choice: 'dhhn2'" in capsys.readouterr().err
+    # the hierarchy switches belong to the dhhn model only
+    with pytest.raises(UsageError, match="--no_hier_feat: --model han has no such part"):
+        RECIPES["han"].resolve_args(get_args_parser().parse_args(["--model", "han", "--no_hier_feat"]))
 
 
 def test_bf16_autocast():

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import engine
 from conftest import data_flags, load_script, load_test_split, run_main
-from dataloader import load_split
+from dataloader import LLPPaths, load_split
 from utils import checkpoint
 from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import evaluate_split, event_rows
+from utils.eval_metrics import evaluate_split, event_rows, score_outputs, segment_predictions
 from utils.export import (export_predictions, load_predictions, read_event_csv, rescore_event_files, row_slug,
                           write_event_csv)
 from utils.synthetic_llp import generate_synthetic_llp
@@ -83,7 +82,7 @@ def test_event_csv_round_trip(tmp_path):
 def test_rescored_export_equals_score_outputs(synthetic_root, tmp_path, gating):
     split = load_test_split(synthetic_root)
     outputs = fake_outputs(split.num_videos, seed=1)
-    expected = engine.score_outputs(outputs, split.gt_audio, split.gt_visual, gating)
+    expected = score_outputs(outputs, split.gt_audio, split.gt_visual, gating)
     files = export_predictions(tmp_path, split, {"Random model": (outputs, gating)})["Random model"]
     rescored = rescore_event_files(files["audio_csv"], files["visual_csv"], *eval_csvs(synthetic_root),
                                    split.filenames)
@@ -97,7 +96,7 @@ def test_rescored_export_equals_score_outputs(synthetic_root, tmp_path, gating):
     assert saved["row"] == "Random model" and saved["split"] == "test"
     for key, value in outputs.items():
         np.testing.assert_array_equal(saved[key], value.numpy())
-    pred_audio, pred_visual = engine.segment_predictions(outputs, gating)
+    pred_audio, pred_visual = segment_predictions(outputs, gating)
     np.testing.assert_array_equal(saved["pred_audio"], pred_audio.numpy())
     np.testing.assert_array_equal(saved["pred_visual"], pred_visual.numpy())
 
@@ -319,5 +318,4 @@ def test_clip_clap_sized_features_train_and_test(tiny_root, tmp_path, capsys):
     for role in ("audio", "visual", "overall"):
         saved = checkpoint.load(checkpoint.best_path(str(tmp_path / "run"), "DHHN", role))
         assert saved["model_config"]["feature_dims"] == CLIP_LIKE_DIMS
-    assert load_split("test", f"{root}/data/AVVP_test_pd.csv", f"{root}/feats/vggish", f"{root}/feats/res152",
-                      f"{root}/feats/r2plus1d_18", use_cache=False).feature_dims() == CLIP_LIKE_DIMS
+    assert load_split(LLPPaths.official(root), "test", with_truth=False).feature_dims() == CLIP_LIKE_DIMS

@@ -13,11 +13,12 @@ import torch
 
 import engine
 from conftest import load_script, run_main
-from dataloader import load_split
-from nets import HCMN, AudioMGN, VisualMGN, build_parsing_model
+from dataloader import LLPPaths, load_split
+from nets import HCMN, AudioMGN, VisualMGN, build_hcmn
+from recipes.dhhn import DHHNCriterion
 from utils.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
                               preserved_training_state)
-from utils.eval_metrics import evaluate_split
+from utils.eval_metrics import evaluate_split, segment_predictions
 from utils.tensor_split import TensorSplit
 
 SMALL_DIMS = {"audio": 16, "frames": 24, "snippets": 20}
@@ -34,18 +35,19 @@ def small_split(num_videos=10, seed=0):
         labels=(rng.random((num_videos, 25)) < 0.2).astype(np.float32))
 
 
-def small_training(seed=0, device="cpu", dropout=0.1, fused=None):
-    """HCMN and both MGNs at width 32 (the wiring of PROTOCOL.md §5-6, cheap enough for CPU tests) on
-    `device`, with Adam (pass fused=True for the optimizer modes._build_training makes)."""
+def small_training(seed=0, device="cpu", dropout=0.1, fused=None, autocast_dtype=None):
+    """The DHHN training step (engine.TrainStep, DHHN criterion) of HCMN and both MGNs at width 32 (the
+    wiring of PROTOCOL.md §5-6, cheap enough for CPU tests) on `device`, with Adam (pass fused=True for
+    the optimizer modes.train.build_training_run makes on modes.train.FUSED_ADAM_DEVICES)."""
     torch.manual_seed(seed)
     model = HCMN(SMALL_DIMS["audio"], SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
                  dropout=dropout)
     audio_mgn = AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH, dropout=dropout)
     visual_mgn = VisualMGN(SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
                            dim_feedforward=SMALL_WIDTH, dropout=dropout)
-    nets = [net.to(device) for net in (model, audio_mgn, visual_mgn)]
-    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused) for net in nets]
-    return (*nets, optimizers)
+    nets = {"model": model.to(device), "audio_mgn": audio_mgn.to(device), "visual_mgn": visual_mgn.to(device)}
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused) for net in nets.values()]
+    return engine.TrainStep(nets, DHHNCriterion(use_rmse=True), optimizers, autocast_dtype)
 
 
 def state_of(nets, optimizers):
@@ -76,9 +78,9 @@ def test_cuda_graph_flag_on_cpu_is_a_clear_usage_error(tmp_path, capsys):
 
 def test_graphed_step_refuses_a_cpu_split():
     data = TensorSplit(small_split(), torch.device("cpu"))
-    model, audio_mgn, visual_mgn, optimizers = small_training()
+    step = small_training()
     with pytest.raises(CudaGraphError, match="CUDA"):
-        GraphedTrainStep(lambda batch: {}, data, 4, (model, audio_mgn, visual_mgn), optimizers)
+        GraphedTrainStep(lambda batch: {}, data, 4, step.nets.values(), step.optimizers)
     with pytest.raises(CudaGraphError):
         check_device("cpu")
 
@@ -103,15 +105,12 @@ def test_full_batches_go_to_the_graphed_step_and_the_ragged_one_runs_eagerly():
     data = TensorSplit(small_split(num_videos=10), torch.device("cpu"))
 
     def run(with_stand_in):
-        model, audio_mgn, visual_mgn, optimizers = small_training()
-        stand_in = None
-        if with_stand_in:
-            step = lambda batch: engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)  # noqa: E731
-            stand_in = EagerStandIn(step, data, batch_size=4)
+        step = small_training()
+        stand_in = EagerStandIn(step, data, batch_size=4) if with_stand_in else None
         torch.manual_seed(1)
-        losses = engine.train_one_epoch(model, data, optimizers, 4, torch.Generator().manual_seed(0),
-                                        audio_mgn, visual_mgn, progress=False, graphed_step=stand_in)
-        return losses, state_of((model, audio_mgn, visual_mgn), optimizers), stand_in
+        losses = engine.train_one_epoch(step, data, 4, torch.Generator().manual_seed(0), graphed_step=stand_in,
+                                        progress=False)
+        return losses, state_of(step.nets.values(), step.optimizers), stand_in
 
     plain_losses, plain_state, _ = run(False)
     routed_losses, routed_state, stand_in = run(True)
@@ -122,10 +121,10 @@ def test_full_batches_go_to_the_graphed_step_and_the_ragged_one_runs_eagerly():
 
 def test_bf16_autocast_step_keeps_float32_losses_and_weights():
     data = TensorSplit(small_split(num_videos=4), torch.device("cpu"))
-    model, audio_mgn, visual_mgn, optimizers = small_training()
+    step = small_training(autocast_dtype=torch.bfloat16)
+    model = step.nets["model"]
     before = [p.detach().clone() for p in model.parameters()]
-    losses = engine.training_step(model, data.gather(torch.arange(4)), optimizers, audio_mgn, visual_mgn,
-                                  autocast_dtype=torch.bfloat16)
+    losses = step(data.gather(torch.arange(4)))
     assert all(value.dtype == torch.float32 and torch.isfinite(value) for value in losses.values())
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), before))
@@ -148,29 +147,28 @@ def test_warm_up_steps_leave_no_trace(with_existing_state):
     """Steps inside preserved_training_state are undone: the next step equals that of an untouched copy."""
     data = TensorSplit(small_split(num_videos=8), torch.device("cpu"))
     batch = data.gather(torch.arange(8))
-    model, audio_mgn, visual_mgn, optimizers = small_training()
-    nets = (model, audio_mgn, visual_mgn)
+    step = small_training()
+    nets, optimizers = list(step.nets.values()), step.optimizers
     if with_existing_state:   # as after --resume: Adam moments and step counts already exist
-        engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
-    reference = copy.deepcopy((nets, optimizers))
+        step(batch)
+    reference = copy.deepcopy(step)   # nets and optimizers copied together: the copies stay wired
     before = state_of(nets, optimizers)
     with preserved_training_state(nets, optimizers):
         for _ in range(2):
-            engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
+            step(batch)
     after = state_of(nets, optimizers)
     if with_existing_state:
         assert_same(after, before)
     else:   # fresh Adam state created by the warm-up is reset to zeros (step 0, zero moments)
         assert_same(after[:len(before)], before)
         assert all(not tensor.any() for tensor in after[len(before):])
-    for twin in (nets, reference[0]):
-        twin[0].train(), twin[1].train(), twin[2].train()
+    for twin in (step, reference):
+        twin.train()
     torch.manual_seed(3)
-    engine.training_step(model, batch, optimizers, audio_mgn, visual_mgn)
-    (ref_model, ref_audio, ref_visual), ref_optimizers = reference
+    step(batch)
     torch.manual_seed(3)
-    engine.training_step(ref_model, batch, ref_optimizers, ref_audio, ref_visual)
-    assert_same(state_of(nets, optimizers), state_of((ref_model, ref_audio, ref_visual), ref_optimizers))
+    reference(batch)
+    assert_same(state_of(nets, optimizers), state_of(reference.nets.values(), reference.optimizers))
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
@@ -194,16 +192,14 @@ def test_capturable_learning_rate_is_a_tensor_that_the_scheduler_updates_in_plac
 def test_published_style_truth_and_scores_match_the_project(synthetic_root):
     """The baseline of scripts/benchmark.py computes what the project computes, only slower."""
     benchmark = load_script("benchmark")
-    root = str(synthetic_root)
-    paths = benchmark.split_paths(root)
-    split = load_split("val", paths["label"]["val"], paths["audio_dir"], paths["video_dir"], paths["st_dir"],
-                       paths["eval_audio"], paths["eval_visual"], use_cache=False)
-    eval_audio = pd.read_csv(paths["eval_audio"], header=0, sep="\t")
+    paths = LLPPaths.official(synthetic_root)
+    split = load_split(paths, "val")
+    eval_audio = pd.read_csv(paths.eval_audio_csv, header=0, sep="\t")
     truth = np.stack([benchmark.published_style_truth(eval_audio, name) for name in split.filenames])
     assert np.array_equal(truth, split.gt_audio)
 
     torch.manual_seed(0)
-    model = build_parsing_model("dhhn", split.feature_dims()).eval()
+    model = build_hcmn(split.feature_dims()).eval()
     data = TensorSplit(split, torch.device("cpu"))
     outputs = engine.predict(model, data, progress=False)
     video_scores = []
@@ -211,7 +207,7 @@ def test_published_style_truth_and_scores_match_the_project(synthetic_root):
         one = {key: value[i:i + 1] for key, value in outputs.items()}
         video_scores.append(benchmark.published_style_video_scores(one, split.gt_audio[i], split.gt_visual[i]))
     published = benchmark.scores_as_metrics(video_scores)
-    project = evaluate_split(*engine.segment_predictions(outputs), split.gt_audio, split.gt_visual)
+    project = evaluate_split(*segment_predictions(outputs), split.gt_audio, split.gt_visual)
     assert benchmark.max_metric_difference(published, project) < 1e-12
 
 

@@ -10,7 +10,7 @@ import torch
 import engine
 from conftest import TRAIN_EPOCHS, load_test_split, run_main, train_flags
 from main_DHHN import get_args_parser
-from nets import build_parsing_model
+from nets import build_hcmn
 from utils import checkpoint
 from utils.tensor_split import TensorSplit
 
@@ -18,7 +18,7 @@ from utils.tensor_split import TensorSplit
 def untrained_test_metrics(root):
     torch.manual_seed(0)
     split = load_test_split(root)
-    model = build_parsing_model("dhhn", split.feature_dims())
+    model = build_hcmn(split.feature_dims())
     return engine.evaluate(model, TensorSplit(split, torch.device("cpu")), split.gt_audio, split.gt_visual)
 
 
@@ -105,13 +105,13 @@ def test_han_baseline_trains_and_tests_with_global_gating(synthetic_root, tmp_pa
 
 def test_published_defaults_per_model_and_mode():
     parser = get_args_parser()
-    from main_DHHN import resolve_defaults
+    from main_DHHN import resolve_args as resolve_defaults
     dhhn = resolve_defaults(parser.parse_args([]))
     assert (dhhn.batch_size, dhhn.epochs, dhhn.lr, dhhn.lr_audio_mgn, dhhn.lr_visual_mgn) == (64, 10, 3e-4, 6e-4, 6e-5)
     retrain = resolve_defaults(parser.parse_args(["--mode", "retrain"]))
     assert (retrain.epochs, retrain.lr, retrain.lr_audio_mgn, retrain.lr_visual_mgn) == (5, 3e-4, 3e-4, 3e-4)
     han = resolve_defaults(parser.parse_args(["--model", "han"]))
-    assert (han.batch_size, han.epochs, han.audio_mgn, han.visual_mgn, han.rmse) == (16, 40, False, False, False)
+    assert (han.batch_size, han.epochs, han.audio_mgn, han.visual_mgn, han.rmse) == (16, 40, None, None, None)
     override = resolve_defaults(parser.parse_args(["--epochs", "3", "--batch-size", "8"]))
     assert (override.epochs, override.batch_size) == (3, 8)
     assert (dhhn.seed, dhhn.lr_step, dhhn.lr_gamma) == (1, 10, 0.1)
@@ -127,8 +127,8 @@ def exit_message(argv, capsys):
 
 
 def test_missing_inputs_are_named_by_flag(synthetic_root, tmp_path, capsys):
-    flags = train_flags(synthetic_root, tmp_path, "--mode", "train")
-    flags[flags.index("--label_train") + 1] = str(tmp_path / "nope.csv")
+    # an explicit data flag overrides --llp_root's layout, and a missing file is named by its flag
+    flags = train_flags(synthetic_root, tmp_path, "--mode", "train", "--label_train", str(tmp_path / "nope.csv"))
     err = exit_message(flags, capsys)
     assert "--label_train" in err and "nope.csv" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.pt"))
@@ -210,11 +210,11 @@ def test_corrupt_checkpoint_is_named(trained_run, synthetic_root, tmp_path, caps
 
 def test_bad_flags_file_and_missing_checkpoints_are_reported_before_features_are_read(synthetic_root, tmp_path,
                                                                                        capsys, monkeypatch):
-    import modes
+    import modes.common
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("features were loaded before the cheap checks")
-    monkeypatch.setattr(modes, "load_split", must_not_load)
+    monkeypatch.setattr(modes.common, "load_split", must_not_load)
     bad_flags = tmp_path / "flags.pkl"
     bad_flags.write_bytes(b"not a pickle")
     err = exit_message(train_flags(synthetic_root, tmp_path, "--mode", "retrain", "--refined_labels", str(bad_flags)),

@@ -99,7 +99,7 @@ class GraphedTrainStep:
     """Callable index -> losses that runs `step_fn(data.gather(index))` as one replayed CUDA graph.
 
     step_fn: batch dict -> dict of loss tensors, doing zero_grad, forward, backward and the
-        optimizer steps (engine.training_step with the nets and optimizers bound).
+        optimizer steps (an engine.TrainStep).
     data: the device-resident TensorSplit the indices point into.
     batch_size: the graph's static batch size; `accepts` is true for index vectors of that length.
     nets, optimizers: what step_fn trains; the optimizers are made capturable here.
