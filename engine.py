@@ -4,15 +4,20 @@ Functions here return tensors or dicts of numbers; printing, tables and checkpoi
 happen in the caller (modes/). What differs between models comes in as a recipe's criterion.
 """
 import contextlib
+import math
 import sys
 
 import torch
 from tqdm import tqdm
 
+from utils.errors import TrainingDiverged
 from utils.eval_metrics import score_outputs
 from utils.label_refinement import choose_partners, flags_from_predictions
 
 EVAL_BATCH_SIZE = 256
+# what torch's binary_cross_entropy says (CPU) when a probability is NaN: the run has diverged
+BCE_RANGE_MESSAGE = "all elements of input should be between 0 and 1"
+DIVERGED_HINT = "lower --lr (or check the features for extreme values) and train again"
 
 
 def _show_progress(progress):
@@ -71,22 +76,35 @@ def train_one_epoch(step, data, batch_size, generator, graphed_step=None, on_ste
     graph; it takes the batches it accepts (the full ones), the others run eagerly.
     on_step: optional callback(step, num_steps, losses) after every step (losses still on the
     device: reading them forces a sync, so a caller should do that only now and then).
+    A NaN probability (CPU: torch's BCE refuses it at that step) or a non-finite epoch mean raises
+    TrainingDiverged naming `desc` and the step, before the caller saves anything of the epoch.
     """
     step.train()
     sums, num_batches = {}, 0
     batches = data.batch_indices(batch_size, generator)
     for number, index in enumerate(tqdm(batches, desc=desc, leave=False, disable=not _show_progress(progress)), 1):
-        if graphed_step is not None and graphed_step.accepts(index):
-            losses = graphed_step(index)
-        else:
-            losses = step(data.gather(index))
+        try:
+            if graphed_step is not None and graphed_step.accepts(index):
+                losses = graphed_step(index)
+            else:
+                losses = step(data.gather(index))
+        except RuntimeError as error:
+            if BCE_RANGE_MESSAGE not in str(error):
+                raise
+            raise TrainingDiverged(f"{desc}, step {number}/{len(batches)}: a predicted probability is NaN, "
+                                   f"training diverged; {DIVERGED_HINT}") from None
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach()
         num_batches += 1
         if on_step is not None:
             on_step(number, len(batches), losses)
     # one host sync per epoch, not per step
-    return {name: float(total) / num_batches for name, total in sums.items()}
+    means = {name: float(total) / num_batches for name, total in sums.items()}
+    diverged = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]
+    if diverged:
+        raise TrainingDiverged(f"{desc}: non-finite mean loss ({', '.join(diverged)}), training diverged; "
+                               f"{DIVERGED_HINT}")
+    return means
 
 
 @torch.no_grad()

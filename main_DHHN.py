@@ -8,12 +8,13 @@ import sys
 
 import engine
 from dataloader import OFFICIAL_LAYOUT, LLPPaths
+from modes.common import exclusive_run
 from modes.estimate_labels import run_estimate_labels
 from modes.evaluate import run_evaluate
 from modes.train import run_retrain, run_train
 from recipes import RECIPES
-from utils.errors import UserError
-from utils.runtime import set_seed
+from utils.errors import UsageError, UserError
+from utils.runtime import MAX_SEED, set_seed, termination_as_interrupt
 
 MODES = {
     "train": run_train,
@@ -23,6 +24,8 @@ MODES = {
     "estimate_labels": run_estimate_labels,
 }
 DEFAULT_MODEL_SAVE_DIR = "models/"
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130   # as a shell reports a Ctrl-C
 DATA_FLAG_HELP = {
     "audio_dir": "VGGish features, <youtube id>.npy (10, 128)",
     "video_dir": "ResNet152 frame features, <youtube id>.npy (80, 2048)",
@@ -35,10 +38,19 @@ DATA_FLAG_HELP = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for on/off switches, whose help says what they do."""
+
+    def _get_help_string(self, action):
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def get_args_parser():
     parser = argparse.ArgumentParser(
         description="DHHN (ACM MM 2022) / HAN (ECCV 2020) for audio-visual video parsing on LLP",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     data = parser.add_argument_group("data (published flag names)")
     data.add_argument("--llp_root", default="",
                       help="folder in the official layout (data/AVVP_*.csv, feats/{vggish,res152,r2plus1d_18}/); "
@@ -123,20 +135,44 @@ def resolve_data_paths(args):
     return args
 
 
+def check_numbers(args):
+    """Flags whose values cannot work are refused before any work, naming the flag."""
+    at_least_one = {"epochs": "--epochs", "batch_size": "--batch-size", "eval_batch_size": "--eval_batch_size",
+                    "lr_step": "--lr_step"}
+    problems = [f"{flag} {getattr(args, key)}: must be at least 1" for key, flag in at_least_one.items()
+                if getattr(args, key) < 1]
+    problems += [f"--{key} {getattr(args, key)}: must be positive"
+                 for key in ("lr", "lr_audio_mgn", "lr_visual_mgn", "lr_gamma")
+                 if getattr(args, key) is not None and not getattr(args, key) > 0]
+    if not 0 <= args.seed <= MAX_SEED:
+        problems.append(f"--seed {args.seed}: must be in 0..{MAX_SEED}")
+    if args.log_interval < 0:
+        problems.append(f"--log-interval {args.log_interval}: must be 0 (never) or more")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
 def resolve_args(args):
-    """Data paths from --llp_root, then the published values and ablation switches of --model."""
+    """Data paths from --llp_root, then the published values and ablation switches of --model;
+    impossible values are refused."""
     resolve_data_paths(args)
-    return RECIPES[args.model].resolve_args(args)
+    RECIPES[args.model].resolve_args(args)
+    check_numbers(args)
+    return args
 
 
 def main(args):
     try:
         resolve_args(args)
         set_seed(args.seed)
-        return MODES[args.mode](args)
+        with termination_as_interrupt(), exclusive_run(args):
+            return MODES[args.mode](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(error, "exit_code", EXIT_USER_ERROR))
+    except KeyboardInterrupt:
+        print(f"interrupted ({args.mode}); nothing of this step was completed", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

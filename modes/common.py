@@ -1,6 +1,10 @@
 """What every mode shares: checking and loading the inputs, starting the run's records, and
 loading a selected checkpoint into the model its recipe builds."""
 import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
 
 from dataloader import LLPPaths, load_split
 from nets import default_feature_dims
@@ -10,12 +14,17 @@ from utils.annotations import annotation_version
 from utils.constants import METRIC_KEYS
 from utils.errors import UsageError
 from utils.feature_cache import PackedFeatureCache, default_cache_dir
-from utils.io import atomic_write_json
+from utils.io import atomic_write_json, check_writable
+from utils.run_lock import RunLock
 from utils.runtime import provenance
 from utils.tensor_split import TensorSplit
 
 PROGRESS_SETTINGS = {"auto": None, "on": True, "off": False}   # --progress
 NO_CACHE = "none"   # --feature_cache none
+# every --mode, as main_DHHN.MODES dispatches them: the <checkpoint>_<mode>_* records they write
+RUN_MODES = ("train", "retrain", "val", "test", "estimate_labels")
+RECORD_KINDS = ("args.json", "summary.json", "log.jsonl", "per_class.csv")
+PREVIOUS_RUNS_FOLDER = "previous"
 
 
 def progress_setting(args):
@@ -113,3 +122,43 @@ def load_selected_model(recipe, args, role, feature_dims, device):
     except RuntimeError as error:   # missing / unexpected keys or shapes
         raise checkpoint.CheckpointError(f"{path} does not fit a {config['model_name']} model: {error}") from None
     return model.to(device).eval(), config
+
+
+@contextmanager
+def exclusive_run(args):
+    """Hold the lock of this run's name (utils/run_lock.py) after checking that --model_save_dir can
+    be written, so that a read-only folder or a concurrent run is reported before any work."""
+    check_writable(args.model_save_dir)
+    with RunLock(args.model_save_dir, args.checkpoint, args.mode):
+        yield
+
+
+def run_files(save_dir, name):
+    """Every file that a run called `name` writes in `save_dir` (checkpoints, records, flags), by
+    exact pattern: a run "DHHN" never claims the files of a run "DHHN_seed2"."""
+    pattern = re.compile(re.escape(name) + r"_(best_[a-z]+\.pt|last\.pt|refined_labels\.(pkl|csv)|"
+                         rf"({'|'.join(RUN_MODES)})_({'|'.join(map(re.escape, RECORD_KINDS))}))")
+    if not os.path.isdir(save_dir):
+        return []
+    return sorted(os.path.join(save_dir, entry) for entry in os.listdir(save_dir) if pattern.fullmatch(entry))
+
+
+def move_aside_previous_run(args):
+    """A new training run under the name of an earlier one keeps the earlier files: they move to
+    <model_save_dir>/previous/<checkpoint>_<time>/, and the move is printed. Returns that folder
+    (None when there was nothing to keep)."""
+    files = run_files(args.model_save_dir, args.checkpoint)
+    if not files:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = os.path.join(args.model_save_dir, PREVIOUS_RUNS_FOLDER, f"{args.checkpoint}_{stamp}")
+    suffix = 1
+    while os.path.exists(target):
+        suffix += 1
+        target = os.path.join(args.model_save_dir, PREVIOUS_RUNS_FOLDER, f"{args.checkpoint}_{stamp}_{suffix}")
+    os.makedirs(target)
+    for path in files:
+        shutil.move(path, os.path.join(target, os.path.basename(path)))
+    print(f"--checkpoint {args.checkpoint} was used before in {args.model_save_dir}: its {len(files)} file(s) "
+          f"moved to {target}")
+    return target

@@ -1,5 +1,6 @@
 """--mode val and --mode test: every row of the recipe of --model on the split, with the published
 table, per-class F1, the modality confusion and, optionally, exported predictions (PROTOCOL.md §8, §9)."""
+import os
 import time
 
 import engine
@@ -9,8 +10,9 @@ from nets.dual import DualHHN
 from recipes import RECIPES
 from utils import checkpoint
 from utils.eval_metrics import format_table, score_outputs, segment_predictions
+from utils.errors import UsageError
 from utils.export import export_predictions
-from utils.io import atomic_write_json
+from utils.io import atomic_write_json, check_writable
 from utils.runtime import resolve_device
 from utils.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
 
@@ -41,6 +43,10 @@ def run_evaluate(args):
     device = resolve_device(args.device)
     split_name = args.mode
     check_inputs(args, (split_name,))
+    if args.export_dir:   # refused now, not after the evaluation
+        if os.path.exists(args.export_dir) and not os.path.isdir(args.export_dir):
+            raise UsageError(f"--export_dir {args.export_dir}: exists and is not a folder")
+        check_writable(args.export_dir)
     for role in recipe.required_roles():   # missing checkpoints are reported before loading features
         checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
     split = load(args, split_name)

@@ -15,19 +15,25 @@ from dataclasses import dataclass, field
 import torch
 
 import engine
-from modes.common import (check_inputs, headline, load, progress_setting, record_path, start_run,
-                          to_device)
+from modes.common import (check_inputs, headline, load, move_aside_previous_run, progress_setting, record_path,
+                          start_run, to_device)
 from recipes import RECIPES
 from utils import checkpoint
 from utils.annotations import read_video_labels
 from utils.cuda_graph import GraphedTrainStep, check_device as check_cuda_graph_device
-from utils.errors import LLPDataError, UsageError
+from utils.errors import LLPDataError, RunInterrupted, UsageError
 from utils.eval_metrics import format_table
-from utils.io import atomic_write_json, atomic_write_text
+from utils.io import atomic_write_json
 from utils.label_refinement import read_refined_labels, restrict_to_labels
 from utils.runtime import resolve_device
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
+# flags that may differ on --resume: they change neither the trained weights nor the scores
+# (--epochs may grow too: see check_resume_args)
+RESUME_FREE_FLAGS = ("resume", "progress", "log_interval", "no_log", "eval_batch_size", "feature_cache",
+                     "export_dir", "refine_out")
+PATH_FLAGS = ("model_save_dir", "llp_root", "audio_dir", "video_dir", "st_dir", "label_train", "label_val", "label_test",
+                "eval_audio_csv", "eval_visual_csv", "refined_labels")
 # fused Adam is the same update in one pass over the weights (CPU: 3x faster than the
 # per-parameter loop, measured in scripts/benchmark.py); CUDA and CPU have it
 FUSED_ADAM_DEVICES = ("cuda", "cpu")
@@ -87,12 +93,37 @@ def save_resume_state(writer, path, run, args, model_config, device):
         best=run.best, best_epoch=run.best_epoch, history=run.history)
 
 
-def restore_resume_state(path, run, args, device):
+def load_resume_state(path, args):
+    """The state `save_resume_state` wrote, after checking that the run can go on with `args`:
+    the same mode, model and every flag that changes the result (check_resume_args)."""
+    state = checkpoint.load(path)
+    recorded = state["args"]
+    if recorded["mode"] != args.mode or recorded["model"] != args.model:
+        raise UsageError(f"--resume: {path} is a {recorded['model']} {recorded['mode']} run")
+    check_resume_args(recorded, args, state["epoch"], path)
+    return state
+
+
+def check_resume_args(recorded, args, finished_epochs, path):
+    """Refuse a resume whose flags differ from the run's own in anything that changes its result;
+    only RESUME_FREE_FLAGS and a larger --epochs may differ. Data paths compare as absolute paths."""
+    def comparable(key, value):
+        return os.path.abspath(value) if key in PATH_FLAGS and isinstance(value, str) and value else value
+    changed = [f"{key} {recorded[key]!r} -> {value!r}" for key, value in sorted(vars(args).items())
+               if key in recorded and key not in RESUME_FREE_FLAGS + ("epochs",)
+               and comparable(key, recorded[key]) != comparable(key, value)]
+    if args.epochs < recorded["epochs"]:
+        changed.append(f"epochs {recorded['epochs']} -> {args.epochs} (only more epochs may be asked for)")
+    if changed:
+        raise UsageError(f"--resume: {path} was trained with other flags: {'; '.join(changed)}. Resume with the "
+                         f"run's own flags (its _args.json lists them), or start a new run under another --checkpoint")
+    if args.epochs <= finished_epochs:
+        print(f"--resume: {path} already holds {finished_epochs} epoch(s); nothing left to train up to --epochs {args.epochs}")
+
+
+def restore_resume_state(state, run, device):
     """Load what `save_resume_state` wrote into `run` (nets, optimizers, schedulers, random states,
     selection state, history) so that the run continues as if never interrupted."""
-    state = checkpoint.load(path)
-    if state["args"]["mode"] != args.mode or state["args"]["model"] != args.model:
-        raise UsageError(f"--resume: {path} is a {state['args']['model']} {state['args']['mode']} run")
     for name, net in run.nets.items():
         net.load_state_dict(state["nets"][name])
         run.optimizers[name].load_state_dict(state["optimizers"][name])
@@ -103,7 +134,7 @@ def restore_resume_state(path, run, args, device):
         torch.cuda.set_rng_state(state["rng_cuda"], device)
     run.best, run.best_epoch = dict(state["best"]), dict(state["best_epoch"])
     run.history, run.epoch = list(state["history"]), state["epoch"]
-    print(f"resumed from {path} after epoch {run.epoch}")
+    print(f"resumed after epoch {run.epoch}")
 
 
 def select_checkpoints(selection, metrics, epoch, run):
@@ -149,42 +180,52 @@ def fit(args, flags_file=None):
     last_file = checkpoint.last_path(args.model_save_dir, args.checkpoint)
     if args.resume and not os.path.isfile(last_file):
         raise UsageError(f"--resume: no {last_file} to resume from")
+    # checked before anything is written, so that a refused resume leaves the run as it was
+    resume_state = load_resume_state(last_file, args) if args.resume else None
     train_data, val_data, val_split = _load_training_data(args, flags_file, device)
+    if resume_state is None:
+        move_aside_previous_run(args)
     info = start_run(args, device)
     started = time.time()
 
     feature_dims = val_split.feature_dims()
     model_config = recipe.model_config(args, feature_dims)
     run = build_training_run(recipe, args, feature_dims, device)
-    if args.resume:
-        restore_resume_state(last_file, run, args, device)
+    if resume_state is not None:
+        restore_resume_state(resume_state, run, device)
     step = engine.TrainStep(run.nets, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast])
     # built after a resume, so that the captured graph sees the restored optimizer state
     graphed_step = (GraphedTrainStep(step, train_data, args.batch_size, run.nets.values(), run.optimizers.values())
                     if args.cuda_graph else None)
-    # checkpoints are written on a worker thread; leaving the block waits for every write
-    with checkpoint.BackgroundWriter() as writer:
-        for epoch in range(run.epoch + 1, args.epochs + 1):
-            epoch_start = time.time()
-            losses = engine.train_one_epoch(step, train_data, args.batch_size, run.generator, graphed_step,
-                                            _step_logger(args, epoch), progress_setting(args), f"epoch {epoch}")
-            for scheduler in run.schedulers.values():
-                scheduler.step()
-            metrics = engine.evaluate(run.nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
-                                      recipe.gating, args.eval_batch_size, progress_setting(args))
-            saved = select_checkpoints(recipe.selection, metrics, epoch, run)
-            for role in saved:
-                writer.save(checkpoint.best_path(args.model_save_dir, args.checkpoint, role),
-                            model=run.nets["model"].state_dict(), model_config=model_config, role=role,
-                            epoch=epoch, score=run.best[role], val=headline(metrics), args=vars(args))
-            run.history.append({"epoch": epoch, "losses": losses, "val": headline(metrics), "saved": saved,
-                                "seconds": round(time.time() - epoch_start, 3)})
-            run.epoch = epoch
-            save_resume_state(writer, last_file, run, args, model_config, device)
-            if not args.no_log:
-                atomic_write_text("".join(json.dumps(item) + "\n" for item in run.history),
-                                  record_path(args, "log.jsonl"))
-            print(_epoch_line(run.history[-1]))
+    saved_epoch = run.epoch   # the last epoch whose _last.pt is written (or queued)
+    try:
+        # checkpoints are written on a worker thread; leaving the block (normally, on an error or on
+        # Ctrl-C / SIGTERM) first finishes every queued write
+        with checkpoint.BackgroundWriter() as writer:
+            for epoch in range(run.epoch + 1, args.epochs + 1):
+                epoch_start = time.time()
+                losses = engine.train_one_epoch(step, train_data, args.batch_size, run.generator, graphed_step,
+                                                _step_logger(args, epoch), progress_setting(args), f"epoch {epoch}")
+                for scheduler in run.schedulers.values():
+                    scheduler.step()
+                metrics = engine.evaluate(run.nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
+                                          recipe.gating, args.eval_batch_size, progress_setting(args))
+                saved = select_checkpoints(recipe.selection, metrics, epoch, run)
+                for role in saved:
+                    writer.save(checkpoint.best_path(args.model_save_dir, args.checkpoint, role),
+                                model=run.nets["model"].state_dict(), model_config=model_config, role=role,
+                                epoch=epoch, score=run.best[role], val=headline(metrics), args=vars(args))
+                run.history.append({"epoch": epoch, "losses": losses, "val": headline(metrics), "saved": saved,
+                                    "seconds": round(time.time() - epoch_start, 3)})
+                run.epoch = epoch
+                save_resume_state(writer, last_file, run, args, model_config, device)
+                saved_epoch = epoch
+                if not args.no_log:   # queued behind _last.pt: the log never runs ahead of the checkpoints
+                    writer.write_text(record_path(args, "log.jsonl"),
+                                      "".join(json.dumps(item) + "\n" for item in run.history))
+                print(_epoch_line(run.history[-1]))
+    except KeyboardInterrupt:
+        raise RunInterrupted(_interrupted(last_file, saved_epoch)) from None
     return _finish(args, run, info, started)
 
 
@@ -198,6 +239,12 @@ def _finish(args, run, info, started):
     if not args.no_log:
         atomic_write_json(summary, record_path(args, "summary.json"))
     return summary
+
+
+def _interrupted(last_file, saved_epoch):
+    if saved_epoch == 0:
+        return "interrupted during epoch 1, before any checkpoint was written; start the run again"
+    return f"interrupted after epoch {saved_epoch} ({last_file} holds it); continue with --resume"
 
 
 def _step_logger(args, epoch):

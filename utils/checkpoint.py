@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from utils.errors import UserError
-from utils.io import atomic_torch_save
+from utils.io import atomic_torch_save, atomic_write_text
 
 RELEASE_SUFFIXES = {"audio": "audio", "visual": "video", "overall": "aud-vis"}
 
@@ -93,8 +93,16 @@ class BackgroundWriter:
         self._pending = []
 
     def save(self, path, **content):
+        self._submit(save, path, **host_copy(content))
+
+    def write_text(self, path, text):
+        """Queue an atomic text write behind the checkpoints queued before it (e.g. a log line that
+        must never claim an epoch whose checkpoint is not on disk yet)."""
+        self._submit(atomic_write_text, text, path)
+
+    def _submit(self, function, *args, **kwargs):
         self._collect(keep=self.max_pending - 1)
-        self._pending.append(self._executor.submit(save, path, **host_copy(content)))
+        self._pending.append(self._executor.submit(function, *args, **kwargs))
 
     def wait(self):
         """Block until every queued write is on disk; raise the first write error."""

@@ -31,3 +31,16 @@ def bulleted(lines, limit=MAX_LISTED):
     if len(lines) > limit:
         shown.append(f"  ... and {len(lines) - limit} more")
     return "\n".join(shown)
+
+
+class FileWriteError(UserError, OSError):
+    """A result or checkpoint that cannot be written (disk full, read-only folder); names the path."""
+
+
+class TrainingDiverged(UserError):
+    """Training produced non-finite losses or probabilities; names the epoch and step."""
+
+
+class RunInterrupted(UserError):
+    """Ctrl-C or SIGTERM stopped the run; says what is on disk and how to continue."""
+    exit_code = 130   # as a shell reports a Ctrl-C

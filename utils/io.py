@@ -6,13 +6,20 @@ import json
 import os
 import tempfile
 
+from utils.errors import FileWriteError
+
 
 def atomic_write(path, write_fn, mode="wb"):
-    """Write through a temp file in the same folder, then rename over `path`."""
+    """Write through a temp file in the same folder, then rename over `path`.
+
+    An interrupted or failed write leaves `path` as it was and no temp file behind. An OSError
+    (disk full, read-only folder, ...) becomes a FileWriteError naming `path` and the cause.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    tmp_path = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
         with os.fdopen(fd, mode) as handle:
             write_fn(handle)
             handle.flush()
@@ -20,10 +27,20 @@ def atomic_write(path, write_fn, mode="wb"):
         # mkstemp creates 0600 files; give the result the permissions a plain open() would
         os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
+    except BaseException as error:
+        if tmp_path is not None and os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(error, OSError) and not isinstance(error, FileWriteError):
+            raise FileWriteError(f"cannot write {path}: {error.strerror or error}") from None
         raise
+
+
+def check_writable(folder):
+    """Create `folder` if needed and prove that a file can be written there (FileWriteError if not),
+    so that a read-only or unusable output folder is reported before any work."""
+    probe = os.path.join(folder, ".write_test")
+    atomic_write(probe, lambda handle: handle.write(b""))
+    os.remove(probe)
 
 
 def _current_umask():

@@ -2,6 +2,7 @@
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 
@@ -10,12 +11,32 @@ import torch
 
 from utils.errors import UserError
 
+# numpy's seeds are 32-bit
+MAX_SEED = 2 ** 32 - 1
+
 
 def set_seed(seed):
     """Seed python, numpy and torch (all devices) from one number."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class termination_as_interrupt:
+    """Context manager: SIGTERM (what a scheduler or `kill` sends) raises KeyboardInterrupt like
+    Ctrl-C, so that the same cleanup runs (temp files removed, queued checkpoints finished)."""
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc_info):
+        signal.signal(signal.SIGTERM, self._previous)
+        return False
 
 
 class DeviceError(UserError):
