@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 from unittest import mock
@@ -19,12 +20,14 @@ import pytest
 import utils.feature_files as feature_files_module
 from conftest import SHARED_LLP
 
-from dataloader import LLPPaths, LLPSplit, load_features, load_split
+from dataloader import (LLPPaths, LLPSplit, MAX_SHARE_WITHOUT_TRUTH, MAX_VIDEOS_WITHOUT_TRUTH, load_features,
+                        load_split, max_videos_without_truth)
 from utils.annotations import (
-    annotation_version, looks_like_llp_filename, read_segment_truth, read_video_labels, unmatched_eval_rows,
+    annotation_version, looks_like_llp_filename, read_eval_rows, read_segment_truth, read_video_labels,
+    segment_truth_with_coverage, unmatched_eval_rows,
 )
 from utils.errors import LLPDataError, LLPDataWarning
-from utils.feature_cache import PackedFeatureCache, default_cache_dir
+from utils.feature_cache import CACHE_FORMAT, PackedFeatureCache, default_cache_dir
 from utils.feature_files import feature_file_name
 from utils.constants import (
     CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV,
@@ -120,6 +123,31 @@ def test_wrong_field_count_names_line(tmp_path):
         read_video_labels(path)
 
 
+def test_header_only_label_file_has_no_videos(tmp_path):
+    path = write_tsv(tmp_path / "labels.csv", LABEL_HEADER, [])
+    with pytest.raises(LLPDataError, match=r"labels\.csv: no videos"):
+        read_video_labels(path)
+    Path(path).write_text("filename\tevent_labels\n\n\n")   # blank lines are no videos either
+    with pytest.raises(LLPDataError, match=r"labels\.csv: no videos"):
+        read_video_labels(path)
+
+
+def test_whitespace_in_label_file_names_every_line(tmp_path):
+    # A trailing space after a filename used to be kept, so the video matched no eval row.
+    csv_path = write_tsv(tmp_path / "labels.csv", LABEL_HEADER, [
+        (VIDEOS[0] + " ", "Speech"), (VIDEOS[1], "Speech, Dog"), (" " + VIDEOS[2], "Cat\u00a0")])
+    with pytest.raises(LLPDataError) as error:
+        read_video_labels(csv_path)
+    message = str(error.value)
+    assert message.startswith(f"{csv_path}: 4 bad row(s) (names must match exactly, PROTOCOL.md §2):\n")
+    assert message.splitlines()[1:] == [
+        f"  line 2: filename '{VIDEOS[0]} ' has leading or trailing whitespace",
+        "  line 3: class ' Dog' has leading or trailing whitespace",
+        f"  line 4: filename ' {VIDEOS[2]}' has leading or trailing whitespace",
+        "  line 4: class 'Cat\\xa0' has leading or trailing whitespace",
+    ]
+
+
 # ----------------------------------------------------------- segment truth
 
 def test_segment_truth_exact_values(tmp_path):
@@ -169,6 +197,30 @@ def test_eval_missing_column(tmp_path):
                          [(VIDEOS[0], 0, "Dog")])
     with pytest.raises(LLPDataError, match=r"eval\.csv: missing column\(s\) offset"):
         read_segment_truth(csv_path, list(VIDEOS))
+
+
+def test_whitespace_in_eval_file_names_every_line(tmp_path):
+    csv_path = write_tsv(tmp_path / "eval.csv", EVAL_HEADER, [
+        (VIDEOS[0], 0, 10, "Speech"), (VIDEOS[1] + " ", 0, 3, "Dog"), (VIDEOS[2], 0, 3, " Dog"),
+        (VIDEOS[0], 3, 5, "Dog ")])
+    with pytest.raises(LLPDataError) as error:
+        read_segment_truth(csv_path, list(VIDEOS))
+    message = str(error.value)
+    assert message.startswith(f"{csv_path}: 3 bad row(s) (names must match exactly")
+    assert f"  line 3: filename '{VIDEOS[1]} ' has leading or trailing whitespace" in message
+    assert "  line 4: class ' Dog' has leading or trailing whitespace" in message
+    assert "  line 5: class 'Dog ' has leading or trailing whitespace" in message
+    assert "unknown class" not in message   # reported once, as whitespace
+
+
+def test_whitespace_lines_are_all_counted_and_capped_like_other_errors(tmp_path):
+    rows = [(f"v{i:010d}_0_10 ", 0, 10, "Dog") for i in range(25)]
+    csv_path = write_tsv(tmp_path / "eval.csv", EVAL_HEADER, rows)
+    with pytest.raises(LLPDataError, match=r"eval\.csv: 25 bad row\(s\)") as error:
+        read_eval_rows(csv_path)
+    lines = str(error.value).splitlines()
+    assert lines[1] == "  line 2: filename 'v0000000000_0_10 ' has leading or trailing whitespace"
+    assert lines[20].startswith("  line 21:") and lines[-1] == "  ... and 5 more"
 
 
 def test_unmatched_rows_warn_and_are_ignored(tmp_path):
@@ -330,12 +382,10 @@ def test_unknown_feature_kind(tmp_path):
 
 # ------------------------------------------------------------------- cache
 
-def rewrite_keeping_stat(path, array):
-    """Replace a file's content, keeping its size and mtime: invisible to the cache key."""
-    st = os.stat(path)
-    np.save(path, array)
-    assert os.stat(path).st_size == st.st_size
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+def source_reads(np_load, dirs):
+    """Calls of a mocked np.load that read a source feature file."""
+    return [call for call in np_load.call_args_list
+            if any(str(call.args[0]).startswith(folder) for folder in dirs.values())]
 
 
 def test_cache_is_reused_without_reading_sources(tmp_path):
@@ -345,16 +395,57 @@ def test_cache_is_reused_without_reading_sources(tmp_path):
     for kind in FEATURE_KINDS:
         manifest = json.loads((cache_dir / f"val_{kind}.json").read_text())
         assert manifest["num_videos"] == 3 and manifest["kind"] == kind
+        assert manifest["format"] == CACHE_FORMAT == 2
         assert (cache_dir / f"val_{kind}.npy").is_file()
     assert not list(cache_dir.glob(".tmp_*"))
-    # Sources now hold other values: a load that read them would see the change.
-    for kind in FEATURE_KINDS:
-        for name in VIDEOS:
-            rewrite_keeping_stat(feature_path(dirs, kind, name),
-                                 np.zeros(FEATURE_KINDS[kind][1], np.float32))
-    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir), split="val")
+    with mock.patch.object(feature_files_module.np, "load", wraps=np.load) as np_load:
+        features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir), split="val")
+    assert not source_reads(np_load, dirs)
     for kind in FEATURE_KINDS:
         np.testing.assert_array_equal(features[kind], arrays[kind])
+
+
+def replace_keeping_size_and_mtime(path, array, how):
+    """Replace a feature file as `cp -p` (in place) or `rsync -a` (new file renamed over it) do:
+    other content, the same size, the old mtime restored. Returns (stat before, stat after)."""
+    before = os.stat(path)
+    deadline = time.monotonic() + 5
+    while True:
+        if how == "in_place":
+            np.save(path, array)
+        else:
+            temporary = path + ".partial.npy"
+            np.save(temporary, array)
+            os.replace(temporary, path)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(path)
+        # a filesystem with coarse timestamps may show the old ctime within one tick: write again
+        if after.st_ctime_ns != before.st_ctime_ns or after.st_ino != before.st_ino or time.monotonic() > deadline:
+            return before, after
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["in_place", "renamed"])
+def test_cache_is_rebuilt_when_a_file_is_replaced_keeping_size_and_mtime(tmp_path, how):
+    # cp -p, rsync -a and tar copy the mtime: a fingerprint of size and mtime served the old features.
+    dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
+    cache_dir = tmp_path / "cache"
+    load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    path = feature_path(dirs, "snippets", VIDEOS[1])
+    new = arrays["snippets"][1] + 1.0
+    before, after = replace_keeping_size_and_mtime(path, new, how)
+    # what the old fingerprint (CACHE_FORMAT 1) held is unchanged: it would have matched
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert (after.st_ctime_ns, after.st_ino) != (before.st_ctime_ns, before.st_ino)
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    np.testing.assert_array_equal(features["snippets"][1], new)
+    np.testing.assert_array_equal(features["snippets"][[0, 2]], arrays["snippets"][[0, 2]])
+    np.testing.assert_array_equal(features["audio"], arrays["audio"])
+    # and the rebuilt entry is served from then on
+    with mock.patch.object(feature_files_module.np, "load", wraps=np.load) as np_load:
+        again = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    assert not source_reads(np_load, dirs)
+    np.testing.assert_array_equal(again["snippets"][1], new)
 
 
 def test_cache_is_rebuilt_when_a_source_changes(tmp_path):
@@ -481,6 +572,82 @@ def test_load_split_without_eval_files_or_cache(tmp_path):
     assert not Path(default_cache_dir(dirs["audio"])).exists()
 
 
+def test_trailing_space_in_val_label_file_fails_instead_of_losing_truth(tmp_path):
+    # The reported problem: every val filename with a trailing space matched no eval row, so
+    # every val video silently had no truth (Visual 100.0). Now loading fails naming the lines.
+    split_files(tmp_path)
+    val_csv = tmp_path / "data" / LABEL_VAL_CSV
+    write_tsv(val_csv, LABEL_HEADER, [(VIDEOS[0] + " ", "Speech,Dog"), (VIDEOS[1] + " ", "Cat")])
+    with pytest.raises(LLPDataError) as error:
+        load_split(LLPPaths.official(tmp_path), "val")
+    message = str(error.value)
+    assert message.startswith(f"{val_csv}: 2 bad row(s) (names must match exactly")
+    assert f"line 2: filename '{VIDEOS[0]} '" in message and f"line 3: filename '{VIDEOS[1]} '" in message
+
+
+def test_header_only_split_is_an_error(tmp_path):
+    split_files(tmp_path)
+    write_tsv(tmp_path / "data" / LABEL_TEST_CSV, LABEL_HEADER, [])
+    with pytest.raises(LLPDataError, match=f"{LABEL_TEST_CSV}: no videos"):
+        load_split(LLPPaths.official(tmp_path), "test", with_truth=False)
+
+
+def test_threshold_of_videos_without_truth():
+    # the larger of 5 videos and 1% of the split
+    assert (MAX_VIDEOS_WITHOUT_TRUTH, MAX_SHARE_WITHOUT_TRUTH) == (5, 0.01)
+    assert max_videos_without_truth(10) == 5 and max_videos_without_truth(500) == 5
+    assert max_videos_without_truth(649) == pytest.approx(6.49)     # LLP val: 7 or more fail
+    assert max_videos_without_truth(1200) == pytest.approx(12)      # LLP test: 13 or more fail
+
+
+def split_with_untruthed_videos(tmp_path, n_videos, n_without):
+    """A val split of `n_videos` whose last `n_without` videos have no eval row; returns its paths."""
+    names = [f"v{i:010d}_0_10" for i in range(n_videos)]
+    data = tmp_path / "data"
+    data.mkdir()
+    write_tsv(data / LABEL_VAL_CSV, LABEL_HEADER, [(name, "Dog") for name in names])
+    write_tsv(data / LABEL_TEST_CSV, LABEL_HEADER, [(VIDEOS[2], "Car")])
+    covered = names[:n_videos - n_without]
+    write_tsv(data / EVAL_AUDIO_CSV, EVAL_HEADER, [(name, 0, 10, "Dog") for name in covered[::2]])
+    write_tsv(data / EVAL_VISUAL_CSV, EVAL_HEADER, [(name, 0, 10, "Dog") for name in covered[1::2]])
+    make_features(tmp_path / "feats", names, dims={"audio": 4, "frames": 4, "snippets": 4})
+    return LLPPaths.official(tmp_path), names
+
+
+def test_a_few_videos_without_truth_are_named_in_a_warning(tmp_path):
+    paths, names = split_with_untruthed_videos(tmp_path, n_videos=10, n_without=5)
+    split, messages = record_warnings(load_split, paths, "val")
+    assert split.num_videos == 10
+    assert int(split.gt_audio.any(axis=(1, 2)).sum() + split.gt_visual.any(axis=(1, 2)).sum()) == 5
+    assert len(messages) == 1
+    assert messages[0].startswith(f"{paths.label_val}: 5 of 10 videos have a weak label but no row in "
+                                  f"either {paths.eval_audio_csv} or {paths.eval_visual_csv}")
+    assert "filenames must match the eval files exactly" in messages[0]
+    assert [line.strip() for line in messages[0].splitlines()[1:]] == names[5:]
+    with pytest.warns(LLPDataWarning, match="5 of 10 videos"):
+        load_split(paths, "val")
+
+
+def test_many_videos_without_truth_are_an_error(tmp_path):
+    paths, names = split_with_untruthed_videos(tmp_path, n_videos=10, n_without=7)
+    with pytest.raises(LLPDataError) as error:
+        load_split(paths, "val")
+    message = str(error.value)
+    assert message.startswith(f"{paths.label_val}: 7 of 10 videos have a weak label but no row in ")
+    assert ", ".join(repr(name) for name in names[3:8]) + ", ...)" in message   # 5 examples
+    assert repr(names[8]) not in message
+    assert "filenames must match the eval files exactly" in message
+    # without truth nothing is checked
+    assert load_split(paths, "val", with_truth=False).num_videos == 10
+
+
+def test_coverage_counts_rows_not_positive_segments(tmp_path):
+    # a row with offset <= onset adds no segment, but the video does have truth in that file
+    csv_path = write_tsv(tmp_path / "eval.csv", EVAL_HEADER, [(VIDEOS[0], 4, 4, "Dog"), (VIDEOS[2], 0, 1, "Cat")])
+    truth, has_rows = record_warnings(segment_truth_with_coverage, csv_path, list(VIDEOS), VIDEOS)[0]
+    assert has_rows.tolist() == [True, False, True] and truth[0].sum() == 0
+
+
 # -------------------------------------------------------------- real files
 
 def real(name):
@@ -500,6 +667,33 @@ def test_real_label_files():
     splits = [set(names[n]) for n in (LABEL_TRAIN_CSV, LABEL_VAL_CSV, LABEL_TEST_CSV)]
     assert set.union(*splits) == set(names[LABEL_FULL_CSV])
     assert sum(map(len, splits)) == len(names[LABEL_FULL_CSV])
+
+
+REAL_ANNOTATION_FILES = (LABEL_TRAIN_CSV, LABEL_VAL_CSV, LABEL_TEST_CSV, LABEL_FULL_CSV, EVAL_AUDIO_CSV,
+                         EVAL_VISUAL_CSV, "AVVP_eval_audio_2020_with_defects.csv")
+
+
+@pytest.mark.parametrize("csv_name", REAL_ANNOTATION_FILES)
+def test_real_files_have_no_outer_whitespace(csv_name):
+    # Checked on ../shared/llp: no filename or class name of any of the 7 files has leading or
+    # trailing whitespace, so the whitespace rule rejects none of them.
+    path = real(csv_name)
+    if csv_name.startswith("AVVP_eval"):
+        assert len(read_eval_rows(path)) == (4131 if "audio" in csv_name else 2495)
+    else:
+        assert len(read_video_labels(path)[0]) > 0
+
+
+def test_real_val_and_test_videos_all_have_eval_rows():
+    # every val/test video has truth in some modality, with the current and the 2020 audio file
+    (val, _), (test, _) = real_val_test()
+    for audio_csv in (EVAL_AUDIO_CSV, "AVVP_eval_audio_2020_with_defects.csv"):
+        for names in (val, test):
+            (_, audio), _ = record_warnings(segment_truth_with_coverage, real(audio_csv), names, val + test)
+            (_, visual), _ = record_warnings(segment_truth_with_coverage, real(EVAL_VISUAL_CSV), names, val + test)
+            assert int((~(audio | visual)).sum()) == 0
+            # ... but not in both: 4 + 70 val and 5 + 121 test videos lack one modality's rows
+            assert (int((~audio).sum()), int((~visual).sum())) == ((4, 70) if names is val else (5, 121))
 
 
 def real_val_test():

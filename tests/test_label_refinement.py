@@ -120,6 +120,58 @@ def test_csv_with_unknown_video_names_the_line(tmp_path):
         read_refined_labels(str(path), ["v0"])
 
 
+def flags_files(tmp_path):
+    """(filenames, .pkl path, .csv path) of a small flags file written by write_flags."""
+    filenames = [f"video{i:06d}xx_0_10" for i in range(4)]
+    flags = np.zeros((4, 25), dtype=bool)
+    flags[1, 3] = True
+    pickle_path, csv_path = write_flags(str(tmp_path / "flags"), filenames, flags, flags)
+    return filenames, pickle_path, csv_path
+
+
+def test_pickle_named_csv_says_so(tmp_path):
+    # Used to raise UnicodeDecodeError (a traceback) from the csv reader.
+    filenames, pickle_path, _ = flags_files(tmp_path)
+    misnamed = tmp_path / "need_to_change_MA.csv"
+    misnamed.write_bytes(open(pickle_path, "rb").read())
+    with pytest.raises(RefinementError) as error:
+        read_refined_labels(str(misnamed), filenames)
+    assert str(error.value) == (f"{misnamed}: not a tab-separated text file "
+                                "(it looks like a pickle: use a .pkl name)")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"filename\tevent_labels\tmodality\n\xff\xfe\x00bad", "not a tab-separated text file (not UTF-8 text: line 2, byte 31 is b'\\xff')"),
+    (b"filename\tevent_labels\tmodality\n\x00\x01\x02", "not a tab-separated text file (binary"),
+    (b"", "empty file: line 1 should be the header row filename, event_labels, modality"),
+    (b"\n\n", "empty file"),
+    (b"filename\tevent_labels\tmodality\nvideo000001xx_0_10\tCat\taudio\nvideo000002xx_0_10\tDog\n",
+     "line 3: 2 field(s), header has 3"),
+    (b"filename\tevent_labels\tmodality\nvideo000001xx_0_10\tCat\taudio\textra\n",
+     "line 2: 4 field(s), header has 3"),
+    (b"filename,event_labels,modality\nvideo000001xx_0_10,Cat,audio\n",
+     "expected tab-separated columns filename, event_labels, modality"),
+])
+def test_unusable_csv_flags_name_file_and_line(tmp_path, content, message):
+    filenames, _, _ = flags_files(tmp_path)
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(RefinementError) as error:
+        read_refined_labels(str(path), filenames)
+    assert str(error.value).startswith(str(path)) and message in str(error.value)
+
+
+def test_csv_flags_with_only_a_header_or_blank_lines_are_read(tmp_path):
+    filenames, _, csv_path = flags_files(tmp_path)
+    path = tmp_path / "none.csv"
+    path.write_text("filename\tevent_labels\tmodality\n")
+    audio, visual = read_refined_labels(str(path), filenames)
+    assert not audio.any() and not visual.any()
+    path.write_text(open(csv_path).read() + "\n\n")
+    audio, visual = read_refined_labels(str(path), filenames)
+    assert audio[1, 3] and visual[1, 3] and audio.sum() == visual.sum() == 1
+
+
 def test_real_published_pickle_loads():
     path = SHARED_LLP / "need_to_change_MA.pkl"
     if not path.exists():

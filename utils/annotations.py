@@ -4,7 +4,8 @@ Annotation files are tab-separated with a header row. Ground truth is matched to
 EXACT filename, as published, so the known defects of the real files (eval rows naming no
 val/test video, rows with offset <= onset) are kept: they are reported with ``warnings.warn``
 and ignored, never fatal. Anything that would silently change the numbers (an unknown class, a
-bad onset/offset) is an ``LLPDataError`` naming the file and the line.
+bad onset/offset, a filename or class name with leading or trailing whitespace) is an
+``LLPDataError`` naming the file and the line.
 """
 import hashlib
 import os
@@ -68,28 +69,58 @@ def _read_tsv(csv_path, columns):
     return rows
 
 
+def _has_outer_whitespace(text):
+    return text != text.strip()
+
+
+def _whitespace_problem(number, what, text, problems):
+    """Record `text` (a filename or class name) if it has leading or trailing whitespace; True if so.
+
+    Names are matched exactly (PROTOCOL.md §2): 'x_0_10 ' is not 'x_0_10', so such a video would
+    silently lose its truth and such a class would be unknown. Never stripped, always an error.
+    """
+    if not _has_outer_whitespace(text):
+        return False
+    problems.append(f"line {number}: {what} {text!r} has leading or trailing whitespace")
+    return True
+
+
+def _raise_problems(csv_path, problems):
+    if not problems:
+        return
+    note = (" (names must match exactly, PROTOCOL.md §2)"
+            if any("whitespace" in problem for problem in problems) else "")
+    raise LLPDataError(f"{csv_path}: {len(problems)} bad row(s){note}:\n{bulleted(problems)}")
+
+
 def read_video_labels(csv_path):
     """Filenames and (N, 25) float32 multi-hot weak labels of a label CSV; PROTOCOL.md §2.
 
     Columns `filename`, `event_labels` (comma-joined class names). Raises
-    LLPDataError on an unknown class or a repeated filename, naming the lines.
+    LLPDataError on an unknown class, a repeated filename, or a filename or
+    class name with leading or trailing whitespace, naming the lines; and on a
+    file with no video rows.
     """
     rows = _read_tsv(csv_path, LABEL_COLUMNS)
+    if not rows:
+        raise LLPDataError(f"{csv_path}: no videos (a header row and no video rows)")
     filenames = [filename for _, (filename, _) in rows]
     labels = np.zeros((len(rows), NUM_CLASSES), dtype=np.float32)
     problems, first_line = [], {}
     for i, (number, (filename, event_labels)) in enumerate(rows):
+        _whitespace_problem(number, "filename", filename, problems)
         if filename in first_line:
             problems.append(f"line {number}: filename {filename!r} already on "
                             f"line {first_line[filename]}")
         first_line.setdefault(filename, number)
         for name in event_labels.split(","):
+            if _whitespace_problem(number, "class", name, problems):
+                continue
             if name in CLASS_INDEX:
                 labels[i, CLASS_INDEX[name]] = 1.0
             else:
                 problems.append(f"line {number}: unknown class {name!r}")
-    if problems:
-        raise LLPDataError(f"{csv_path}: {len(problems)} bad row(s):\n{bulleted(problems)}")
+    _raise_problems(csv_path, problems)
     return filenames, labels
 
 
@@ -119,18 +150,21 @@ def read_eval_rows(csv_path):
 
     Every row is checked, including rows of other splits, so a corrupt file
     fails the same way whichever split is loaded. Raises LLPDataError listing
-    unknown classes and non-integer or out-of-range onsets/offsets by line.
+    unknown classes, non-integer or out-of-range onsets/offsets, and filenames
+    or class names with leading or trailing whitespace, by line.
     """
     parsed, problems = [], []
     for number, (filename, onset, offset, name) in _read_tsv(csv_path, EVAL_COLUMNS):
+        bad_filename = _whitespace_problem(number, "filename", filename, problems)
         onset = _parse_second(onset, "onset", problems, number)
         offset = _parse_second(offset, "offset", problems, number)
+        if _whitespace_problem(number, "class", name, problems):
+            continue
         if name not in CLASS_INDEX:
             problems.append(f"line {number}: unknown class {name!r}")
-        elif onset is not None and offset is not None:
+        elif onset is not None and offset is not None and not bad_filename:
             parsed.append(EvalRow(number, filename, onset, offset, CLASS_INDEX[name]))
-    if problems:
-        raise LLPDataError(f"{csv_path}: {len(problems)} bad row(s):\n{bulleted(problems)}")
+    _raise_problems(csv_path, problems)
     return parsed
 
 
@@ -193,6 +227,15 @@ def _warn_empty(csv_path, rows):
 def read_segment_truth(csv_path, filenames, known_filenames=None):
     """(N, 25, 10) uint8 ground truth, class x segment, for `filenames`; PROTOCOL.md §2.
 
+    As `segment_truth_with_coverage`, without the coverage.
+    """
+    return segment_truth_with_coverage(csv_path, filenames, known_filenames)[0]
+
+
+def segment_truth_with_coverage(csv_path, filenames, known_filenames=None):
+    """(truth, has_rows): (N, 25, 10) uint8 ground truth, class x segment, for `filenames`, and
+    (N,) bool, True for the videos that at least one row of the file names; PROTOCOL.md §2.
+
     Segment t of a row is positive iff onset <= t < offset; several rows per
     video and class are OR-ed; offset <= onset adds nothing. Rows are matched
     by exact filename. Rows of other videos are ignored; those that can belong
@@ -207,11 +250,13 @@ def read_segment_truth(csv_path, filenames, known_filenames=None):
     _warn_empty(csv_path, rows)
     index = {name: i for i, name in enumerate(filenames)}
     truth = np.zeros((len(filenames), NUM_CLASSES, NUM_SEGMENTS), dtype=np.uint8)
+    has_rows = np.zeros(len(filenames), dtype=bool)
     for row in rows:
         i = index.get(row.filename)
         if i is not None:
             truth[i, row.class_index, row.onset:row.offset] = 1  # empty when offset <= onset
-    return truth
+            has_rows[i] = True
+    return truth, has_rows
 
 
 def annotation_version(csv_path):

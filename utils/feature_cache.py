@@ -2,8 +2,12 @@
 
 Reading ~12k small `.npy` files dominates loading LLP; packed, a split loads in a fraction of the
 time (README, Speed). An entry is keyed by a fingerprint of everything that changes its content:
-the source folder, the file list, the storage dtype and the size and mtime of every source file.
-A damaged or stale entry is rebuilt, never served.
+the source folder, the file list, the storage dtype and, of every source file, its size, mtime,
+inode change time (ctime) and inode number. Size and mtime alone are not enough: `cp -p`,
+`rsync -a` and `tar` replace a file with one of the same size and copy the old mtime onto it.
+No tool can set ctime (the kernel sets it to the current time on every write, chmod or utime, on
+most file systems also on a rename), and a file replaced by rename gets a new inode. A damaged or stale entry is rebuilt, never served; the
+price is a rebuild after a chmod, chown or move of the features, which also change ctime.
 
 Layout in the cache folder, per (split, entry): `<split>_<entry>.npy` and `<split>_<entry>.json`
 (the manifest, written last so that it never vouches for a half-written array).
@@ -19,7 +23,8 @@ import numpy as np
 
 from utils.io import atomic_write
 
-CACHE_FORMAT = 1
+# 2: the fingerprint holds (size, mtime_ns, ctime_ns, inode) per source file, 1 held (size, mtime_ns)
+CACHE_FORMAT = 2
 CACHE_FOLDER_NAME = ".packed_cache"
 
 
@@ -29,14 +34,14 @@ def default_cache_dir(audio_dir):
 
 
 def _stat_sources(paths):
-    """[(size, mtime_ns)] of every path, or None if any is missing/unstatable."""
+    """[(size, mtime_ns, ctime_ns, inode)] of every path, or None if any is missing/unstatable."""
     stats = []
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
             return None
-        stats.append((st.st_size, st.st_mtime_ns))
+        stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return stats
 
 

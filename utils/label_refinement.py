@@ -135,23 +135,70 @@ def _flags_from_pickle(path, num_videos):
     return flags["audio"], flags["visual"]
 
 
+FLAG_COLUMNS = ("filename", "event_labels", "modality")
+PICKLE_MAGIC = b"\x80"   # first byte of every pickle of protocol 2 or later (the published file, ours)
+
+
+def _flags_text(path):
+    """The text of a .csv flags file; RefinementError when it cannot be one (binary, not UTF-8, empty)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise RefinementError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if data.startswith(PICKLE_MAGIC):
+        raise RefinementError(f"{path}: not a tab-separated text file (it looks like a pickle: use a .pkl name)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise RefinementError(f"{path}: not a tab-separated text file (not UTF-8 text: line {line}, byte "
+                              f"{error.start} is {data[error.start:error.start + 1]!r})") from None
+    if "\x00" in text:
+        raise RefinementError(f"{path}: not a tab-separated text file (binary: it holds NUL bytes)")
+    if not text.strip():
+        raise RefinementError(f"{path}: empty file: line 1 should be the header row "
+                              f"{', '.join(FLAG_COLUMNS)} (tab-separated)")
+    return text
+
+
+def _numbered_rows(path, text):
+    """(line, fields) of the tab-separated `text`, line the file's line where the row ends (header: 1)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise RefinementError(f"{path} line {reader.line_num}: not tab-separated text ({error})") from None
+        yield reader.line_num, fields
+
+
 def _flags_from_csv(path, filenames):
     row_of = {name: row for row, name in enumerate(filenames)}
     audio_flags = np.zeros((len(filenames), NUM_CLASSES), dtype=bool)
     visual_flags = np.zeros_like(audio_flags)
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        if reader.fieldnames is None or not {"filename", "event_labels", "modality"} <= set(reader.fieldnames):
-            raise RefinementError(f"{path}: expected tab-separated columns filename, event_labels, modality")
-        for line, entry in enumerate(reader, start=2):
-            if entry["filename"] not in row_of:
-                raise RefinementError(f"{path} line {line}: {entry['filename']!r} is not a training video")
-            if entry["event_labels"] not in CLASS_INDEX:
-                raise RefinementError(f"{path} line {line}: unknown class {entry['event_labels']!r}")
-            if entry["modality"] not in MODALITIES:
-                raise RefinementError(f"{path} line {line}: modality must be audio or visual, got {entry['modality']!r}")
-            target = audio_flags if entry["modality"] == "audio" else visual_flags
-            target[row_of[entry["filename"]], CLASS_INDEX[entry["event_labels"]]] = True
+    rows = _numbered_rows(path, _flags_text(path))
+    _, header = next(rows)
+    if not set(FLAG_COLUMNS) <= set(header):
+        raise RefinementError(f"{path}: expected tab-separated columns {', '.join(FLAG_COLUMNS)} "
+                              f"(header: {', '.join(header)})")
+    position = {column: header.index(column) for column in FLAG_COLUMNS}
+    for line, fields in rows:
+        if not fields:
+            continue  # blank line
+        if len(fields) != len(header):
+            raise RefinementError(f"{path} line {line}: {len(fields)} field(s), header has {len(header)}")
+        filename, name, modality = (fields[position[column]] for column in FLAG_COLUMNS)
+        if filename not in row_of:
+            raise RefinementError(f"{path} line {line}: {filename!r} is not a training video")
+        if name not in CLASS_INDEX:
+            raise RefinementError(f"{path} line {line}: unknown class {name!r}")
+        if modality not in MODALITIES:
+            raise RefinementError(f"{path} line {line}: modality must be audio or visual, got {modality!r}")
+        target = audio_flags if modality == "audio" else visual_flags
+        target[row_of[filename], CLASS_INDEX[name]] = True
     return audio_flags, visual_flags
 
 
