@@ -4,6 +4,7 @@ Parses arguments, seeds, and dispatches to one of the modes (modes/); nothing el
 Flag names of the original release are kept so existing scripts keep working.
 """
 import argparse
+import os
 import sys
 
 import engine
@@ -13,6 +14,7 @@ from modes.estimate_labels import run_estimate_labels
 from modes.evaluate import run_evaluate
 from modes.train import run_retrain, run_train
 from recipes import RECIPES
+from utils.constants import EVAL_AUDIO_2020_CSV
 from utils.errors import UsageError, UserError
 from utils.runtime import MAX_SEED, set_seed, termination_as_interrupt
 
@@ -24,6 +26,8 @@ MODES = {
     "estimate_labels": run_estimate_labels,
 }
 DEFAULT_MODEL_SAVE_DIR = "models/"
+# --eval_audio_version -> the file under <llp_root> (PROTOCOL.md §2)
+EVAL_AUDIO_VERSIONS = {"current": OFFICIAL_LAYOUT["eval_audio_csv"], "2020": os.path.join("data", EVAL_AUDIO_2020_CSV)}
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130   # as a shell reports a Ctrl-C
 DATA_FLAG_HELP = {
@@ -57,6 +61,10 @@ def get_args_parser():
                            "fills every data flag below that is not given (default: the current folder)")
     for flag, help_text in DATA_FLAG_HELP.items():
         data.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: <llp_root>/{OFFICIAL_LAYOUT[flag]})")
+    data.add_argument("--eval_audio_version", default="current", choices=tuple(EVAL_AUDIO_VERSIONS),
+                      help="which copy of the audio truth scores when --eval_audio_csv is not given: current "
+                           "(corrected upstream in 2024) or 2020 (<llp_root>/data/" + EVAL_AUDIO_2020_CSV +
+                           ", the copy the published numbers were scored with; scripts/download_llp.py fetches it)")
     data.add_argument("--feature_cache", default=None,
                       help="folder of packed feature arrays reused across runs (default: .packed_cache beside the feature folders); 'none' disables it")
     data.add_argument("--frame_dtype", default="float32", choices=("float32", "float16"),
@@ -87,8 +95,8 @@ def get_args_parser():
     optim.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="dhhn 64, han 16")
     optim.add_argument("--epochs", type=int, default=None, help="dhhn train 10, retrain 5; han 40")
     optim.add_argument("--lr", type=float, default=None, help="learning rate of the parsing network (3e-4)")
-    optim.add_argument("--lr_audio_mgn", type=float, default=None, help="audio MGN learning rate (train 6e-4, retrain 3e-4)")
-    optim.add_argument("--lr_visual_mgn", type=float, default=None, help="visual MGN learning rate (train 6e-5, retrain 3e-4)")
+    optim.add_argument("--lr_audio_mgn", type=float, default=None, help="audio MGN learning rate (train 2 x --lr, retrain --lr)")
+    optim.add_argument("--lr_visual_mgn", type=float, default=None, help="visual MGN learning rate (train 0.2 x --lr, retrain --lr)")
     optim.add_argument("--lr_step", type=int, default=10, help="StepLR step size in epochs")
     optim.add_argument("--lr_gamma", type=float, default=0.1, help="StepLR decay factor")
 
@@ -118,16 +126,23 @@ def get_args_parser():
     refine = parser.add_argument_group("label refinement (PROTOCOL.md §10)")
     refine.add_argument("--refined_labels", default=None,
                         help="retrain: flags from estimate_labels (.csv or .pkl), or a pickle in the published format")
-    refine.add_argument("--refine_source", default="overall",
+    refine.add_argument("--refine_source", default=None,
                         choices=tuple(dict.fromkeys(role for recipe in RECIPES.values() for role in recipe.role_names)),
-                        help="estimate_labels: which selected checkpoint of --checkpoint judges the labels")
+                        help="estimate_labels: which selected checkpoint of --checkpoint judges the labels "
+                             "(default: the model's own, dhhn and han overall, ma final)")
     refine.add_argument("--refine_out", default=None,
                         help="estimate_labels: output prefix (default <model_save_dir>/<checkpoint>_refined_labels)")
     return parser
 
 
 def resolve_data_paths(args):
-    """Fill every data flag left unset from --llp_root's official layout; explicit flags win."""
+    """Fill every data flag left unset from --llp_root's official layout (the audio truth by
+    --eval_audio_version); explicit flags win."""
+    if args.eval_audio_csv is None:
+        args.eval_audio_csv = os.path.join(args.llp_root, EVAL_AUDIO_VERSIONS[args.eval_audio_version])
+    elif args.eval_audio_version != "current":
+        raise UsageError("--eval_audio_version picks the file under --llp_root; it cannot apply to an explicit "
+                         "--eval_audio_csv (give one or the other)")
     official = LLPPaths.official(args.llp_root)
     for flag in OFFICIAL_LAYOUT:
         if getattr(args, flag) is None:

@@ -85,10 +85,20 @@ def headline(metrics):
     return {key: float(metrics[key]) for key in METRIC_KEYS}
 
 
+def annotation_versions(args):
+    """{flag: which published copy it is} of the eval files a run scores with (none for
+    estimate_labels, which scores nothing); recorded in every args.json and summary (PROTOCOL.md §2)."""
+    if args.mode == "estimate_labels":
+        return {}
+    return {flag: annotation_version(getattr(args, flag)) for flag in ("eval_audio_csv", "eval_visual_csv")}
+
+
 def start_run(args, device):
-    """Print what runs where and write <checkpoint>_<mode>_args.json first; returns the provenance."""
+    """Print what runs where and write <checkpoint>_<mode>_args.json first; returns the provenance,
+    which every summary records."""
     os.makedirs(args.model_save_dir, exist_ok=True)
     info = provenance(device, args.seed)
+    info["annotations"] = annotation_versions(args)
     print(f"DHHN {args.mode} | model {args.model} | commit {info['git_commit']} | device {info['device']}")
     print("args: " + " ".join(f"{key}={value}" for key, value in sorted(vars(args).items())))
     if not args.no_log:

@@ -27,6 +27,12 @@ class HANBaseline(nn.Module):
                 snippets: torch.Tensor) -> dict[str, torch.Tensor]:
         """audio (B, 10, Da), frames (B, 80, Df), snippets (B, 10, Ds) ->
         {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}."""
+        return self.forward_with_embeddings(audio, frames, snippets)[0]
+
+    def forward_with_embeddings(self, audio: torch.Tensor, frames: torch.Tensor, snippets: torch.Tensor):
+        """(outputs as `forward`, audio sequence after the HAN layer (B, 10, d), fused visual
+        sequence before it (B, 10, d)): what MA's segment contrastive term compares (PROTOCOL.md §12)."""
         audio, visual = self.projection(audio, frames, snippets)
+        visual_projected = visual
         audio, visual = self.han.encode_pair(audio, visual)
-        return self.head(torch.stack([audio, visual], dim=2))
+        return self.head(torch.stack([audio, visual], dim=2)), audio, visual_projected

@@ -1,4 +1,6 @@
 """Modality-wise guiding networks (unimodal, used in training only); PROTOCOL.md §6."""
+import copy
+
 import torch
 from torch import nn
 
@@ -17,10 +19,12 @@ class ResidualEncoder(nn.Module):
                  num_iterations: int, dropout: float):
         super().__init__()
         self.num_iterations = num_iterations
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout,
-                                       activation="relu", batch_first=True, norm_first=False)
-            for _ in range(num_layers))
+        layer = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout,
+                                           activation="relu", batch_first=True, norm_first=False)
+        # as published: the layers start as copies of one initialised layer (the release builds
+        # them with nn.TransformerEncoder(layer, num_layers), which deep-copies it) and then
+        # train apart; PROTOCOL.md §6
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, d) -> (B, T, d)."""

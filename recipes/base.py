@@ -17,7 +17,8 @@ from utils.losses import make_targets, parsing_losses
 # ones its model has
 ABLATION_SWITCHES = ("hier_feat", "hier_pred", "audio_mgn", "visual_mgn", "rmse")
 # the optimisation flags a recipe gives published values for, per training mode
-HYPER_PARAMETERS = ("batch_size", "epochs", "lr", "lr_audio_mgn", "lr_visual_mgn")
+HYPER_PARAMETERS = ("batch_size", "epochs", "lr")
+TRAINING_MODES = ("train", "retrain")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Recipe:
     published: dict             # "train" / "retrain" -> {HYPER_PARAMETERS: value}
     release_kind: str           # nets.convert kind of the original release's checkpoint files
     switches: tuple = field(default=())   # the ABLATION_SWITCHES this model has
+    derive_flags: Callable = None   # (args, training_mode) -> None: flags that follow others (e.g. from --lr)
+    refine_source: str = "overall"  # the selected checkpoint estimate_labels judges labels with by default
 
     @property
     def role_names(self):
@@ -95,12 +98,17 @@ class Recipe:
 
     def resolve_args(self, args):
         """Fill unset optimisation flags with the published values of args.mode (val, test and
-        estimate_labels take train's), refuse ablation switches the model does not have and record
-        them as None (not applicable); returns args."""
-        published = self.published["retrain" if args.mode == "retrain" else "train"]
+        estimate_labels take train's) and the flags that follow them (derive_flags), refuse
+        ablation switches the model does not have and record them as None (not applicable);
+        returns args."""
+        training_mode = "retrain" if args.mode == "retrain" else "train"
         for key in HYPER_PARAMETERS:
             if getattr(args, key) is None:
-                setattr(args, key, published.get(key))
+                setattr(args, key, self.published[training_mode][key])
+        if self.derive_flags is not None:
+            self.derive_flags(args, training_mode)
+        if args.refine_source is None:
+            args.refine_source = self.refine_source
         for switch in ABLATION_SWITCHES:
             if switch in self.switches:
                 continue

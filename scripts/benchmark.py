@@ -249,7 +249,7 @@ def plain_epoch(step, host, batch_size, generator, device):
 
 def plain_nets(feature_dims, device, seed):
     """HCMN + MGNs with the seed's initial weights and plain (unfused) Adam at the published rates."""
-    rates = RECIPES["dhhn"].published["train"]
+    rates = vars(resolve_args(main_args_parser().parse_args([])))
     torch.manual_seed(seed)
     model = build_hcmn(feature_dims).to(device)
     audio_mgn, visual_mgn = (net.to(device) for net in build_mgns(feature_dims))

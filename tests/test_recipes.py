@@ -55,12 +55,15 @@ def test_rows_and_the_checkpoints_they_need():
     assert RECIPES["dhhn"].required_roles() == ("audio", "visual")
     assert [row.title for row in RECIPES["dhhn"].rows] == ["DHHN dual (best-audio + best-visual)", "HCMN best-overall"]
     assert RECIPES["han"].required_roles() == ("overall",)
-    assert (RECIPES["dhhn"].gating, RECIPES["han"].gating) == ("modality", "global")
+    assert RECIPES["ma"].required_roles() == ("final",)
+    # MA is scored as its release scores it: gated by a_prob / v_prob like DHHN
+    assert [RECIPES[name].gating for name in ("dhhn", "han", "ma")] == ["modality", "global", "modality"]
 
 
 def test_switches_a_model_lacks_are_refused_and_recorded_as_not_applicable():
     han = parse("--model", "han")
     assert [getattr(han, switch) for switch in ABLATION_SWITCHES] == [None] * 5
+    assert [getattr(parse("--model", "ma"), switch) for switch in ABLATION_SWITCHES] == [None] * 5
     dhhn = parse("--no_rmse")
     assert [getattr(dhhn, switch) for switch in ABLATION_SWITCHES] == [True, True, True, True, False]
     for flag in ("--no_hier_feat", "--no_hier_pred", "--no_audio_mgn", "--no_visual_mgn", "--no_rmse"):
@@ -79,7 +82,29 @@ def test_guides_follow_the_switches_with_identical_initialisation():
     for (name, a), b in zip(both["visual_mgn"].state_dict().items(), visual_only["visual_mgn"].state_dict().values()):
         assert torch.equal(a, b), name
     assert RECIPES["han"].build_guides(parse("--model", "han"), DIMS) == {}
-    assert RECIPES["dhhn"].learning_rates(parse()) == {"model": 3e-4, "audio_mgn": 6e-4, "visual_mgn": 6e-5}
+    assert RECIPES["dhhn"].learning_rates(parse()) == {"model": 3e-4, "audio_mgn": 2 * 3e-4, "visual_mgn": 0.2 * 3e-4}
+
+
+def test_visual_mgn_layers_start_identical_then_train_apart():
+    import torch
+    visual_mgn = RECIPES["dhhn"].build_guides(parse(), DIMS)["visual_mgn"]
+    first, second = visual_mgn.encoder.layers
+    pairs = list(zip(first.state_dict().items(), second.state_dict().values()))
+    assert len(pairs) == 12 and all(torch.equal(a, b) for (_, a), b in pairs)
+    assert all(a.data_ptr() != b.data_ptr() for (_, a), b in pairs)   # copies, not shared weights
+    optimizer = torch.optim.SGD(visual_mgn.parameters(), lr=0.1)
+    visual_mgn(torch.randn(2, 80, 2048), torch.randn(2, 10, 512)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(first.linear1.weight, second.linear1.weight)
+
+
+def test_mgn_learning_rates_reach_the_optimizers():
+    import torch
+    from modes.train import build_training_run
+    run = build_training_run(RECIPES["dhhn"], parse("--lr", "1e-3"), DIMS, torch.device("cpu"))
+    assert [opt.param_groups[0]["lr"] for opt in run.optimizers.values()] == [1e-3, 2 * 1e-3, 0.2 * 1e-3]
+    run = build_training_run(RECIPES["dhhn"], parse("--lr", "1e-3", "--mode", "retrain"), DIMS, torch.device("cpu"))
+    assert [opt.param_groups[0]["lr"] for opt in run.optimizers.values()] == [1e-3] * 3
 
 
 def test_refine_source_must_be_a_role_of_the_model():
@@ -97,6 +122,11 @@ def test_llp_root_fills_the_official_layout_and_explicit_flags_win(tmp_path):
     assert args.label_val == "elsewhere/val.csv"
     assert args.eval_visual_csv == str(tmp_path / "data" / "AVVP_eval_visual.csv")
     assert parse().audio_dir == "feats/vggish"   # the release's default, relative to the current folder
+    # the 2020 copy of the audio truth, which scored the published numbers
+    assert parse("--llp_root", str(tmp_path), "--eval_audio_version", "2020").eval_audio_csv == \
+        str(tmp_path / "data" / "AVVP_eval_audio_2020.csv")
+    with pytest.raises(UsageError, match="--eval_audio_version picks the file under --llp_root"):
+        parse("--eval_audio_version", "2020", "--eval_audio_csv", "mine.csv")
 
 
 def save_as_selected(model, config, save_dir, name, role):

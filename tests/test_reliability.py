@@ -229,13 +229,34 @@ def test_origin_script_runs_from_another_folder_with_a_space_in_llp_root(tiny_ro
 
 
 def test_refinement_script_chains_the_steps_of_one_run(tiny_root, tmp_path):
+    # the synthetic LLP has no published flags: the script says so and runs the MA chain
     result = run_script("DHHN_refinement.sh", {"LLP_ROOT": str(tiny_root), "SAVE_DIR": "my runs", "NAME": "A"},
                         "--epochs", "1", "--batch-size", "16", "--progress", "off", "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "no published flags at" in result.stdout and "ESTIMATOR=ma" in result.stdout
     save_dir = tmp_path / "my runs"
-    flags = save_dir / "A_stage1_refined_labels.pkl"
-    assert flags.is_file() and (save_dir / "A_refined_best_audio.pt").is_file()
+    flags = save_dir / "A_ma_refined_labels.pkl"
+    assert flags.is_file() and (save_dir / "A_ma_best_final.pt").is_file() and (save_dir / "A_refined_best_audio.pt").is_file()
     retrain = json.loads((save_dir / "A_refined_retrain_args.json").read_text())
-    assert retrain["args"]["refined_labels"] == str(flags)
-    refused = run_script("DHHN_refinement.sh", {"LLP_ROOT": str(tiny_root)}, "--checkpoint", "X", cwd=tmp_path)
-    assert refused.returncode == 2 and "set SAVE_DIR=..., NAME=... or REFINED_LABELS=... instead" in refused.stderr
+    assert retrain["args"]["refined_labels"] == str(flags) and retrain["args"]["model"] == "dhhn"
+    for bad_flag in ("--checkpoint", "--model"):
+        refused = run_script("DHHN_refinement.sh", {"LLP_ROOT": str(tiny_root)}, bad_flag, "X", cwd=tmp_path)
+        assert refused.returncode == 2 and "set SAVE_DIR=..., NAME=..., ESTIMATOR=..." in refused.stderr
+
+
+def test_refinement_script_uses_the_published_flags_when_present(tiny_root, tmp_path):
+    import shutil
+    root = tmp_path / "llp"
+    shutil.copytree(tiny_root, root)
+    from utils.label_refinement import write_flags
+    from utils.annotations import read_video_labels
+    import numpy as np
+    filenames, labels = read_video_labels(str(root / "data" / "AVVP_train.csv"))
+    flags = np.zeros_like(labels, dtype=bool)
+    flags[0, labels[0].argmax()] = True
+    write_flags(str(root / "data" / "need_to_change_MA"), filenames, flags, flags)
+    result = run_script("DHHN_refinement.sh", {"LLP_ROOT": str(root), "SAVE_DIR": str(tmp_path / "runs")},
+                        "--epochs", "1", "--batch-size", "16", "--progress", "off", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"retraining on the published flags {root}/data/need_to_change_MA.pkl" in result.stdout
+    assert not list((tmp_path / "runs").glob("DHHN_ma_*")) and (tmp_path / "runs" / "DHHN_refined_best_audio.pt").is_file()

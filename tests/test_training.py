@@ -107,9 +107,14 @@ def test_published_defaults_per_model_and_mode():
     parser = get_args_parser()
     from main_DHHN import resolve_args as resolve_defaults
     dhhn = resolve_defaults(parser.parse_args([]))
-    assert (dhhn.batch_size, dhhn.epochs, dhhn.lr, dhhn.lr_audio_mgn, dhhn.lr_visual_mgn) == (64, 10, 3e-4, 6e-4, 6e-5)
+    assert (dhhn.batch_size, dhhn.epochs, dhhn.lr, dhhn.lr_audio_mgn, dhhn.lr_visual_mgn) == (64, 10, 3e-4, 2 * 3e-4, 0.2 * 3e-4)
     retrain = resolve_defaults(parser.parse_args(["--mode", "retrain"]))
     assert (retrain.epochs, retrain.lr, retrain.lr_audio_mgn, retrain.lr_visual_mgn) == (5, 3e-4, 3e-4, 3e-4)
+    # the MGN rates follow --lr as published; explicit flags win
+    faster = resolve_defaults(parser.parse_args(["--lr", "1e-3"]))
+    assert (faster.lr_audio_mgn, faster.lr_visual_mgn) == (2 * 1e-3, 0.2 * 1e-3)
+    assert resolve_defaults(parser.parse_args(["--mode", "retrain", "--lr", "1e-3"])).lr_visual_mgn == 1e-3
+    assert resolve_defaults(parser.parse_args(["--lr", "1e-3", "--lr_visual_mgn", "5e-5"])).lr_visual_mgn == 5e-5
     han = resolve_defaults(parser.parse_args(["--model", "han"]))
     assert (han.batch_size, han.epochs, han.audio_mgn, han.visual_mgn, han.rmse) == (16, 40, None, None, None)
     override = resolve_defaults(parser.parse_args(["--epochs", "3", "--batch-size", "8"]))

@@ -30,23 +30,30 @@ def last_path(save_dir, name):
 
 
 def release_path(save_dir, name, role):
+    """The original release's file of a role, or None for roles the release did not have."""
+    if role not in RELEASE_SUFFIXES:
+        return None
     return os.path.join(save_dir, f"{name}_{RELEASE_SUFFIXES[role]}.pt")
+
+
+def _candidates(save_dir, name, role):
+    return [path for path in (best_path(save_dir, name, role), release_path(save_dir, name, role)) if path]
 
 
 def selected_exists(save_dir, name, role):
     """Whether the role's selected weights exist in either layout (whether `find_selected` finds them)."""
-    return any(os.path.isfile(path) for path in (best_path(save_dir, name, role), release_path(save_dir, name, role)))
+    return any(os.path.isfile(path) for path in _candidates(save_dir, name, role))
 
 
 def find_selected(save_dir, name, role):
     """Path of the role's selected weights: the project's layout first, then the release's."""
-    for path in (best_path(save_dir, name, role), release_path(save_dir, name, role)):
+    candidates = _candidates(save_dir, name, role)
+    for path in candidates:
         if os.path.isfile(path):
             return path
-    raise CheckpointError(
-        f"no {role} checkpoint for --checkpoint {name} in {save_dir}: expected "
-        f"{os.path.basename(best_path(save_dir, name, role))} (this project) or "
-        f"{os.path.basename(release_path(save_dir, name, role))} (original release)")
+    expected = " or ".join(f"{os.path.basename(path)} ({source})"
+                           for path, source in zip(candidates, ("this project", "original release")))
+    raise CheckpointError(f"no {role} checkpoint for --checkpoint {name} in {save_dir}: expected {expected}")
 
 
 def save(path, **content):

@@ -63,3 +63,36 @@ ANNOTATION_SHA256 = {
 OLDER_ANNOTATION_SHA256 = {
     EVAL_AUDIO_CSV: "249122f65501d8d611c0027a48643798fe622bedee60f7e6224b5a8e3c02f886",
 }
+
+# Two files of the DHHN release (https://github.com/anonyUsr22/DHHN) that the published numbers
+# depend on; scripts/download_llp.py fetches them into data/ beside the six annotation files. The
+# URLs are pinned to the release's last commit (master, 2022-04-15); both files are unchanged since
+# its first commit, and their sha256 are those of ../shared/llp/SHA256SUMS.
+DHHN_RELEASE_COMMIT = "3df283ef48412fab95d3cc592e49b2c6bd88b321"
+DHHN_RELEASE_BASE_URL = f"https://raw.githubusercontent.com/anonyUsr22/DHHN/{DHHN_RELEASE_COMMIT}/"
+# The label-refinement flags that DHHN's "with label refinement" numbers were retrained on
+# (PROTOCOL.md §10): made by the MA estimator (Wu & Yang, CVPR 2021), shipped by the DHHN release as
+# `need_to_change.pkl` and kept here under a name that says whose flags they are. (The MA release's
+# own step3_retrain/need_to_change.pkl is a different file.) Use it with `--refined_labels`.
+PUBLISHED_FLAGS_FILE = "need_to_change_MA.pkl"
+PUBLISHED_FLAGS_RELEASE_PATH = "need_to_change.pkl"
+PUBLISHED_FLAGS_SHA256 = "e646301861e8d29422e28cb76db5e9ae18176762786e11eacb0da651b4614d76"
+PUBLISHED_FLAGS_URL = DHHN_RELEASE_BASE_URL + PUBLISHED_FLAGS_RELEASE_PATH
+# The 2020 copy of AVVP_eval_audio.csv, with which the published numbers were scored (PROTOCOL.md §2);
+# the DHHN release ships it as data/AVVP_eval_audio.csv. Kept under its own name beside the current
+# copy, which stays the default eval file; use it with `--eval_audio_csv`.
+EVAL_AUDIO_2020_CSV = "AVVP_eval_audio_2020.csv"
+EVAL_AUDIO_2020_RELEASE_PATH = "data/AVVP_eval_audio.csv"
+EVAL_AUDIO_2020_SHA256 = OLDER_ANNOTATION_SHA256[EVAL_AUDIO_CSV]
+EVAL_AUDIO_2020_URL = DHHN_RELEASE_BASE_URL + EVAL_AUDIO_2020_RELEASE_PATH
+# The two together: kept name -> sha256, -> path in the release, -> the names a local folder may
+# hold it under (the kept name first, then the published ones; ../shared/llp uses
+# AVVP_eval_audio_2020_with_defects.csv).
+REPRODUCTION_FILES = (PUBLISHED_FLAGS_FILE, EVAL_AUDIO_2020_CSV)
+REPRODUCTION_SHA256 = {PUBLISHED_FLAGS_FILE: PUBLISHED_FLAGS_SHA256, EVAL_AUDIO_2020_CSV: EVAL_AUDIO_2020_SHA256}
+REPRODUCTION_RELEASE_PATHS = {PUBLISHED_FLAGS_FILE: PUBLISHED_FLAGS_RELEASE_PATH,
+                              EVAL_AUDIO_2020_CSV: EVAL_AUDIO_2020_RELEASE_PATH}
+REPRODUCTION_SOURCE_NAMES = {
+    PUBLISHED_FLAGS_FILE: (PUBLISHED_FLAGS_FILE, PUBLISHED_FLAGS_RELEASE_PATH),
+    EVAL_AUDIO_2020_CSV: (EVAL_AUDIO_2020_CSV, "AVVP_eval_audio_2020_with_defects.csv"),
+}

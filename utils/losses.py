@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 PROB_EPS = 1e-7          # PROTOCOL.md §7: clamp every probability to [1e-7, 1-1e-7] before BCE
 VISUAL_SMOOTHING = 0.1   # PROTOCOL.md §7: P_v = 0.9*y + 0.05
+CONTRAST_TEMPERATURE = 0.2   # PROTOCOL.md §12 (MA)
+CONTRAST_SMOOTHING = 0.1     # PROTOCOL.md §12 (MA): target 0.9, each other segment 0.1 / (T - 1)
 
 
 @dataclass
@@ -86,3 +88,21 @@ def mgn_losses(audio_mgn_prob, visual_mgn_prob, audio_target, visual_target):
     if audio_mgn_prob is not None and visual_mgn_prob is not None:
         losses["mgn_rmse"] = -F.mse_loss(audio_mgn_prob, visual_mgn_prob)
     return losses
+
+
+def segment_contrast_loss(audio_embed, visual_embed, temperature=CONTRAST_TEMPERATURE, smoothing=CONTRAST_SMOOTHING):
+    """MA's segment contrastive term; PROTOCOL.md §12.
+
+    audio_embed, visual_embed: (B, T, d). Each audio segment t is a T-way classification over the
+    visual segments of its own video by cosine similarity / temperature, whose target is segment
+    t, smoothed as MA does it: 1 - smoothing on t, smoothing / (T - 1) on every other segment
+    (unlike torch's label_smoothing, which also gives the target a share). Returns the mean over
+    the B*T rows of the cross-entropy.
+    """
+    audio = F.normalize(audio_embed, p=2, dim=-1)
+    visual = F.normalize(visual_embed, p=2, dim=-1)
+    num_segments = audio.shape[1]
+    log_probs = (audio @ visual.transpose(1, 2) / temperature).log_softmax(dim=-1)   # (B, T, T)
+    target = torch.full((num_segments, num_segments), smoothing / (num_segments - 1), device=log_probs.device)
+    target.fill_diagonal_(1.0 - smoothing)
+    return -(target * log_probs).sum(dim=-1).mean()

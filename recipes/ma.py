@@ -1,0 +1,47 @@
+"""MA (Wu & Yang, CVPR 2021), the estimator behind the published refinement flags and the "MA" row
+of DHHN's Table 1: the HAN baseline's network trained with a segment contrastive term, the last
+epoch's weights kept (no selection on val); PROTOCOL.md §12."""
+from nets import build_han
+from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion, model_learning_rate, no_guides
+from utils.losses import parsing_losses, segment_contrast_loss
+
+
+class MACriterion(WeakLabelCriterion):
+    """bce_audio, bce_visual, bce_global (refined targets when the batch carries flags) and
+    `contrast`, the segment contrastive term; PROTOCOL.md §12."""
+
+    def forward(self, nets, batch):
+        outputs, audio_embed, visual_embed = nets["model"].forward_with_embeddings(
+            batch["audio"], batch["frames"], batch["snippets"])
+        return {**outputs, "audio_embed": audio_embed, "visual_embed": visual_embed}
+
+    def __call__(self, outputs, batch):
+        losses = parsing_losses(outputs, self.targets(batch), use_rmse=False)
+        losses["contrast"] = segment_contrast_loss(outputs["audio_embed"], outputs["visual_embed"])
+        return losses
+
+
+def _model_config(args, feature_dims):
+    return {"model_name": "ma", "feature_dims": dict(feature_dims)}
+
+
+RECIPE = Recipe(
+    name="ma",
+    help="MA: HAN + segment contrastive term, last epoch kept, the published flags' estimator (PROTOCOL.md §12)",
+    model_config=_model_config,
+    build_model=lambda config: build_han(config["feature_dims"]),
+    build_guides=no_guides,
+    learning_rates=model_learning_rate,
+    criterion=lambda args: MACriterion(),
+    # as the MA release scores (its step 1 and step 3): segments gated by a_prob / v_prob
+    gating="modality",
+    # no selection: a constant score with ties to the later epoch keeps every epoch, so the last
+    selection=(SelectionRole("final", lambda metrics: 0.0, ties_to_later=True),),
+    rows=(ReportRow("MA (last epoch)", "final", "final"),),
+    published={
+        "train": dict(batch_size=16, epochs=12, lr=3e-4),
+        "retrain": dict(batch_size=16, epochs=12, lr=3e-4),
+    },
+    release_kind="han",
+    refine_source="final",
+)
