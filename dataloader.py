@@ -13,9 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-# read_segment_truth and read_video_labels are also imported from here by scripts/
-from utils.annotations import (published_eval_videos, read_segment_truth, read_video_labels,  # noqa: F401
-                               segment_truth_with_coverage)
+from utils.annotations import published_eval_videos, read_video_labels, segment_truth_with_coverage
 from utils.constants import (EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
                              LABEL_VAL_CSV, NUM_SEGMENTS)
 from utils.errors import LLPDataError, LLPDataWarning, bulleted

@@ -13,7 +13,7 @@ import sys
 # run as `python scripts/...` from the repository root: make the project importable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataloader import read_video_labels  # noqa: E402
+from utils.annotations import read_video_labels  # noqa: E402
 from utils.constants import LABEL_TRAIN_CSV  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
 from utils.label_refinement import RefinementError, flag_quality, read_refined_labels  # noqa: E402

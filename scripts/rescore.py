@@ -19,7 +19,7 @@ import sys
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataloader import read_video_labels  # noqa: E402
+from utils.annotations import read_video_labels  # noqa: E402
 from utils.eval_metrics import format_table  # noqa: E402
 from utils.export import MANIFEST_FILE, load_predictions, rescore_event_files  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402

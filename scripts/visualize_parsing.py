@@ -21,7 +21,7 @@ import numpy as np
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataloader import read_segment_truth, read_video_labels  # noqa: E402
+from utils.annotations import read_segment_truth, read_video_labels  # noqa: E402
 from utils.constants import CLASSES, LEVELS  # noqa: E402
 from utils.eval_metrics import SCORED_MODALITIES, VIDEO_COLUMNS, evaluate_split, gates  # noqa: E402
 from utils.export import load_predictions  # noqa: E402
