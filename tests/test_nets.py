@@ -333,7 +333,7 @@ def test_dual_takes_each_modality_from_its_stream():
 def test_builders():
     dims = default_feature_dims()
     assert dims == {"audio": 128, "frames": 2048, "snippets": 512}
-    assert tuple(RECIPES) == ("dhhn", "han")
+    assert tuple(RECIPES) == ("dhhn", "han", "ma")
     hcmn = build_hcmn(dims, hier_feat=False, hier_pred=False)
     assert isinstance(hcmn, HCMN) and not hcmn.hier_feat and not hcmn.hier_pred
     assert isinstance(build_han(dims), HANBaseline)
@@ -343,7 +343,8 @@ def test_builders():
     assert isinstance(audio_mgn, AudioMGN) and isinstance(visual_mgn, VisualMGN)
 
 
-@pytest.mark.parametrize("name, flags, model_class", [("dhhn", ["--no_hier_pred"], HCMN), ("han", [], HANBaseline)])
+@pytest.mark.parametrize("name, flags, model_class", [("dhhn", ["--no_hier_pred"], HCMN), ("han", [], HANBaseline),
+                                                     ("ma", [], HANBaseline)])
 def test_every_recipe_builds_its_model_from_the_recorded_config(name, flags, model_class):
     recipe = RECIPES[name]
     args = recipe.resolve_args(get_args_parser().parse_args(["--model", name, *flags]))
