@@ -123,6 +123,13 @@ class Recipe:
                              f"{', '.join(self.role_names)}")
 
 
+def feature_sizes_config(model_name):
+    """model_config for a model that has no switches: its name and the feature sizes."""
+    def model_config(args, feature_dims):
+        return {"model_name": model_name, "feature_dims": dict(feature_dims)}
+    return model_config
+
+
 def no_guides(args, feature_dims):
     """For models trained without guiding networks."""
     return {}

@@ -1,17 +1,14 @@
 """The HAN baseline (Tian et al., ECCV 2020): one HAN layer at one scale, the weak-label loss only,
 one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
 from nets import build_han
-from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion, model_learning_rate, no_guides
-
-
-def _model_config(args, feature_dims):
-    return {"model_name": "han", "feature_dims": dict(feature_dims)}
+from recipes.base import (Recipe, ReportRow, SelectionRole, WeakLabelCriterion, feature_sizes_config,
+                          model_learning_rate, no_guides)
 
 
 RECIPE = Recipe(
     name="han",
     help="the HAN baseline: one selected checkpoint, global gating (PROTOCOL.md §11)",
-    model_config=_model_config,
+    model_config=feature_sizes_config("han"),
     build_model=lambda config: build_han(config["feature_dims"]),
     build_guides=no_guides,
     learning_rates=model_learning_rate,

@@ -1,8 +1,10 @@
 """MA (Wu & Yang, CVPR 2021), the estimator behind the published refinement flags and the "MA" row
 of DHHN's Table 1: the HAN baseline's network trained with a segment contrastive term, the last
 epoch's weights kept (no selection on val); PROTOCOL.md §12."""
-from nets import build_han
-from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion, model_learning_rate, no_guides
+import dataclasses
+
+from recipes import han
+from recipes.base import ReportRow, SelectionRole, WeakLabelCriterion, feature_sizes_config
 from utils.losses import parsing_losses, segment_contrast_loss
 
 
@@ -21,17 +23,12 @@ class MACriterion(WeakLabelCriterion):
         return losses
 
 
-def _model_config(args, feature_dims):
-    return {"model_name": "ma", "feature_dims": dict(feature_dims)}
-
-
-RECIPE = Recipe(
+# the HAN baseline's network, builder and optimisation; what differs is listed here
+RECIPE = dataclasses.replace(
+    han.RECIPE,
     name="ma",
     help="MA: HAN + segment contrastive term, last epoch kept, the published flags' estimator (PROTOCOL.md §12)",
-    model_config=_model_config,
-    build_model=lambda config: build_han(config["feature_dims"]),
-    build_guides=no_guides,
-    learning_rates=model_learning_rate,
+    model_config=feature_sizes_config("ma"),
     criterion=lambda args: MACriterion(),
     # as the MA release scores (its step 1 and step 3): segments gated by a_prob / v_prob
     gating="modality",
@@ -42,6 +39,5 @@ RECIPE = Recipe(
         "train": dict(batch_size=16, epochs=12, lr=3e-4),
         "retrain": dict(batch_size=16, epochs=12, lr=3e-4),
     },
-    release_kind="han",
     refine_source="final",
 )
