@@ -72,8 +72,9 @@ DHHN_RELEASE_COMMIT = "3df283ef48412fab95d3cc592e49b2c6bd88b321"
 DHHN_RELEASE_BASE_URL = f"https://raw.githubusercontent.com/anonyUsr22/DHHN/{DHHN_RELEASE_COMMIT}/"
 # The label-refinement flags that DHHN's "with label refinement" numbers were retrained on
 # (PROTOCOL.md §10): made by the MA estimator (Wu & Yang, CVPR 2021), shipped by the DHHN release as
-# `need_to_change.pkl` and kept here under a name that says whose flags they are. (The MA release's
-# own step3_retrain/need_to_change.pkl is a different file.) Use it with `--refined_labels`.
+# `need_to_change.pkl` and kept here under a name that says whose flags they are. (The MA release
+# ships no flags: its step3_retrain/need_to_change.pkl is a link to step 2's output, 41 bytes.) Use it
+# with `--refined_labels`.
 PUBLISHED_FLAGS_FILE = "need_to_change_MA.pkl"
 PUBLISHED_FLAGS_RELEASE_PATH = "need_to_change.pkl"
 PUBLISHED_FLAGS_SHA256 = "e646301861e8d29422e28cb76db5e9ae18176762786e11eacb0da651b4614d76"
