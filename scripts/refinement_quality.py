@@ -1,7 +1,7 @@
 """Precision and recall of label-refinement flags against the planted truth of a synthetic LLP.
 
     python scripts/refinement_quality.py --root data/synthetic \
-        --flags models/refinement/DHHN_stage1_refined_labels.csv
+        --flags models/refinement/DHHN_ma_refined_labels.csv
 
 Prints, per modality, how many labelled (video, class) pairs were flagged, how many of those
 really lack that modality, and what random flagging of the same count would reach.
