@@ -18,7 +18,6 @@ from utils.losses import make_targets, parsing_losses
 ABLATION_SWITCHES = ("hier_feat", "hier_pred", "audio_mgn", "visual_mgn", "rmse")
 # the optimisation flags a recipe gives published values for, per training mode
 HYPER_PARAMETERS = ("batch_size", "epochs", "lr")
-TRAINING_MODES = ("train", "retrain")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from nets import build_hcmn, build_mgns
 from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion
 from utils.losses import mgn_losses, parsing_losses
 
-GUIDES = ("audio_mgn", "visual_mgn")   # nets and their switches share the name
 # as published, the MGN learning rates follow --lr: 2x (audio) and 0.2x (visual) in train, 1x in
 # retrain; an explicit --lr_audio_mgn / --lr_visual_mgn wins (PROTOCOL.md §7, §10)
 MGN_LR_FACTORS = {"train": {"audio_mgn": 2.0, "visual_mgn": 0.2},
@@ -52,7 +51,7 @@ def _build_model(config):
 
 def _build_guides(args, feature_dims):
     # both are built whatever the switches, so that the random initialisation of every net is the
-    # same with and without an ablation
+    # same with and without an ablation; each net shares its name with its switch (--no_audio_mgn)
     audio_mgn, visual_mgn = build_mgns(feature_dims)
     built = {"audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
     return {name: net for name, net in built.items() if getattr(args, name)}
