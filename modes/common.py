@@ -12,7 +12,7 @@ from nets.convert import load_any_state_dict
 from utils import checkpoint
 from utils.annotations import annotation_version
 from utils.constants import METRIC_KEYS
-from utils.errors import UsageError
+from utils.errors import FileWriteError, UsageError
 from utils.feature_cache import PackedFeatureCache, default_cache_dir
 from utils.io import atomic_write_json, check_writable
 from utils.run_lock import RunLock
@@ -134,11 +134,24 @@ def load_selected_model(recipe, args, role, feature_dims, device):
     return model.to(device).eval(), config
 
 
+EVALUATION_MODES = ("val", "test")
+
+
 @contextmanager
 def exclusive_run(args):
     """Hold the lock of this run's name (utils/run_lock.py) after checking that --model_save_dir can
-    be written, so that a read-only folder or a concurrent run is reported before any work."""
-    check_writable(args.model_save_dir)
+    be written, so that a read-only folder or a concurrent run is reported before any work.
+
+    One exception: val/test with --no-log write nothing there, so they may score checkpoints in a
+    read-only folder (e.g. published weights); nobody can be training into such a folder."""
+    try:
+        check_writable(args.model_save_dir)
+    except FileWriteError:
+        if not (args.no_log and args.mode in EVALUATION_MODES):
+            raise
+        print(f"--model_save_dir {args.model_save_dir} is read-only: scoring its checkpoints without a run lock")
+        yield
+        return
     with RunLock(args.model_save_dir, args.checkpoint, args.mode):
         yield
 

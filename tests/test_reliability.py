@@ -200,6 +200,21 @@ def test_an_unusable_save_folder_is_refused_before_any_work(tiny_root, tmp_path,
     assert f"cannot write {tmp_path}/a_file/models" in err
 
 
+def test_a_read_only_save_folder_still_scores_with_no_log(trained_run, synthetic_root, capsys, monkeypatch):
+    from utils.errors import FileWriteError
+
+    def read_only(folder):
+        raise FileWriteError(f"cannot write {folder}/.write_test: Read-only file system")
+    monkeypatch.setattr(modes.common, "check_writable", read_only)
+    save_dir, _ = trained_run
+    err = fails(train_flags(synthetic_root, save_dir, "--mode", "test"), capsys)   # it would write its summary
+    assert "Read-only file system" in err
+    summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "test", "--no-log"))
+    assert "scoring its checkpoints without a run lock" in capsys.readouterr().out
+    assert "DHHN dual (best-audio + best-visual)" in summary["tables"]
+    fails(train_flags(synthetic_root, save_dir, "--mode", "train", "--no-log"), capsys)   # training never
+
+
 def test_a_diverging_run_stops_naming_epoch_and_step(tiny_root, tmp_path, capsys):
     err = fails(train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2", "--lr", "1e6"), capsys)
     assert "error: epoch 1, step " in err and "training diverged; lower --lr" in err
