@@ -24,6 +24,7 @@ NO_CACHE = "none"   # --feature_cache none
 # every --mode, as main_DHHN.MODES dispatches them: the <checkpoint>_<mode>_* records they write
 RUN_MODES = ("train", "retrain", "val", "test", "estimate_labels")
 RECORD_KINDS = ("args.json", "summary.json", "log.jsonl", "per_class.csv")
+EVAL_FLAGS = ("eval_audio_csv", "eval_visual_csv")
 PREVIOUS_RUNS_FOLDER = "previous"
 
 
@@ -36,7 +37,7 @@ def check_inputs(args, split_names):
     needed = [("audio_dir", True), ("video_dir", True), ("st_dir", True)]
     needed += [(f"label_{name}", False) for name in split_names]
     if any(name != "train" for name in split_names):
-        needed += [("eval_audio_csv", False), ("eval_visual_csv", False)]
+        needed += [(flag, False) for flag in EVAL_FLAGS]
     problems = []
     for flag, is_dir in needed:
         path = getattr(args, flag)
@@ -56,10 +57,6 @@ def feature_cache(args):
 
 def load(args, split_name):
     """The LLPSplit `split_name` (train/val/test), with segment truth for val and test."""
-    if split_name != "train":
-        # the audio eval file was corrected upstream in 2024: say which copy produced the numbers
-        for flag in ("eval_audio_csv", "eval_visual_csv"):
-            print(f"annotations: {annotation_version(getattr(args, flag))}")
     split = load_split(LLPPaths.from_args(args), split_name, cache=feature_cache(args),
                        frame_dtype=args.frame_dtype, pool_frames=args.frame_pooling == "load",
                        progress=progress_setting(args))
@@ -90,7 +87,7 @@ def annotation_versions(args):
     estimate_labels, which scores nothing); recorded in every args.json and summary (PROTOCOL.md §2)."""
     if args.mode == "estimate_labels":
         return {}
-    return {flag: annotation_version(getattr(args, flag)) for flag in ("eval_audio_csv", "eval_visual_csv")}
+    return {flag: annotation_version(getattr(args, flag)) for flag in EVAL_FLAGS}
 
 
 def start_run(args, device):
@@ -100,6 +97,9 @@ def start_run(args, device):
     info = provenance(device, args.seed)
     info["annotations"] = annotation_versions(args)
     print(f"DHHN {args.mode} | model {args.model} | commit {info['git_commit']} | device {info['device']}")
+    # the audio eval file was corrected upstream in 2024: say which copy produces the numbers
+    for version in info["annotations"].values():
+        print(f"annotations: {version}")
     print("args: " + " ".join(f"{key}={value}" for key, value in sorted(vars(args).items())))
     if not args.no_log:
         atomic_write_json({"args": vars(args), "provenance": info}, record_path(args, "args.json"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 import engine
+from dataloader import OFFICIAL_LAYOUT
 from modes.common import (check_inputs, headline, load, move_aside_previous_run, progress_setting, record_path,
                           start_run, to_device)
 from recipes import RECIPES
@@ -32,8 +33,7 @@ AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
 # (--epochs may grow too: see check_resume_args)
 RESUME_FREE_FLAGS = ("resume", "progress", "log_interval", "no_log", "eval_batch_size", "feature_cache",
                      "export_dir", "refine_out")
-PATH_FLAGS = ("model_save_dir", "llp_root", "audio_dir", "video_dir", "st_dir", "label_train", "label_val", "label_test",
-                "eval_audio_csv", "eval_visual_csv", "refined_labels")
+PATH_FLAGS = ("model_save_dir", "llp_root", "refined_labels") + tuple(OFFICIAL_LAYOUT)
 # fused Adam is the same update in one pass over the weights (CPU: 3x faster than the
 # per-parameter loop, measured in scripts/benchmark.py); CUDA and CPU have it
 FUSED_ADAM_DEVICES = ("cuda", "cpu")

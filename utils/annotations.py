@@ -20,6 +20,7 @@ from utils.constants import (ANNOTATION_SHA256, CLASS_INDEX, EVAL_AUDIO_CSV, EVA
                              LABEL_TEST_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS, OLDER_ANNOTATION_SHA256)
 from utils.errors import LLPDataError, LLPDataWarning, bulleted
 
+
 def _known_annotation_versions():
     """sha256 -> human-readable version of every published annotation file (PROTOCOL.md §2)."""
     versions = {digest: f"{name}, current" for name, digest in ANNOTATION_SHA256.items()}
@@ -69,17 +70,13 @@ def _read_tsv(csv_path, columns):
     return rows
 
 
-def _has_outer_whitespace(text):
-    return text != text.strip()
-
-
 def _whitespace_problem(number, what, text, problems):
     """Record `text` (a filename or class name) if it has leading or trailing whitespace; True if so.
 
     Names are matched exactly (PROTOCOL.md §2): 'x_0_10 ' is not 'x_0_10', so such a video would
     silently lose its truth and such a class would be unknown. Never stripped, always an error.
     """
-    if not _has_outer_whitespace(text):
+    if text == text.strip():
         return False
     problems.append(f"line {number}: {what} {text!r} has leading or trailing whitespace")
     return True

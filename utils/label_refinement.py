@@ -18,6 +18,8 @@ from utils.errors import UserError
 from utils.io import atomic_write_bytes, atomic_write_text
 
 SWAP_THRESHOLD = 0.5     # PROTOCOL.md §10 step 4
+FLAG_COLUMNS = ("filename", "event_labels", "modality")
+PICKLE_MAGIC = b"\x80"   # first byte of every pickle of protocol 2 or later (the published file, ours)
 
 
 class RefinementError(UserError):
@@ -83,7 +85,7 @@ def write_flags(prefix, filenames, audio_flags, visual_flags):
     atomic_write_bytes(pickle.dumps(to_published_lists(audio_flags, visual_flags)), prefix + ".pkl")
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["filename", "event_labels", "modality"])
+    writer.writerow(FLAG_COLUMNS)
     for modality, flags in (("audio", audio_flags), ("visual", visual_flags)):
         for row, column in zip(*np.nonzero(flags)):
             writer.writerow([filenames[row], CLASSES[column], modality])
@@ -133,10 +135,6 @@ def _flags_from_pickle(path, num_videos):
                 mask[row, column] = True
         flags[modality] = mask
     return flags["audio"], flags["visual"]
-
-
-FLAG_COLUMNS = ("filename", "event_labels", "modality")
-PICKLE_MAGIC = b"\x80"   # first byte of every pickle of protocol 2 or later (the published file, ours)
 
 
 def _flags_text(path):
