@@ -97,3 +97,16 @@ REPRODUCTION_SOURCE_NAMES = {
     PUBLISHED_FLAGS_FILE: (PUBLISHED_FLAGS_FILE, PUBLISHED_FLAGS_RELEASE_PATH),
     EVAL_AUDIO_2020_CSV: (EVAL_AUDIO_2020_CSV, "AVVP_eval_audio_2020_with_defects.csv"),
 }
+
+# VALOR's layout (Franklin905/VALOR, NeurIPS 2023; PROTOCOL.md §13): CLIP frame features, CLAP audio
+# feature maps and per-segment pseudo-labels, one `<youtube id>.npy` per video, in two folders beside
+# feats/ under the LLP root. The Hugging Face dataset ships each set as one zip.
+VALOR_SETS = ("CLIP", "CLAP")                       # visual, audio
+VALOR_FEATURES_FOLDER = "features"
+VALOR_PSEUDO_LABELS_FOLDER = "segment_pseudo_labels"
+VALOR_SET_MODALITY = {"CLIP": "visual", "CLAP": "audio"}
+CLIP_FEATURE_SHAPE = (NUM_SEGMENTS, 768)            # one frame vector per segment
+CLAP_FEATURE_SHAPE = (64, 768)                      # feature maps; 10 segment vectors at load (PROTOCOL.md §13)
+PSEUDO_LABEL_SHAPE = (NUM_SEGMENTS, NUM_CLASSES)    # segment x class, values 0 or 1
+VALOR_HF_REPO = "NTUBarista/valor_features"         # a Hugging Face *dataset* repository
+VALOR_ARCHIVES = {name: f"{name}.zip" for name in VALOR_SETS}
