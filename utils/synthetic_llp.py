@@ -18,22 +18,41 @@ a per-dimension offset, a low-rank per-video "scene" and white noise; frames get
 The weak label of a video is the union of its audio and visual classes, so a labelled class is
 often absent from one modality: the ambiguity that weakly-supervised parsing has to resolve.
 
+With `modern_features=True` it also writes VALOR's layout of modern features (PROTOCOL.md §13),
+from the same planted truth, scenes and per-segment amplitudes:
+
+    root/CLIP/features/<id>.npy (10, 768)   one frame vector per segment, from the visual truth
+    root/CLAP/features/<id>.npy (64, 768)   feature maps from the audio truth: 2 frequency bands
+                                            x 32 time steps, each band spanning the whole 10 s
+
 Everything is a function of `seed` (one SeedSequence per purpose, one per video), so the same
-arguments give the same bytes. `root/.synthetic_complete` is written last; an interrupted run
-leaves `root/.synthetic_partial` instead and is regenerated from scratch next time.
+arguments give the same bytes; the modern features draw from purposes of their own, so a root
+without them is byte for byte what it was before they existed. `root/.synthetic_complete` is
+written last; an interrupted run leaves `root/.synthetic_partial` instead and is regenerated
+from scratch next time.
+
+`write_pseudo_labels` is a separate step, so that several noise levels can share one dataset: it
+derives segment pseudo-labels from the planted truth at a chosen precision and recall and writes
+
+    out_root/CLAP/segment_pseudo_labels/<id>.npy (10, 25)   audio, segment x class, 0 or 1
+    out_root/CLIP/segment_pseudo_labels/<id>.npy (10, 25)   visual
+    out_root/synthetic_pseudo_labels.json                   parameters, measured precision/recall
 """
 import io
 import json
 import os
 import time
 import zipfile
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from utils.constants import (CLASS_INDEX, CLASSES, EVAL_AUDIO_CSV, EVAL_COLUMNS, EVAL_VISUAL_CSV, FEATURE_KINDS,
-                             FRAMES_PER_SEGMENT, LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
-                             LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS, YOUTUBE_ID_LENGTH)
+from utils.constants import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
+                             EVAL_COLUMNS, EVAL_VISUAL_CSV, FEATURE_KINDS, FRAMES_PER_SEGMENT, LABEL_FULL_CSV,
+                             LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, MODALITIES, NUM_CLASSES,
+                             NUM_SEGMENTS, PSEUDO_LABEL_SHAPE, VALOR_FEATURES_FOLDER, VALOR_PSEUDO_LABELS_FOLDER,
+                             VALOR_SET_MODALITY, VALOR_SETS, YOUTUBE_ID_LENGTH)
 from utils.eval_metrics import event_rows
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -49,6 +68,14 @@ COMPLETE_MARKER = ".synthetic_complete"
 PARTIAL_MARKER = ".synthetic_partial"
 # Bump when the generated content changes, so that an old complete root is regenerated.
 FORMAT_VERSION = 2
+# The same for the CLIP/CLAP features; recorded only in the parameters of roots that have them.
+MODERN_FORMAT_VERSION = 1
+MODERN_SET_SHAPES = {"CLIP": CLIP_FEATURE_SHAPE, "CLAP": CLAP_FEATURE_SHAPE}
+_SET_OF_MODALITY = {modality: name for name, modality in VALOR_SET_MODALITY.items()}
+PSEUDO_LABELS_SIDECAR = "synthetic_pseudo_labels.json"
+PSEUDO_LABELS_PARTIAL = ".synthetic_pseudo_labels_partial"
+# where the false positives of write_pseudo_labels come from, in the order they are filled
+FALSE_POSITIVE_SOURCES = ("weak_label", "confusable", "other")
 
 # Pairs of related classes whose prototypes share half their energy (in every feature kind).
 CONFUSABLE_PAIRS = (
@@ -60,6 +87,14 @@ CONFUSABLE_PAIRS = (
 
 _YOUTUBE_ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 _CLIP_SECONDS = NUM_SEGMENTS  # one segment per second
+# CLAP maps as VALOR saves them (utils/clap_preprocess.py, get_audio_feature_maps -> clap_utils.py,
+# htsat_forward_features): HTS-AT's 8 x 8 token grid is (4 time chunks x 2 frequency bins) x 8 time
+# steps; it is regrouped to 2 frequency bins x 32 time steps and flattened, so rows 0-31 hold one
+# half of the mel bins and rows 32-63 the other, each over the whole 10 s in time order. VALOR's
+# model views them as (2, 32) again and averages the two (PROTOCOL.md §13); with a layout in time
+# order over all 64 rows it would mix the first and the second half of the clip.
+_CLAP_BANDS = 2
+_CLAP_STEPS = CLAP_FEATURE_SHAPE[0] // _CLAP_BANDS
 
 
 @dataclass(frozen=True)
@@ -93,18 +128,44 @@ class Recipe:
 RECIPE = Recipe()
 
 
+@dataclass(frozen=True)
+class ModernRecipe:
+    """The knobs of the CLIP/CLAP features (MODERN_FORMAT_VERSION); noise, scenes and prototype
+    construction are those of Recipe."""
+    # in units of the white-noise std; CLAP gets ~6 rows per segment in VALOR's pooling (3.2 time
+    # steps x 2 bands), as frames get 8, hence the same amplitude as frames
+    amplitude: tuple = (("CLIP", 12.0), ("CLAP", 8.0))
+    row_jitter: float = 0.3                 # per-row relative amplitude jitter
+
+
+MODERN_RECIPE = ModernRecipe()
+
+
+@dataclass(frozen=True)
+class PseudoLabelNoise:
+    """Where write_pseudo_labels puts its false positives (the full rule is in its docstring)."""
+    weak_label_share: float = 0.8    # share on weak-label classes absent from that modality/segment
+    cross_modal_weight: float = 2.0  # extra weight where the class is present in the other modality
+    boundary_weight: float = 1.0     # extra weight next to a segment where it is present
+
+
+PSEUDO_LABEL_NOISE = PseudoLabelNoise()
+
+
 # --------------------------------------------------------------------------------------------
 # public API
 
 def generate_synthetic_llp(root, n_train, n_val, n_test, seed=0, feature_dtype="float32",
-                           progress=False):
+                           progress=False, modern_features=False):
     """Write a synthetic LLP under `root` (layout in the module docstring); returns a summary dict.
 
-    A no-op (summary with "skipped": True) when `root` already holds a complete dataset with the
-    same parameters. Refuses (FileExistsError) to write into a folder holding annotation files or
-    features that this generator did not write.
+    `modern_features` adds the CLIP (10, 768) and CLAP (64, 768) features of VALOR's layout. A
+    no-op (summary with "skipped": True) when `root` already holds a complete dataset with the
+    same parameters (or the same with modern features, when they are not asked for); a root
+    without them is regenerated when they are. Refuses (FileExistsError) to write into a folder
+    holding annotation, feature or pseudo-label files that this module did not write.
     """
-    params = _params(n_train, n_val, n_test, seed, feature_dtype)
+    params = _params(n_train, n_val, n_test, seed, feature_dtype, modern_features)
     started = time.perf_counter()
     if is_complete(root, **_public(params)):
         with open(os.path.join(root, COMPLETE_MARKER)) as handle:
@@ -113,51 +174,123 @@ def generate_synthetic_llp(root, n_train, n_val, n_test, seed=0, feature_dtype="
     _claim_root(root, params)
 
     world = _build_world(seed, RECIPE)
+    modern_world = _build_modern_world(seed, RECIPE) if modern_features else None
     split_sizes = {"train": n_train, "val": n_val, "test": n_test}
     filenames = _make_filenames(seed, split_sizes)
     truth = {split: _sample_annotations(seed, split, split_sizes[split], world["class_weights"], RECIPE)
              for split in SPLITS}
 
     data_dir, feat_dirs = _layout(root)
+    modern_dirs = _valor_dirs(root, VALOR_FEATURES_FOLDER, create=modern_features)
     jobs = [(split, i) for split in SPLITS for i in range(split_sizes[split])]
     iterator = jobs
     if progress:
         from tqdm import tqdm
         iterator = tqdm(jobs, desc="synthetic LLP features", unit="video")
-    feature_bytes = 0
+    feature_bytes = modern_feature_bytes = 0
     for split, i in iterator:
         audio_mask, visual_mask = truth[split][0][i], truth[split][1][i]
-        feats = _synthesize_video(world, seed, split, i, audio_mask, visual_mask, RECIPE)
+        feats, latents = _synthesize_video(world, seed, split, i, audio_mask, visual_mask, RECIPE)
         video_id = filenames[split][i][:YOUTUBE_ID_LENGTH]
-        for kind, array in feats.items():
-            path = os.path.join(feat_dirs[kind], video_id + ".npy")
-            np.save(path, array.astype(feature_dtype, copy=False))
-            feature_bytes += os.path.getsize(path)
+        feature_bytes += _save_features(feats, feat_dirs, video_id, feature_dtype)
+        if modern_features:
+            modern = _synthesize_modern_video(modern_world, seed, split, i, latents, RECIPE, MODERN_RECIPE)
+            modern_feature_bytes += _save_features(modern, modern_dirs, video_id, feature_dtype)
 
     _write_truth(os.path.join(data_dir, TRUTH_FILE), filenames, truth)
     _write_annotation_csvs(data_dir, filenames, truth)
-    summary = _summary(params, filenames, truth, feature_bytes)
+    summary = _summary(params, filenames, truth, feature_bytes, modern_feature_bytes)
     atomic_write_json({"params": params, "summary": summary}, os.path.join(root, COMPLETE_MARKER))
     os.remove(os.path.join(root, PARTIAL_MARKER))
     return {**summary, "root": str(root), "skipped": False,
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def is_complete(root, n_train, n_val, n_test, seed=0, feature_dtype="float32"):
-    """True when `root` holds a finished synthetic LLP generated with exactly these parameters."""
+def is_complete(root, n_train, n_val, n_test, seed=0, feature_dtype="float32", modern_features=False):
+    """True when `root` holds a finished synthetic LLP generated with exactly these parameters,
+    or with the same and modern features when `modern_features` is False (such a root holds
+    everything a root without them holds, byte for byte)."""
+    wanted = _params(n_train, n_val, n_test, seed, feature_dtype, modern_features)
     marker = os.path.join(root, COMPLETE_MARKER)
     if not os.path.isfile(marker) or os.path.exists(os.path.join(root, PARTIAL_MARKER)):
         return False
     try:
         with open(marker) as handle:
             stored = json.load(handle)["params"]
-    except (OSError, ValueError, KeyError, TypeError):
+        if not modern_features:
+            stored = {key: value for key, value in stored.items() if key not in _MODERN_KEYS}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    if stored != _params(n_train, n_val, n_test, seed, feature_dtype):
+    if stored != wanted:
         return False
     data_dir, _ = _layout(root, create=False)
     needed = list(SPLIT_LABEL_CSV.values()) + [LABEL_FULL_CSV, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, TRUTH_FILE]
     return all(os.path.isfile(os.path.join(data_dir, name)) for name in needed)
+
+
+def write_pseudo_labels(root, out_root, precision, recall, seed=0):
+    """Noisy segment pseudo-labels of every video of a complete synthetic LLP at `root`, derived
+    from its planted truth; returns what they measure, {"audio": {...}, "visual": {...}}, each with
+    precision, recall (None when undefined), true_positives, false_positives, false_negatives and
+    false_positives_by_source.
+
+    Writes out_root/CLAP/segment_pseudo_labels/<id>.npy (audio) and out_root/CLIP/... (visual),
+    (10, 25) float32 in {0, 1}, segment x class as VALOR's (PROTOCOL.md §13), and last the sidecar
+    out_root/synthetic_pseudo_labels.json (parameters and measured numbers, also per split).
+
+    The noise model, per modality and split, on the (video, segment, class) cells:
+    - recall: each cell of the planted truth is kept with probability `recall`, independently;
+    - precision: F = round_half_up(K * (1 - p) / p) false positives are added, K the cells kept,
+      so that the split's precision is p up to rounding. They are drawn without replacement among
+      the negative cells of three disjoint pools, filled in the order of FALSE_POSITIVE_SOURCES:
+      "weak_label", classes of the video's weak label at segments where this modality lacks them
+      (the labeller asked about a labelled class: it is seen but not heard, or heard a second
+      later), PSEUDO_LABEL_NOISE.weak_label_share of F, drawn with weight 1 + cross_modal_weight
+      where the class is present there in the other modality + boundary_weight where it is
+      present in this modality at a neighbouring segment; "confusable", the CONFUSABLE_PAIRS
+      partner of a class present at that segment (not a weak-label class), the rest of F,
+      uniformly; what a pool cannot hold goes to the other one, and what neither can to "other",
+      any remaining negative cell, uniformly. If no cell is left, precision comes out higher.
+    precision = recall = 1 gives the truth exactly. The draws depend on (seed, modality, split)
+    only, so at one seed the cells kept at a lower recall are a subset of those kept at a higher
+    one, and the false positives of a higher precision (same recall) a subset of a lower one's.
+    Refuses (FileExistsError) to write over pseudo-label files in `out_root` it did not write.
+    """
+    _check_pseudo_label_args(precision, recall, seed)
+    dataset = _complete_params(root)
+    run = {"precision": float(precision), "recall": float(recall), "seed": int(seed)}
+    out_dirs = _valor_dirs(out_root, VALOR_PSEUDO_LABELS_FOLDER)
+    _claim_pseudo_label_root(out_root, out_dirs, run)
+
+    per_split = {}
+    totals = {modality: Counter() for modality in MODALITIES}
+    for split in SPLITS:
+        filenames, audio, visual = load_planted_truth(root, split)
+        # (N, 10, 25) segment x class, as the files; the planted truth is class x segment
+        truths = dict(zip(MODALITIES, (np.ascontiguousarray(mask.transpose(0, 2, 1), dtype=bool)
+                                       for mask in (audio, visual))))
+        weak = truths["audio"].any(axis=1) | truths["visual"].any(axis=1)
+        per_split[split] = {}
+        for modality in MODALITIES:
+            set_name = _SET_OF_MODALITY[modality]
+            other = truths[MODALITIES[1 - MODALITIES.index(modality)]]
+            labels, by_source = _noisy_segment_labels(truths[modality], other, weak, precision, recall,
+                                                      _rng(seed, _PURPOSE_PSEUDO_LABELS, VALOR_SETS.index(set_name),
+                                                           SPLITS.index(split)))
+            assert labels.shape[1:] == PSEUDO_LABEL_SHAPE, labels.shape
+            for name, video_labels in zip(filenames, labels):
+                np.save(os.path.join(out_dirs[set_name], name[:YOUTUBE_ID_LENGTH] + ".npy"),
+                        video_labels.astype(np.float32))
+            counts = _label_counts(labels, truths[modality], by_source)
+            totals[modality].update(counts)
+            per_split[split][modality] = _label_quality(counts)
+    measured = {modality: _label_quality(totals[modality]) for modality in MODALITIES}
+
+    atomic_write_json({**run, "root": str(root), "dataset": dataset, "noise": asdict(PSEUDO_LABEL_NOISE),
+                       "measured": measured, "measured_per_split": per_split},
+                      os.path.join(out_root, PSEUDO_LABELS_SIDECAR))
+    os.remove(os.path.join(out_root, PSEUDO_LABELS_PARTIAL))
+    return measured
 
 
 def load_planted_truth(root, split):
@@ -178,18 +311,32 @@ def load_planted_truth(root, split):
 # --------------------------------------------------------------------------------------------
 # parameters, markers and the root folder
 
-def _params(n_train, n_val, n_test, seed, feature_dtype):
+_MODERN_KEYS = ("modern_features", "modern_format_version")
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _params(n_train, n_val, n_test, seed, feature_dtype, modern_features=False):
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        _check_count(name, value)
     if feature_dtype not in FEATURE_DTYPES:
         raise ValueError(f"feature_dtype must be one of {FEATURE_DTYPES}, got {feature_dtype!r}")
-    return {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "seed": int(seed),
-            "feature_dtype": feature_dtype, "format_version": FORMAT_VERSION}
+    if not isinstance(modern_features, (bool, np.bool_)):
+        raise ValueError(f"modern_features must be True or False, got {modern_features!r}")
+    params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "seed": int(seed),
+              "feature_dtype": feature_dtype, "format_version": FORMAT_VERSION}
+    if modern_features:  # recorded only when asked: a root without them keeps its marker's bytes
+        params.update(modern_features=True, modern_format_version=MODERN_FORMAT_VERSION)
+    return params
 
 
 def _public(params):
-    return {key: value for key, value in params.items() if key != "format_version"}
+    """The arguments of is_complete among the parameters."""
+    return {key: value for key, value in params.items()
+            if key not in ("format_version", "modern_format_version")}
 
 
 def _layout(root, create=True):
@@ -201,20 +348,35 @@ def _layout(root, create=True):
     return data_dir, feat_dirs
 
 
+def _valor_dirs(root, folder, create=False):
+    """{"CLIP": root/CLIP/<folder>, "CLAP": root/CLAP/<folder>} (VALOR's layout, PROTOCOL.md §13)."""
+    dirs = {name: os.path.join(root, name, folder) for name in VALOR_SETS}
+    if create:
+        for path in dirs.values():
+            os.makedirs(path, exist_ok=True)
+    return dirs
+
+
+def _npy_files(folders):
+    return [os.path.join(folder, name) for folder in folders if os.path.isdir(folder)
+            for name in sorted(os.listdir(folder)) if name.endswith(".npy")]
+
+
 def _claim_root(root, params):
-    """Mark `root` as being written; remove what an earlier generation left in it."""
+    """Mark `root` as being written; remove what an earlier generation left in it (pseudo-labels
+    written into it included: they belong to the old truth)."""
     ours = any(os.path.exists(os.path.join(root, marker)) for marker in (COMPLETE_MARKER, PARTIAL_MARKER))
     data_dir, feat_dirs = _layout(root, create=False)
     ours_names = set(SPLIT_LABEL_CSV.values()) | {LABEL_FULL_CSV, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, TRUTH_FILE}
     leftovers = [os.path.join(data_dir, name) for name in sorted(ours_names)
                  if os.path.exists(os.path.join(data_dir, name))]
-    for folder in feat_dirs.values():
-        if os.path.isdir(folder):
-            leftovers += [os.path.join(folder, name) for name in sorted(os.listdir(folder))
-                          if name.endswith(".npy")]
+    leftovers += _npy_files([*feat_dirs.values(), *_valor_dirs(root, VALOR_FEATURES_FOLDER).values(),
+                             *_valor_dirs(root, VALOR_PSEUDO_LABELS_FOLDER).values()])
+    leftovers += [os.path.join(root, name) for name in (PSEUDO_LABELS_SIDECAR, PSEUDO_LABELS_PARTIAL)
+                  if os.path.exists(os.path.join(root, name))]
     if leftovers and not ours:
-        raise FileExistsError(f"{root} already holds annotation or feature files that the synthetic "
-                              f"generator did not write (e.g. {leftovers[0]}); choose an empty folder")
+        raise FileExistsError(f"{root} already holds annotation, feature or pseudo-label files that the "
+                              f"synthetic generator did not write (e.g. {leftovers[0]}); choose an empty folder")
     os.makedirs(root, exist_ok=True)
     atomic_write_json({"params": params}, os.path.join(root, PARTIAL_MARKER))
     complete = os.path.join(root, COMPLETE_MARKER)
@@ -232,7 +394,9 @@ def _rng(seed, *purpose):
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=purpose))
 
 
-_PURPOSE_WORLD, _PURPOSE_NAMES, _PURPOSE_LABELS, _PURPOSE_FEATURES = range(4)
+# new purposes are appended: the streams of the existing ones must not change
+(_PURPOSE_WORLD, _PURPOSE_NAMES, _PURPOSE_LABELS, _PURPOSE_FEATURES,
+ _PURPOSE_MODERN_WORLD, _PURPOSE_MODERN_FEATURES, _PURPOSE_PSEUDO_LABELS) = range(7)
 
 
 def _unit_rows(matrix):
@@ -244,24 +408,40 @@ def _build_world(seed, recipe):
     rng = _rng(seed, _PURPOSE_WORLD)
     world = {"class_weights": np.exp(0.5 * rng.standard_normal(NUM_CLASSES))}
     world["class_weights"][CLASS_INDEX["Speech"]] = recipe.speech_weight
-    partner = {}
-    for pair_index, (first, second) in enumerate(CONFUSABLE_PAIRS):
-        partner[CLASS_INDEX[first]] = pair_index
-        partner[CLASS_INDEX[second]] = pair_index
     for kind, (_, shape) in FEATURE_KINDS.items():
-        dim = shape[-1]
-        own = _unit_rows(rng.standard_normal((NUM_CLASSES, dim)))
-        shared = _unit_rows(rng.standard_normal((len(CONFUSABLE_PAIRS), dim)))
-        prototypes = own.copy()
-        for c, pair_index in partner.items():
-            prototypes[c] = (np.sqrt(recipe.shared_fraction) * shared[pair_index]
-                             + np.sqrt(1.0 - recipe.shared_fraction) * own[c])
-        world[kind] = {
-            "prototypes": _unit_rows(prototypes).astype(np.float32),
-            "scene": _unit_rows(rng.standard_normal((recipe.scene_rank, dim))).astype(np.float32),
-            "offset": (recipe.offset_scale * np.abs(rng.standard_normal(dim))).astype(np.float32),
-        }
+        world[kind] = _kind_world(rng, shape[-1], recipe)
     return world
+
+
+def _build_modern_world(seed, recipe):
+    """The same as _build_world's per kind, for "CLIP" and "CLAP" (own stream, own prototypes)."""
+    rng = _rng(seed, _PURPOSE_MODERN_WORLD)
+    return {name: _kind_world(rng, shape[-1], recipe) for name, shape in MODERN_SET_SHAPES.items()}
+
+
+def _kind_world(rng, dim, recipe):
+    """{"prototypes": (25, D), "scene": (rank, D), "offset": (D,)} of one feature kind."""
+    pair_of = {CLASS_INDEX[name]: pair_index for pair_index, pair in enumerate(CONFUSABLE_PAIRS)
+               for name in pair}
+    own = _unit_rows(rng.standard_normal((NUM_CLASSES, dim)))
+    shared = _unit_rows(rng.standard_normal((len(CONFUSABLE_PAIRS), dim)))
+    prototypes = own.copy()
+    for c, pair_index in pair_of.items():
+        prototypes[c] = (np.sqrt(recipe.shared_fraction) * shared[pair_index]
+                         + np.sqrt(1.0 - recipe.shared_fraction) * own[c])
+    return {
+        "prototypes": _unit_rows(prototypes).astype(np.float32),
+        "scene": _unit_rows(rng.standard_normal((recipe.scene_rank, dim))).astype(np.float32),
+        "offset": (recipe.offset_scale * np.abs(rng.standard_normal(dim))).astype(np.float32),
+    }
+
+
+def _partner_classes():
+    """(25,) the CONFUSABLE_PAIRS partner of each class, -1 for none."""
+    partner = np.full(NUM_CLASSES, -1)
+    for first, second in CONFUSABLE_PAIRS:
+        partner[CLASS_INDEX[first]], partner[CLASS_INDEX[second]] = CLASS_INDEX[second], CLASS_INDEX[first]
+    return partner
 
 
 def _make_filenames(seed, split_sizes):
@@ -385,7 +565,8 @@ def _background(rng, world_kind, scene_coefficients, n_rows, recipe):
 
 
 def _synthesize_video(world, seed, split, index, audio_mask, visual_mask, recipe):
-    """{"audio": (10, 128), "frames": (80, 2048), "snippets": (10, 512)} float32 for one video."""
+    """{"audio": (10, 128), "frames": (80, 2048), "snippets": (10, 512)} float32 for one video,
+    and its latents (scene per segment, classes and per-segment amplitudes per modality)."""
     rng = _rng(seed, _PURPOSE_FEATURES, SPLITS.index(split), index)
     amplitudes = dict(recipe.amplitude)
     scene = recipe.scene_std * rng.standard_normal(recipe.scene_rank, dtype=np.float32)
@@ -422,11 +603,181 @@ def _synthesize_video(world, seed, split, index, audio_mask, visual_mask, recipe
 
     for kind, (_, shape) in FEATURE_KINDS.items():
         assert feats[kind].shape == shape, (kind, feats[kind].shape)
+    latents = {"scene": scene_per_segment, "audio_classes": audio_classes, "audio_gain": audio_gain,
+               "visual_classes": visual_classes, "visual_gain": visual_gain}
+    return feats, latents
+
+
+def _clap_step_weights():
+    """(32, 10) float32: the share of each CLAP time step (10/32 s) lying in each 1 s segment."""
+    edges = np.linspace(0.0, _CLIP_SECONDS, _CLAP_STEPS + 1)
+    starts, ends = edges[:-1, None], edges[1:, None]
+    segment_starts = np.arange(NUM_SEGMENTS)[None, :] * (_CLIP_SECONDS / NUM_SEGMENTS)
+    segment_ends = segment_starts + _CLIP_SECONDS / NUM_SEGMENTS
+    overlap = np.clip(np.minimum(ends, segment_ends) - np.maximum(starts, segment_starts), 0.0, None)
+    return (overlap / (ends - starts)).astype(np.float32)
+
+
+def _clap_rows(per_segment):
+    """(10, K) -> (64, K): per time step the overlap-weighted mix of the segments it covers, the
+    same in both frequency bands (row = band * 32 + step, see _CLAP_BANDS)."""
+    return np.tile(_combine(_clap_step_weights(), per_segment), (_CLAP_BANDS, 1))
+
+
+def _jittered(rng, gain, jitter):
+    return gain * (1.0 + jitter * rng.standard_normal(gain.shape, dtype=np.float32))
+
+
+def _synthesize_modern_video(world, seed, split, index, latents, recipe, modern_recipe):
+    """{"CLIP": (10, 768), "CLAP": (64, 768)} float32 for one video: the scene and per-segment
+    amplitudes of its classic features (`latents`), the modern world's prototypes, own noise."""
+    rng = _rng(seed, _PURPOSE_MODERN_FEATURES, SPLITS.index(split), index)
+    amplitudes = dict(modern_recipe.amplitude)
+    feats = {}
+    world_kind = world["CLIP"]
+    clip = _background(rng, world_kind, latents["scene"], CLIP_FEATURE_SHAPE[0], recipe)
+    shapes = _instance_prototypes(rng, world_kind["prototypes"], latents["visual_classes"], recipe)
+    gain = _jittered(rng, latents["visual_gain"], modern_recipe.row_jitter)
+    clip += _combine(amplitudes["CLIP"] * gain, shapes)
+    feats["CLIP"] = clip
+
+    world_kind = world["CLAP"]
+    clap = _background(rng, world_kind, _clap_rows(latents["scene"]), CLAP_FEATURE_SHAPE[0], recipe)
+    shapes = _instance_prototypes(rng, world_kind["prototypes"], latents["audio_classes"], recipe)
+    gain = _jittered(rng, _clap_rows(latents["audio_gain"]), modern_recipe.row_jitter)
+    clap += _combine(amplitudes["CLAP"] * gain, shapes)
+    feats["CLAP"] = clap
+
+    for name, shape in MODERN_SET_SHAPES.items():
+        assert feats[name].shape == shape, (name, feats[name].shape)
     return feats
 
 
 # --------------------------------------------------------------------------------------------
+# pseudo-labels (write_pseudo_labels)
+
+def _check_pseudo_label_args(precision, recall, seed):
+    for name, value in (("precision", precision), ("recall", recall)):
+        if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+                or not np.isfinite(value)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+    if not 0 < precision <= 1:
+        raise ValueError(f"precision must be in (0, 1], got {precision!r}")
+    if not 0 <= recall <= 1:
+        raise ValueError(f"recall must be in [0, 1], got {recall!r}")
+    _check_count("seed", seed)
+
+
+def _complete_params(root):
+    """The parameters of the complete synthetic LLP at `root`; ValueError when it is none."""
+    try:
+        with open(os.path.join(root, COMPLETE_MARKER)) as handle:
+            params = json.load(handle)["params"]
+        complete = is_complete(root, **_public(params))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        complete = False
+    if not complete:
+        raise ValueError(f"{root} is not a complete synthetic LLP of this version (no valid {COMPLETE_MARKER}); "
+                         f"generate it first with scripts/make_synthetic_llp.py --out {root}")
+    return params
+
+
+def _claim_pseudo_label_root(out_root, out_dirs, run):
+    """Mark `out_root` as being written; remove pseudo-labels an earlier call left there."""
+    ours = any(os.path.exists(os.path.join(out_root, name))
+               for name in (PSEUDO_LABELS_SIDECAR, PSEUDO_LABELS_PARTIAL))
+    leftovers = _npy_files(out_dirs.values())
+    if leftovers and not ours:
+        raise FileExistsError(f"{out_root} already holds pseudo-label files that write_pseudo_labels did not "
+                              f"write (e.g. {leftovers[0]}); choose another folder")
+    os.makedirs(out_root, exist_ok=True)
+    atomic_write_json({"params": run}, os.path.join(out_root, PSEUDO_LABELS_PARTIAL))
+    sidecar = os.path.join(out_root, PSEUDO_LABELS_SIDECAR)
+    if os.path.exists(sidecar):
+        os.remove(sidecar)
+    for path in leftovers:  # videos of another dataset would otherwise linger
+        os.remove(path)
+    for folder in out_dirs.values():
+        os.makedirs(folder, exist_ok=True)
+
+
+def _round_half_up(value):
+    return int(np.floor(value + 0.5))
+
+
+def _false_positive_pools(truth, other, weak, noise):
+    """One (flat cell indices, sampling weights) per FALSE_POSITIVE_SOURCES: disjoint sets of the
+    negative cells of `truth` (N, 10, 25); `other` the other modality's truth, `weak` (N, 25)."""
+    negative = ~truth
+    weak_label = negative & weak[:, None, :]
+    neighbour = np.zeros_like(truth)
+    neighbour[:, 1:] |= truth[:, :-1]
+    neighbour[:, :-1] |= truth[:, 1:]
+    weights = 1.0 + noise.cross_modal_weight * other + noise.boundary_weight * neighbour
+    partner = _partner_classes()
+    paired = np.flatnonzero(partner >= 0)
+    partner_present = np.zeros_like(truth)
+    partner_present[:, :, paired] = truth[:, :, partner[paired]]
+    confusable = negative & ~weak_label & partner_present
+    rest = negative & ~weak_label & ~confusable
+    pools = []
+    for mask, cell_weights in ((weak_label, weights), (confusable, None), (rest, None)):
+        cells = np.flatnonzero(mask)
+        pools.append((cells, np.ones(len(cells)) if cell_weights is None else cell_weights.reshape(-1)[cells]))
+    return pools
+
+
+def _allocate_false_positives(n_false, pool_sizes, weak_label_share):
+    """How many false positives each pool gets (see write_pseudo_labels)."""
+    weak_size, confusable_size, other_size = pool_sizes
+    wanted_weak = min(weak_size, _round_half_up(weak_label_share * n_false))
+    n_confusable = min(confusable_size, n_false - wanted_weak)
+    n_weak = min(weak_size, n_false - n_confusable)
+    return [n_weak, n_confusable, min(other_size, n_false - n_weak - n_confusable)]
+
+
+def _noisy_segment_labels(truth, other, weak, precision, recall, rng, noise=PSEUDO_LABEL_NOISE):
+    """(N, 10, 25) bool pseudo-labels of one modality and split, and {source: false positives}.
+
+    Every draw has a size fixed by the truth (not by precision or recall): lower levels nest.
+    """
+    labels = truth & (rng.random(truth.shape) < recall)
+    n_false = _round_half_up(labels.sum() * (1.0 - precision) / precision)
+    pools = _false_positive_pools(truth, other, weak, noise)
+    counts = _allocate_false_positives(n_false, [len(cells) for cells, _ in pools], noise.weak_label_share)
+    flat = labels.reshape(-1).copy()
+    for (cells, weights), count in zip(pools, counts):
+        keys = rng.exponential(size=len(cells)) / weights  # weighted draw without replacement
+        flat[cells[np.argsort(keys, kind="stable")[:count]]] = True
+    return flat.reshape(truth.shape), dict(zip(FALSE_POSITIVE_SOURCES, counts))
+
+
+def _label_counts(labels, truth, by_source):
+    return Counter({"true_positives": int((labels & truth).sum()), "false_positives": int((labels & ~truth).sum()),
+                    "false_negatives": int((truth & ~labels).sum()),
+                    **{f"false_positives_{source}": count for source, count in by_source.items()}})
+
+
+def _label_quality(counts):
+    tp, fp, fn = counts["true_positives"], counts["false_positives"], counts["false_negatives"]
+    return {"precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None,
+            "true_positives": tp, "false_positives": fp, "false_negatives": fn,
+            "false_positives_by_source": {source: counts[f"false_positives_{source}"]
+                                          for source in FALSE_POSITIVE_SOURCES}}
+
+
+# --------------------------------------------------------------------------------------------
 # files
+
+def _save_features(feats, folders, video_id, feature_dtype):
+    """Write {kind: array} to folders[kind]/<video_id>.npy; returns the bytes written."""
+    written = 0
+    for kind, array in feats.items():
+        path = os.path.join(folders[kind], video_id + ".npy")
+        np.save(path, array.astype(feature_dtype, copy=False))
+        written += os.path.getsize(path)
+    return written
+
 
 def _save_npz_deterministic(path, arrays):
     """np.savez without the zip timestamps, so that equal arrays give equal bytes."""
@@ -476,18 +827,22 @@ def _write_lines(path, header, lines):
     atomic_write_text("\n".join([header, *lines]) + "\n", path)
 
 
-def _summary(params, filenames, truth, feature_bytes):
+def _summary(params, filenames, truth, feature_bytes, modern_feature_bytes):
     kinds = np.zeros(3, dtype=np.int64)  # audio-only, visual-only, audio-visual events
     for audio, visual in truth.values():
         has_audio, has_visual = audio.any(axis=2), visual.any(axis=2)
         kinds += [int((has_audio & ~has_visual).sum()), int((~has_audio & has_visual).sum()),
                   int((has_audio & has_visual).sum())]
     total = max(int(kinds.sum()), 1)
-    return {**_public(params), "format_version": FORMAT_VERSION,
-            "videos": {split: len(filenames[split]) for split in SPLITS},
-            "events": int(kinds.sum()),
-            "event_modality_fractions": {"audio_only": round(float(kinds[0]) / total, 3),
-                                         "visual_only": round(float(kinds[1]) / total, 3),
-                                         "audio_visual": round(float(kinds[2]) / total, 3)},
-            "feature_bytes": int(feature_bytes),
-            "recipe": asdict(RECIPE)}
+    summary = {**_public(params), "format_version": FORMAT_VERSION,
+               "videos": {split: len(filenames[split]) for split in SPLITS},
+               "events": int(kinds.sum()),
+               "event_modality_fractions": {"audio_only": round(float(kinds[0]) / total, 3),
+                                            "visual_only": round(float(kinds[1]) / total, 3),
+                                            "audio_visual": round(float(kinds[2]) / total, 3)},
+               "feature_bytes": int(feature_bytes),
+               "recipe": asdict(RECIPE)}
+    if params.get("modern_features"):  # appended, so that the summary of a default root is unchanged
+        summary.update(modern_format_version=MODERN_FORMAT_VERSION,
+                       modern_feature_bytes=int(modern_feature_bytes), modern_recipe=asdict(MODERN_RECIPE))
+    return summary
