@@ -17,7 +17,8 @@ from utils.annotations import published_eval_videos, read_video_labels, segment_
 from utils.constants import (EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
                              LABEL_VAL_CSV, NUM_SEGMENTS)
 from utils.errors import LLPDataError, LLPDataWarning, bulleted
-from utils.feature_files import feature_paths, read_feature_kind, storage_dtype
+from utils.feature_files import (ROW_FORMATS, feature_paths, loaded_rows, read_feature_kind, read_pseudo_labels,
+                                 source_shape, storage_dtype)
 
 SPLITS = ("train", "val", "test")
 # the data flags of main_DHHN.py and where the official layout keeps each (PROTOCOL.md §2)
@@ -81,7 +82,9 @@ class LLPSplit:
 
     labels (N,25) float32 weak multi-hot; audio (N,10,128), frames (N,80,2048),
     snippets (N,10,512) float32 (frames optionally float16, or (N,10,2048) pooled); gt_audio and
-    gt_visual (N,25,10) uint8 class x segment, or None without eval files.
+    gt_visual (N,25,10) uint8 class x segment, or None without eval files. feature_layout: kind ->
+    (rows, dim) of its files (e.g. audio (64, 768) for CLAP maps, held as (N, 10, 768));
+    pseudo_audio / pseudo_visual: (N,10,25) float32 segment pseudo-labels (PROTOCOL.md §13) or None.
     """
     name: str
     filenames: list[str]
@@ -91,6 +94,9 @@ class LLPSplit:
     snippets: np.ndarray
     gt_audio: np.ndarray | None = None
     gt_visual: np.ndarray | None = None
+    feature_layout: dict | None = None
+    pseudo_audio: np.ndarray | None = None
+    pseudo_visual: np.ndarray | None = None
 
     @property
     def num_videos(self):
@@ -100,17 +106,31 @@ class LLPSplit:
         """kind -> last dim, e.g. {"audio": 128, "frames": 2048, "snippets": 512}."""
         return {kind: getattr(self, kind).shape[-1] for kind in FEATURE_KINDS}
 
+    def feature_formats(self):
+        """kind -> what its files hold, e.g. {"audio": "(64, 768): CLAP feature maps, ..."}:
+        recorded in every checkpoint, so that a model meets only the kind of features it learned on."""
+        return describe_layout(self.feature_layout)
+
+
+def describe_layout(layout):
+    """kind -> "(rows, dim): what those rows are" for a feature_layout (see LLPSplit); None for None."""
+    if layout is None:
+        return None
+    return {kind: f"({rows}, {dim}): {ROW_FORMATS[kind][rows]}" for kind, (rows, dim) in layout.items()}
+
 
 def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dtype="float32",
                   pool_frames=False, progress=False):
-    """Stacked features of `filenames`, validated; PROTOCOL.md §2.
+    """(kind -> stacked features of `filenames`, kind -> (rows, dim) of its files), validated;
+    PROTOCOL.md §2, §13.
 
     feature_dirs: kind -> folder, kinds from FEATURE_KINDS ("audio" (N,10,128),
     "frames" (N,80,2048), "snippets" (N,10,512)). Files are `<video id>.npy`
-    (utils.feature_files.feature_file_name). The last dim may differ from the published one if
-    all files of the kind agree. Returns float32 arrays (frames float16 when
-    frame_dtype="float16"). Every file is checked (missing, unreadable, shape, non-float dtype,
-    NaN/Inf) and all problems are raised in one LLPDataError.
+    (utils.feature_files.feature_file_name). The dim may differ from the published one, and the
+    rows may be another of utils.feature_files.ROW_FORMATS (CLIP frames (10, 768), CLAP maps
+    (64, 768), held as 10 segment vectors), if all files of the kind agree. Returns float32 arrays
+    (frames float16 when frame_dtype="float16"). Every file is checked (missing, unreadable,
+    shape, non-float dtype, NaN/Inf) and all problems are raised in one LLPDataError.
     cache: a utils.feature_cache.PackedFeatureCache (or None): each kind is packed there under
     `split` and reused while the source files are unchanged.
     pool_frames: keep one mean frame per segment, frames (N,10,Df) instead of (N,80,Df).
@@ -118,30 +138,43 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
     unknown = set(feature_dirs) - set(FEATURE_KINDS)
     if unknown:
         raise ValueError(f"unknown feature kind(s) {sorted(unknown)}; known: {list(FEATURE_KINDS)}")
-    features, problems, to_save = {}, [], []
+    features, layout, problems, to_save = {}, {}, [], []
     for kind, folder in feature_dirs.items():
         dtype = storage_dtype(kind, frame_dtype)
         paths = feature_paths(folder, filenames)
         pooled_rows = NUM_SEGMENTS if pool_frames and kind == "frames" else None
         entry = kind + ("_pooled" if pooled_rows else "")   # pooled and full frames are cached apart
         key = cache.key(split, entry, folder, paths, filenames, dtype) if cache is not None else None
-        if key is not None:
-            cached = cache.load(key, pooled_rows or FEATURE_KINDS[kind][1][0], dtype, len(paths))
-            if cached is not None:
-                features[kind] = cached
+        shape = source_shape(kind, paths) if key is not None else None
+        if shape is not None:
+            cached = cache.load(key, loaded_rows(kind, shape[0], pooled_rows), dtype, len(paths))
+            if cached is not None and cached.shape[-1] == shape[1]:
+                features[kind], layout[kind] = cached, shape
                 continue
-        features[kind] = read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows)
+        features[kind], layout[kind] = read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows)
         if key is not None:
             to_save.append((kind, key))
     if problems:
         raise LLPDataError(f"{len(problems)} bad feature file(s):\n{bulleted(problems)}")
     for kind, key in to_save:
         cache.save(key, features[kind])
-    return features
+    return features, layout
+
+
+def load_pseudo_labels(pseudo_dirs, filenames):
+    """modality -> (N, 10, 25) segment pseudo-labels of `filenames` from `pseudo_dirs` (modality ->
+    folder of `<id>.npy`, VALOR's layout; PROTOCOL.md §13), every file validated and all problems
+    raised in one LLPDataError."""
+    labels, problems = {}, []
+    for modality, folder in pseudo_dirs.items():
+        labels[modality] = read_pseudo_labels(feature_paths(folder, filenames), problems)
+    if problems:
+        raise LLPDataError(f"{len(problems)} bad pseudo-label file(s):\n{bulleted(problems)}")
+    return labels
 
 
 def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32", pool_frames=False,
-               progress=False, known_filenames=None):
+               progress=False, known_filenames=None, pseudo_dirs=None):
     """Labels, features and (val/test) segment ground truth of one split; PROTOCOL.md §2.
 
     paths: LLPPaths. split: "train", "val" or "test". with_truth: read the eval files (default:
@@ -151,6 +184,8 @@ def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32",
     file (falls back to a filename check).
     With truth, videos with a weak label but no row in either eval file are counted:
     `check_truth_coverage` warns about a few and raises LLPDataError for more.
+    pseudo_dirs: optional {"audio": folder, "visual": folder} of segment pseudo-labels
+    (`load_pseudo_labels`), read before the features so that a bad one is reported first.
     """
     filenames, labels = read_video_labels(paths.label_csv(split))
     with_truth = split != "train" if with_truth is None else with_truth
@@ -162,11 +197,13 @@ def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32",
             ground_truth[modality], has_rows = segment_truth_with_coverage(csv_path, filenames, known)
             covered |= has_rows
         check_truth_coverage(paths, split, filenames, labels, covered)
-    features = load_features(paths.feature_dirs(), filenames, cache=cache, split=split, frame_dtype=frame_dtype,
-                             pool_frames=pool_frames, progress=progress)
+    pseudo = load_pseudo_labels(pseudo_dirs, filenames) if pseudo_dirs else {}
+    features, layout = load_features(paths.feature_dirs(), filenames, cache=cache, split=split,
+                                     frame_dtype=frame_dtype, pool_frames=pool_frames, progress=progress)
     return LLPSplit(name=split, filenames=filenames, labels=labels, audio=features["audio"],
                     frames=features["frames"], snippets=features["snippets"],
-                    gt_audio=ground_truth["audio"], gt_visual=ground_truth["visual"])
+                    gt_audio=ground_truth["audio"], gt_visual=ground_truth["visual"], feature_layout=layout,
+                    pseudo_audio=pseudo.get("audio"), pseudo_visual=pseudo.get("visual"))
 
 
 def max_videos_without_truth(num_videos):

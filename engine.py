@@ -38,15 +38,17 @@ class TrainStep:
 
     nets: {name: module}, "model" (the parsing network) first; criterion: a recipe's criterion
     (recipes/base.py), whose forward pass runs under autocast when `autocast_dtype` is set (e.g.
-    torch.bfloat16; None keeps the published float32) while its losses stay float32. The losses
+    torch.bfloat16; None keeps the published float32) while its losses stay float32. grad_norm:
+    clip the gradient norm of each net to it before its step (0: never, as published). The losses
     come back on the device, not synchronised with the host, so that the step can be captured in
     a CUDA graph (utils/cuda_graph.py).
     """
 
-    def __init__(self, nets, criterion, optimizers, autocast_dtype=None):
+    def __init__(self, nets, criterion, optimizers, autocast_dtype=None, grad_norm=0.0):
         self.nets, self.criterion = nets, criterion
         self.optimizers = list(optimizers)
         self.autocast_dtype = autocast_dtype
+        self.grad_norm = grad_norm
 
     def train(self):
         for net in self.nets.values():
@@ -61,6 +63,9 @@ class TrainStep:
             outputs = {key: value.float() for key, value in outputs.items()}
         losses = self.criterion(outputs, batch)
         sum(losses.values()).backward()
+        if self.grad_norm > 0:
+            for net in self.nets.values():
+                torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_norm)
         for optimizer in self.optimizers:
             optimizer.step()
         return losses

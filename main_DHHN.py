@@ -13,9 +13,12 @@ from modes.common import exclusive_run
 from modes.estimate_labels import run_estimate_labels
 from modes.evaluate import run_evaluate
 from modes.train import run_retrain, run_train
+from nets.han_baseline import HAN_UPDATES
 from recipes import RECIPES
+from recipes.base import WEAK_LOSSES
 from utils.constants import EVAL_AUDIO_2020_CSV
 from utils.errors import UsageError, UserError
+from utils.optimization import OPTIMIZERS, SCHEDULERS
 from utils.runtime import MAX_SEED, set_seed, termination_as_interrupt
 
 MODES = {
@@ -26,6 +29,12 @@ MODES = {
     "estimate_labels": run_estimate_labels,
 }
 DEFAULT_MODEL_SAVE_DIR = "models/"
+# another codebase's --model name -> (our model, flags it implies unless given, what it means)
+MODEL_ALIASES = {
+    "MMIL_Net": ("han", {"weak_loss": "global", "han_update": "sequential"},
+                 "VALOR's name for its network: --model han --weak_loss global --han_update sequential "
+                 "(PROTOCOL.md §13)"),
+}
 # --eval_audio_version -> the file under <llp_root> (PROTOCOL.md §2)
 EVAL_AUDIO_VERSIONS = {"current": OFFICIAL_LAYOUT["eval_audio_csv"], "2020": os.path.join("data", EVAL_AUDIO_2020_CSV)}
 EXIT_USER_ERROR = 2
@@ -69,6 +78,12 @@ def get_args_parser():
                       help="folder of packed feature arrays reused across runs (default: .packed_cache beside the feature folders); 'none' disables it")
     data.add_argument("--frame_dtype", default="float32", choices=("float32", "float16"),
                       help="storage precision of the ResNet frame features in memory (float16 halves their size)")
+    data.add_argument("--audio_pseudo_dir", "--a_pseudo_data_dir", dest="audio_pseudo_dir", default=None,
+                      help="train/retrain: audio segment pseudo-labels, <youtube id>.npy (10, 25) in {0, 1} (VALOR's "
+                           "CLAP/segment_pseudo_labels); adds the segment loss pseudo_audio (PROTOCOL.md §13)")
+    data.add_argument("--visual_pseudo_dir", "--v_pseudo_data_dir", dest="visual_pseudo_dir", default=None,
+                      help="train/retrain: visual segment pseudo-labels (VALOR's CLIP/segment_pseudo_labels); adds "
+                           "pseudo_visual")
     data.add_argument("--frame_pooling", default="load", choices=("load", "model"),
                       help="load: average the 8 frames of each segment once after loading (exact: the frame "
                            "projection is linear; 1/8 of the memory and projection compute); model: project "
@@ -76,10 +91,12 @@ def get_args_parser():
 
     run = parser.add_argument_group("run")
     run.add_argument("--mode", default="train", choices=tuple(MODES), help="what to do")
-    run.add_argument("--model", default="dhhn", choices=tuple(RECIPES),
-                     help="; ".join(f"{name}: {recipe.help}" for name, recipe in RECIPES.items()))
+    run.add_argument("--model", default="dhhn", choices=tuple(RECIPES) + tuple(MODEL_ALIASES),
+                     help="; ".join([f"{name}: {recipe.help}" for name, recipe in RECIPES.items()]
+                                    + [f"{alias}: {text}" for alias, (_, _, text) in MODEL_ALIASES.items()]))
     run.add_argument("--model_save_dir", default=DEFAULT_MODEL_SAVE_DIR, help="folder of checkpoints and run records")
-    run.add_argument("--checkpoint", default="DHHN", help="name prefix of this run's checkpoints and records")
+    run.add_argument("--checkpoint", "--model_name", dest="checkpoint", default="DHHN",
+                     help="name prefix of this run's checkpoints and records (--model_name: VALOR's name for it)")
     run.add_argument("--seed", type=int, default=1, help="random seed (PROTOCOL.md §7: 1)")
     run.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
     run.add_argument("--resume", action="store_true", help="continue an interrupted train/retrain run from <checkpoint>_last.pt")
@@ -92,13 +109,45 @@ def get_args_parser():
                      help="videos per forward pass in evaluation")
 
     optim = parser.add_argument_group("optimisation (unset = published value for --model/--mode)")
-    optim.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="dhhn 64, han 16")
+    optim.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None, help="dhhn 64, han 16")
     optim.add_argument("--epochs", type=int, default=None, help="dhhn train 10, retrain 5; han 40")
     optim.add_argument("--lr", type=float, default=None, help="learning rate of the parsing network (3e-4)")
     optim.add_argument("--lr_audio_mgn", type=float, default=None, help="audio MGN learning rate (train 2 x --lr, retrain --lr)")
     optim.add_argument("--lr_visual_mgn", type=float, default=None, help="visual MGN learning rate (train 0.2 x --lr, retrain --lr)")
     optim.add_argument("--lr_step", type=int, default=10, help="StepLR step size in epochs")
     optim.add_argument("--lr_gamma", type=float, default=0.1, help="StepLR decay factor")
+    optim.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS),
+                       help="adam as published; adamw as VALOR trains (PROTOCOL.md §13)")
+    optim.add_argument("--weight_decay", type=float, default=0.0, help="weight decay of the optimizer (VALOR: 1e-3)")
+    optim.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (VALOR: 0.5)")
+    optim.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
+    optim.add_argument("--eps", type=float, default=1e-8, help="Adam epsilon")
+    optim.add_argument("--scheduler", default="steplr", choices=SCHEDULERS,
+                       help="steplr (--lr_step, --lr_gamma) as published; warm_up_cos_anneal: VALOR's linear warm-up "
+                            "over --warm_up_epoch epochs, then a cosine down to --lr_min at the last epoch")
+    optim.add_argument("--warm_up_epoch", type=int, default=5, help="warm_up_cos_anneal: warm-up epochs (VALOR: 10)")
+    optim.add_argument("--lr_min", type=float, default=1e-6, help="warm_up_cos_anneal: learning rate of the last epoch")
+    optim.add_argument("--grad_norm", type=float, default=0.0,
+                       help="clip each net's gradient norm to this before its step; 0: never, as published (VALOR: 1.0)")
+    optim.add_argument("--weak_loss", default=None, choices=tuple(WEAK_LOSSES),
+                       help="video-level BCE terms: all (global, audio, visual: the HAN, MA and DHHN releases) or "
+                            "global (VALOR's release); default all")
+    optim.add_argument("--pseudo_weight", type=float, default=None,
+                       help="weight of each segment pseudo-label term (default 1, as VALOR; needs --audio_pseudo_dir "
+                            "or --visual_pseudo_dir)")
+
+    network = parser.add_argument_group("network (unset = published value for --model; HAN and MA take VALOR's flags)")
+    network.add_argument("--hidden_dim", type=int, default=None, help="han/ma: model width (512)")
+    network.add_argument("--nhead", type=int, default=None, help="han/ma: attention heads (1; VALOR 8)")
+    network.add_argument("--ff_dim", type=int, default=None, help="han/ma: feed-forward width (512; VALOR 1024)")
+    network.add_argument("--num_layers", type=int, default=None, help="han/ma: HAN layers (1; VALOR++ 4)")
+    network.add_argument("--han_update", default=None, choices=HAN_UPDATES,
+                         help="han/ma: the visual update reads the layer's audio input (parallel, HAN release) or its "
+                              "new audio output (sequential, VALOR release)")
+    network.add_argument("--norm_where", default="post_norm", choices=("post_norm",),
+                         help="VALOR's flag; only post_norm (the HAN layer as published, and VALOR's setting) exists")
+    network.add_argument("--pseudo_mgn", action="store_true", default=None,
+                         help="dhhn: the MGNs also learn the segment pseudo-labels of their modality")
 
     ablation = parser.add_argument_group("ablations (paper Table 2; all on as published)")
     ablation.add_argument("--no_hier_feat", dest="hier_feat", action="store_false",
@@ -150,6 +199,32 @@ def resolve_data_paths(args):
     return args
 
 
+def resolve_model_alias(args):
+    """--model MMIL_Net (VALOR's scripts) becomes --model han with the flags VALOR's network and loss imply."""
+    if args.model not in MODEL_ALIASES:
+        return
+    model, implied, _ = MODEL_ALIASES[args.model]
+    for flag, value in implied.items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    print(f"--model {args.model}: --model {model} " + " ".join(f"--{flag} {getattr(args, flag)}" for flag in implied))
+    args.model = model
+
+
+def resolve_training_losses(args):
+    """--weak_loss defaults to all; --pseudo_weight to 1, and only with pseudo-labels."""
+    if args.weak_loss is None:
+        args.weak_loss = "all"
+    has_pseudo = bool(args.audio_pseudo_dir or args.visual_pseudo_dir)
+    if not has_pseudo and args.mode in ("train", "retrain"):
+        for flag, value in (("pseudo_weight", args.pseudo_weight), ("pseudo_mgn", args.pseudo_mgn)):
+            if value:
+                raise UsageError(f"--{flag}: no pseudo-labels to weigh; give --audio_pseudo_dir and/or "
+                                 "--visual_pseudo_dir")
+    if args.pseudo_weight is None:
+        args.pseudo_weight = 1.0
+
+
 def check_numbers(args):
     """Flags whose values cannot work are refused before any work, naming the flag."""
     at_least_one = {"epochs": "--epochs", "batch_size": "--batch-size", "eval_batch_size": "--eval_batch_size",
@@ -163,6 +238,20 @@ def check_numbers(args):
         problems.append(f"--seed {args.seed}: must be in 0..{MAX_SEED}")
     if args.log_interval < 0:
         problems.append(f"--log-interval {args.log_interval}: must be 0 (never) or more")
+    problems += [f"--{key} {getattr(args, key)}: must be 0 or more"
+                 for key in ("weight_decay", "grad_norm", "pseudo_weight", "lr_min", "warm_up_epoch")
+                 if not getattr(args, key) >= 0]
+    problems += [f"--{key} {getattr(args, key)}: must be in [0, 1)" for key in ("beta1", "beta2")
+                 if not 0 <= getattr(args, key) < 1]
+    if not args.eps > 0:
+        problems.append(f"--eps {args.eps}: must be positive")
+    if args.scheduler == "warm_up_cos_anneal" and args.warm_up_epoch >= args.epochs:
+        problems.append(f"--warm_up_epoch {args.warm_up_epoch}: must be below --epochs {args.epochs} "
+                        "(the cosine needs epochs after the warm-up)")
+    problems += [f"--{key} {getattr(args, key)}: must be at least 1" for key in ("hidden_dim", "nhead", "ff_dim", "num_layers")
+                 if getattr(args, key) is not None and getattr(args, key) < 1]
+    if args.hidden_dim and args.nhead and args.hidden_dim % args.nhead:
+        problems.append(f"--hidden_dim {args.hidden_dim}: must be divisible by --nhead {args.nhead}")
     if problems:
         raise UsageError("; ".join(problems))
 
@@ -171,6 +260,8 @@ def resolve_args(args):
     """Data paths from --llp_root, then the published values and ablation switches of --model;
     impossible values are refused."""
     resolve_data_paths(args)
+    resolve_model_alias(args)
+    resolve_training_losses(args)
     RECIPES[args.model].resolve_args(args)
     check_numbers(args)
     return args

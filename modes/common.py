@@ -11,7 +11,7 @@ from nets import default_feature_dims
 from nets.convert import load_any_state_dict
 from utils import checkpoint
 from utils.annotations import annotation_version
-from utils.constants import METRIC_KEYS
+from utils.constants import FEATURE_KINDS, METRIC_KEYS
 from utils.errors import FileWriteError, UsageError
 from utils.feature_cache import PackedFeatureCache, default_cache_dir
 from utils.io import atomic_write_json, check_writable
@@ -26,6 +26,7 @@ RUN_MODES = ("train", "retrain", "val", "test", "estimate_labels")
 RECORD_KINDS = ("args.json", "summary.json", "log.jsonl", "per_class.csv")
 EVAL_FLAGS = ("eval_audio_csv", "eval_visual_csv")
 PREVIOUS_RUNS_FOLDER = "previous"
+PUBLISHED_LAYOUT = {kind: shape for kind, (_, shape) in FEATURE_KINDS.items()}
 
 
 def progress_setting(args):
@@ -55,16 +56,24 @@ def feature_cache(args):
     return PackedFeatureCache(args.feature_cache or default_cache_dir(args.audio_dir))
 
 
-def load(args, split_name):
-    """The LLPSplit `split_name` (train/val/test), with segment truth for val and test."""
+def pseudo_label_dirs(args):
+    """{"audio": folder, "visual": folder} of the segment pseudo-labels asked for (PROTOCOL.md §13)."""
+    dirs = {"audio": args.audio_pseudo_dir, "visual": args.visual_pseudo_dir}
+    return {modality: folder for modality, folder in dirs.items() if folder}
+
+
+def load(args, split_name, with_pseudo_labels=False):
+    """The LLPSplit `split_name` (train/val/test), with segment truth for val and test, and with the
+    segment pseudo-labels of --audio_pseudo_dir / --visual_pseudo_dir when asked."""
     split = load_split(LLPPaths.from_args(args), split_name, cache=feature_cache(args),
                        frame_dtype=args.frame_dtype, pool_frames=args.frame_pooling == "load",
-                       progress=progress_setting(args))
+                       progress=progress_setting(args),
+                       pseudo_dirs=pseudo_label_dirs(args) if with_pseudo_labels else None)
     published = default_feature_dims()
-    if split.feature_dims() != published:
+    if split.feature_dims() != published or split.feature_layout != PUBLISHED_LAYOUT:
         # allowed on purpose (other feature sets), but never silently: a wrong feature folder shows here
-        print(f"{split_name} features: sizes {split.feature_dims()} differ from the published {published}; "
-              "the model is sized from the files")
+        formats = "; ".join(f"{kind} {text}" for kind, text in split.feature_formats().items())
+        print(f"{split_name} features differ from the published ones ({formats}); the model is sized from the files")
     return split
 
 
@@ -106,9 +115,11 @@ def start_run(args, device):
     return info
 
 
-def load_selected_model(recipe, args, role, feature_dims, device):
+def load_selected_model(recipe, args, role, split, device):
     """(model in eval mode, model_config) of the `role` checkpoint of --checkpoint, in the project's
-    or the original release's format, built by `recipe`; a checkpoint of another model is refused."""
+    or the original release's format, built by `recipe`, for the features of `split` (an LLPSplit);
+    a checkpoint of another model, or trained on another kind of features, is refused."""
+    feature_dims = split.feature_dims()
     path = checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
     content = checkpoint.load(path)
     if "model" in content and "model_config" in content:
@@ -126,6 +137,10 @@ def load_selected_model(recipe, args, role, feature_dims, device):
     if dict(config["feature_dims"]) != dict(feature_dims):
         raise checkpoint.CheckpointError(
             f"{path} was trained on feature sizes {config['feature_dims']}, the data has {dict(feature_dims)}")
+    trained_on = config.get("feature_formats")   # absent in checkpoints of the original releases
+    if None not in (trained_on, split.feature_formats()) and trained_on != split.feature_formats():
+        raise checkpoint.CheckpointError(
+            f"{path} was trained on other features: {trained_on}; the data has {split.feature_formats()}")
     model = recipe.build_model(config)
     try:
         model.load_state_dict(state_dict)

@@ -19,7 +19,7 @@ def run_estimate_labels(args):
     check_inputs(args, ("train",))
     checkpoint.find_selected(args.model_save_dir, args.checkpoint, args.refine_source)   # before loading features
     train_split = load(args, "train")
-    model, config = load_selected_model(recipe, args, args.refine_source, train_split.feature_dims(), device)
+    model, config = load_selected_model(recipe, args, args.refine_source, train_split, device)
     info = start_run(args, device)
     started = time.time()
     audio_flags, visual_flags, _ = engine.estimate_label_flags(

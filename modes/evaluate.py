@@ -17,7 +17,7 @@ from utils.runtime import resolve_device
 from utils.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
 
 
-def assemble_rows(recipe, args, feature_dims, device):
+def assemble_rows(recipe, args, split, device):
     """{row title: model} for the recipe's rows: one selected checkpoint, or two combined as the dual
     model (audio predictions from one, visual from the other; PROTOCOL.md §8). A row that is not
     required is skipped, with a note, when its checkpoint file does not exist."""
@@ -30,7 +30,7 @@ def assemble_rows(recipe, args, feature_dims, device):
             continue
         for role in row.roles:
             if role not in models:
-                models[role], _ = load_selected_model(recipe, args, role, feature_dims, device)
+                models[role], _ = load_selected_model(recipe, args, role, split, device)
         if row.audio_role == row.visual_role:
             rows[row.title] = models[row.audio_role]
         else:
@@ -50,7 +50,7 @@ def run_evaluate(args):
     for role in recipe.required_roles():   # missing checkpoints are reported before loading features
         checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
     split = load(args, split_name)
-    rows = assemble_rows(recipe, args, split.feature_dims(), device)
+    rows = assemble_rows(recipe, args, split, device)
     info = start_run(args, device)
     started = time.time()
     data = to_device(args, split, device)

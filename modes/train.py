@@ -21,11 +21,13 @@ from modes.common import (check_inputs, headline, load, move_aside_previous_run,
 from recipes import RECIPES
 from utils import checkpoint
 from utils.annotations import read_video_labels
+from utils.constants import MODALITIES
 from utils.cuda_graph import GraphedTrainStep, check_device as check_cuda_graph_device
 from utils.errors import LLPDataError, RunInterrupted, UsageError
 from utils.eval_metrics import format_table
 from utils.io import atomic_write_json
 from utils.label_refinement import read_refined_labels, restrict_to_labels
+from utils.optimization import build_optimizer, build_scheduler
 from utils.runtime import resolve_device
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
@@ -66,16 +68,18 @@ class TrainingRun:
 
 
 def build_training_run(recipe, args, feature_dims, device):
-    """A fresh TrainingRun: the recipe's nets on `device`, one Adam + StepLR per net (PROTOCOL.md §7)."""
+    """A fresh TrainingRun: the recipe's nets on `device`, one optimizer and one schedule per net
+    (as published Adam + StepLR, PROTOCOL.md §7; --optimizer / --scheduler, PROTOCOL.md §13)."""
     nets = {"model": recipe.build_model(recipe.model_config(args, feature_dims))}
     nets.update(recipe.build_guides(args, feature_dims))
     learning_rates = recipe.learning_rates(args)
     optimizers, schedulers = {}, {}
     for name, net in nets.items():
         net.to(device)
-        optimizers[name] = torch.optim.Adam(net.parameters(), lr=learning_rates[name],
-                                            fused=device.type in FUSED_ADAM_DEVICES)
-        schedulers[name] = torch.optim.lr_scheduler.StepLR(optimizers[name], args.lr_step, args.lr_gamma)
+        optimizers[name] = build_optimizer(args.optimizer, net.parameters(), learning_rates[name], args.weight_decay,
+                                           (args.beta1, args.beta2), args.eps, fused=device.type in FUSED_ADAM_DEVICES)
+        schedulers[name] = build_scheduler(args.scheduler, optimizers[name], args.lr_step, args.lr_gamma,
+                                           args.warm_up_epoch, args.epochs, args.lr_min / args.lr)
     roles = recipe.role_names
     return TrainingRun(nets, optimizers, schedulers, torch.Generator().manual_seed(args.seed),
                        best={role: -math.inf for role in roles}, best_epoch={role: None for role in roles})
@@ -114,6 +118,9 @@ def check_resume_args(recorded, args, finished_epochs, path):
                and comparable(key, recorded[key]) != comparable(key, value)]
     if args.epochs < recorded["epochs"]:
         changed.append(f"epochs {recorded['epochs']} -> {args.epochs} (only more epochs may be asked for)")
+    elif args.epochs != recorded["epochs"] and args.scheduler != "steplr":
+        changed.append(f"epochs {recorded['epochs']} -> {args.epochs} (--scheduler {args.scheduler} is "
+                       "shaped by the number of epochs)")
     if changed:
         raise UsageError(f"--resume: {path} was trained with other flags: {'; '.join(changed)}. Resume with the "
                          f"run's own flags (its _args.json lists them), or start a new run under another --checkpoint")
@@ -150,15 +157,20 @@ def select_checkpoints(selection, metrics, epoch, run):
 
 
 def _load_training_data(args, flags_file, device):
-    """(train TensorSplit with refinement flags when given, val TensorSplit, val LLPSplit)."""
+    """(train TensorSplit with refinement flags and segment pseudo-labels when given, val
+    TensorSplit, val LLPSplit)."""
     # a bad flags file is reported before the features are read, not after
     raw_flags = read_refined_labels(flags_file, read_video_labels(args.label_train)[0]) if flags_file else None
-    train_split = load(args, "train")
+    train_split = load(args, "train", with_pseudo_labels=True)
     val_split = load(args, "val")
-    if val_split.feature_dims() != train_split.feature_dims():
-        raise LLPDataError(f"feature sizes differ between train {train_split.feature_dims()} "
-                           f"and val {val_split.feature_dims()}")
+    if val_split.feature_formats() != train_split.feature_formats():
+        raise LLPDataError(f"the features of train {train_split.feature_formats()} and val "
+                           f"{val_split.feature_formats()} are not of one kind")
     train_data = to_device(args, train_split, device)
+    for modality in MODALITIES:   # the batches carry them, and the criterion adds their loss (PROTOCOL.md §13)
+        pseudo = getattr(train_split, f"pseudo_{modality}")
+        if pseudo is not None:
+            train_data.add(f"{modality}_pseudo", torch.from_numpy(pseudo))
     if raw_flags is not None:
         audio_flags, visual_flags, dropped = restrict_to_labels(*raw_flags, train_split.labels)
         if dropped:
@@ -189,11 +201,13 @@ def fit(args, flags_file=None):
     started = time.time()
 
     feature_dims = val_split.feature_dims()
-    model_config = recipe.model_config(args, feature_dims)
+    # the kind of features is recorded, so that val/test refuse to score the model on another kind
+    model_config = {**recipe.model_config(args, feature_dims), "feature_formats": val_split.feature_formats()}
     run = build_training_run(recipe, args, feature_dims, device)
     if resume_state is not None:
         restore_resume_state(resume_state, run, device)
-    step = engine.TrainStep(run.nets, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast])
+    step = engine.TrainStep(run.nets, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast],
+                            grad_norm=args.grad_norm)
     # built after a resume, so that the captured graph sees the restored optimizer state
     graphed_step = (GraphedTrainStep(step, train_data, args.batch_size, run.nets.values(), run.optimizers.values())
                     if args.cuda_graph else None)

@@ -33,9 +33,13 @@ def build_hcmn(feature_dims: dict[str, int], hier_feat: bool = True, hier_pred: 
     return HCMN(**_network_dims(feature_dims), hier_feat=hier_feat, hier_pred=hier_pred)
 
 
-def build_han(feature_dims: dict[str, int]) -> HANBaseline:
-    """The HAN baseline of PROTOCOL.md §11 for features of the given sizes."""
-    return HANBaseline(**_network_dims(feature_dims))
+def build_han(feature_dims: dict[str, int], hidden_dim: int = 512, nhead: int = 1, ff_dim: int | None = None,
+              num_layers: int = 1, han_update: str = "parallel") -> HANBaseline:
+    """The HAN baseline of PROTOCOL.md §11 for features of the given sizes; the defaults are the
+    published network, VALOR's (PROTOCOL.md §13) takes its flag names (8 heads, ff_dim 1024,
+    sequential update)."""
+    return HANBaseline(**_network_dims(feature_dims), d_model=hidden_dim, num_heads=nhead, dim_feedforward=ff_dim,
+                       num_layers=num_layers, update=han_update)
 
 
 def build_mgns(feature_dims: dict[str, int]) -> tuple[AudioMGN, VisualMGN]:

@@ -1,4 +1,7 @@
-"""HAN baseline of Tian et al. (ECCV 2020), for comparison; PROTOCOL.md §11."""
+"""HAN baseline of Tian et al. (ECCV 2020), for comparison; PROTOCOL.md §11. With more heads,
+layers and another update order it is also VALOR's network (NeurIPS 2023; PROTOCOL.md §13)."""
+import copy
+
 import torch
 from torch import nn
 
@@ -8,20 +11,49 @@ from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, InputProjection
 from utils.constants import NUM_CLASSES
 
 
-class HANBaseline(nn.Module):
-    """Projections (PROTOCOL.md §3) -> one HAN layer at T=10 (PROTOCOL.md §4) -> MMIL head (PROTOCOL.md §5).
+HAN_UPDATES = ("parallel", "sequential")
 
-    Parameter count: 4,569,675. The AVVP release also carried unused modules
-    (two LayerNorms and three encoders); they are not built here, see nets/convert.py.
+
+class HANBaseline(nn.Module):
+    """Projections (PROTOCOL.md §3) -> HAN layers at T=10 (PROTOCOL.md §4) -> MMIL head (PROTOCOL.md §5).
+
+    As published: one layer, one head, feed-forward width d_model; parameter count 4,569,675. The
+    AVVP release also carried unused modules (two LayerNorms and three encoders); they are not
+    built here, see nets/convert.py.
+    num_layers > 1 stacks copies of one initialised layer (as VALOR's release builds them), each
+    reading the previous one's outputs. update: "parallel" (HAN release) computes the new visual
+    sequence from the layer's audio input; "sequential" (VALOR release) from the audio output the
+    layer has just computed (PROTOCOL.md §13).
     """
 
     def __init__(self, audio_dim: int = AUDIO_DIM, frame_dim: int = FRAME_DIM,
                  snippet_dim: int = SNIPPET_DIM, d_model: int = 512,
-                 num_classes: int = NUM_CLASSES, dropout: float = 0.1):
+                 num_classes: int = NUM_CLASSES, dropout: float = 0.1, num_heads: int = 1,
+                 dim_feedforward: int | None = None, num_layers: int = 1, update: str = "parallel"):
         super().__init__()
+        if update not in HAN_UPDATES:
+            raise ValueError(f"update must be one of {HAN_UPDATES}, got {update!r}")
+        self.update = update
         self.projection = InputProjection(audio_dim, frame_dim, snippet_dim, d_model)
-        self.han = HANLayer(d_model, num_heads=1, dim_feedforward=d_model, dropout=dropout)
+        self.han = HANLayer(d_model, num_heads=num_heads, dim_feedforward=dim_feedforward or d_model,
+                            dropout=dropout)
+        # the first layer keeps its published name, so that one-layer checkpoints load as before
+        if num_layers > 1:
+            self.more_han_layers = nn.ModuleList(copy.deepcopy(self.han) for _ in range(num_layers - 1))
         self.head = MMILHead(d_model, num_classes)
+
+    def han_layers(self):
+        return [self.han, *getattr(self, "more_han_layers", ())]
+
+    def encode(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, d) audio and visual sequences through every HAN layer in the `update` order."""
+        for layer in self.han_layers():
+            if self.update == "parallel":
+                audio, visual = layer.encode_pair(audio, visual)
+            else:
+                audio = layer(audio, visual)[0]
+                visual = layer(visual, audio)[0]
+        return audio, visual
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor,
                 snippets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -34,5 +66,5 @@ class HANBaseline(nn.Module):
         sequence before it (B, 10, d)): what MA's segment contrastive term compares (PROTOCOL.md §12)."""
         audio, visual = self.projection(audio, frames, snippets)
         visual_projected = visual
-        audio, visual = self.han.encode_pair(audio, visual)
+        audio, visual = self.encode(audio, visual)
         return self.head(torch.stack([audio, visual], dim=2)), audio, visual_projected

@@ -53,7 +53,11 @@ class AudioMGN(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio (B, T, Da) -> video-level audio probabilities (B, C)."""
-        return self.head(self.encoder(self.projection(audio)))[0]
+        return self.with_segments(audio)[0]
+
+    def with_segments(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B, T, Da) -> video-level (B, C) and segment-level (B, T, C) audio probabilities."""
+        return self.head(self.encoder(self.projection(audio)))
 
 
 class VisualMGN(nn.Module):
@@ -73,4 +77,9 @@ class VisualMGN(nn.Module):
 
     def forward(self, frames: torch.Tensor, snippets: torch.Tensor) -> torch.Tensor:
         """frames (B, T*F, Df), snippets (B, T, Ds) -> video-level visual probabilities (B, C)."""
-        return self.head(self.encoder(self.projection(frames, snippets)))[0]
+        return self.with_segments(frames, snippets)[0]
+
+    def with_segments(self, frames: torch.Tensor, snippets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (B, T*F, Df), snippets (B, T, Ds) -> video-level (B, C) and segment-level
+        (B, T, C) visual probabilities."""
+        return self.head(self.encoder(self.projection(frames, snippets)))

@@ -10,14 +10,20 @@ which ablation switches exist, and the published hyper-parameters per mode. Noth
 from dataclasses import dataclass, field
 from typing import Callable
 
+from utils.constants import MODALITIES
 from utils.errors import UsageError
-from utils.losses import make_targets, parsing_losses
+from utils.losses import make_targets, parsing_losses, segment_pseudo_label_loss
 
 # every ablation switch of the command line (paper Table 2), by argparse dest; a recipe lists the
 # ones its model has
 ABLATION_SWITCHES = ("hier_feat", "hier_pred", "audio_mgn", "visual_mgn", "rmse")
 # the optimisation flags a recipe gives published values for, per training mode
 HYPER_PARAMETERS = ("batch_size", "epochs", "lr")
+# settings of one model's network or losses (argparse dests, default None = the model's published
+# value); a recipe lists the ones its model has with their published values, the others are refused
+MODEL_OPTIONS = ("hidden_dim", "nhead", "ff_dim", "num_layers", "han_update", "pseudo_mgn")
+# --weak_loss: which video-level BCE terms train the parsing network (PROTOCOL.md §7, §13)
+WEAK_LOSSES = {"all": ("bce_audio", "bce_visual", "bce_global"), "global": ("bce_global",)}
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,21 @@ class ReportRow:
 
 class WeakLabelCriterion:
     """The video-level loss every parsing model is trained with: BCE of the audio, visual and
-    global predictions against their weak-label targets (bce_audio, bce_visual, bce_global);
-    PROTOCOL.md §7 (targets, clamping) and §10 (refined targets when the batch carries flags).
+    global predictions against their weak-label targets (bce_audio, bce_visual, bce_global; only
+    bce_global with weak_loss="global", as VALOR trains); PROTOCOL.md §7 (targets, clamping) and
+    §10 (refined targets when the batch carries flags). When the batch carries segment
+    pseudo-labels ("audio_pseudo", "visual_pseudo", (B, 10, 25)), the segment terms pseudo_audio
+    and pseudo_visual are added, each pseudo_weight x BCE of the segment probabilities
+    (PROTOCOL.md §13).
 
     `forward(nets, batch)` runs the nets (under autocast when asked, engine.TrainStep) and
     returns every output the losses need; `__call__(outputs, batch)` returns the named loss
-    terms, in float32. Subclasses add their model's terms.
+    terms, in float32. Subclasses add their model's terms in `model_losses`.
     """
+
+    def __init__(self, weak_loss="all", pseudo_weight=1.0):
+        self.weak_loss = weak_loss
+        self.pseudo_weight = pseudo_weight
 
     def forward(self, nets, batch):
         return nets["model"](batch["audio"], batch["frames"], batch["snippets"])
@@ -64,8 +78,24 @@ class WeakLabelCriterion:
     def targets(batch):
         return make_targets(batch["labels"], batch.get("audio_flags"), batch.get("visual_flags"))
 
-    def __call__(self, outputs, batch):
+    def model_losses(self, outputs, batch):
         return parsing_losses(outputs, self.targets(batch), use_rmse=False)
+
+    def __call__(self, outputs, batch):
+        losses = self.model_losses(outputs, batch)
+        dropped = set(WEAK_LOSSES["all"]) - set(WEAK_LOSSES[self.weak_loss])
+        losses = {name: value for name, value in losses.items() if name not in dropped}
+        for index, modality in enumerate(MODALITIES):   # frame_prob's modality axis (PROTOCOL.md §5)
+            target = batch.get(f"{modality}_pseudo")
+            if target is not None:
+                losses[f"pseudo_{modality}"] = self.pseudo_weight * segment_pseudo_label_loss(
+                    outputs["frame_prob"][:, :, index], target)
+        return losses
+
+
+def criterion_settings(args):
+    """The WeakLabelCriterion arguments every model shares, from the command line."""
+    return {"weak_loss": args.weak_loss, "pseudo_weight": args.pseudo_weight}
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,7 @@ class Recipe:
     published: dict             # "train" / "retrain" -> {HYPER_PARAMETERS: value}
     release_kind: str           # nets.convert kind of the original release's checkpoint files
     switches: tuple = field(default=())   # the ABLATION_SWITCHES this model has
+    options: dict = field(default_factory=dict)   # MODEL_OPTIONS this model has -> published value
     derive_flags: Callable = None   # (args, training_mode) -> None: flags that follow others (e.g. from --lr)
     refine_source: str = "overall"  # the selected checkpoint estimate_labels judges labels with by default
 
@@ -114,6 +145,13 @@ class Recipe:
             if getattr(args, switch) is False:
                 raise UsageError(f"--no_{switch}: --model {self.name} has no such part to switch off")
             setattr(args, switch, None)
+        for option in MODEL_OPTIONS:
+            if option in self.options:
+                if getattr(args, option) is None:
+                    setattr(args, option, self.options[option])
+            elif getattr(args, option) not in (None, False):
+                raise UsageError(f"--{option}: --model {self.name} has no such setting "
+                                 f"(it has {', '.join('--' + name for name in self.options) or 'none'})")
         return args
 
     def check_role(self, flag, role):
@@ -122,10 +160,12 @@ class Recipe:
                              f"{', '.join(self.role_names)}")
 
 
-def feature_sizes_config(model_name):
-    """model_config for a model that has no switches: its name and the feature sizes."""
+def feature_sizes_config(model_name, options=()):
+    """model_config for a model that has no switches: its name, the feature sizes and the values
+    of its MODEL_OPTIONS `options`."""
     def model_config(args, feature_dims):
-        return {"model_name": model_name, "feature_dims": dict(feature_dims)}
+        return {"model_name": model_name, "feature_dims": dict(feature_dims),
+                **{option: getattr(args, option) for option in options}}
     return model_config
 
 

@@ -1,8 +1,9 @@
 """DHHN (ACM MM 2022): the HCMN parsing network, two guiding networks in training, three selected
 checkpoints and the dual-stream model at val/test; PROTOCOL.md §5-§10."""
 from nets import build_hcmn, build_mgns
-from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion
-from utils.losses import mgn_losses, parsing_losses
+from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion, criterion_settings
+from utils.constants import MODALITIES
+from utils.losses import mgn_losses, parsing_losses, segment_pseudo_label_loss
 
 # as published, the MGN learning rates follow --lr: 2x (audio) and 0.2x (visual) in train, 1x in
 # retrain; an explicit --lr_audio_mgn / --lr_visual_mgn wins (PROTOCOL.md §7, §10)
@@ -12,20 +13,29 @@ MGN_LR_FACTORS = {"train": {"audio_mgn": 2.0, "visual_mgn": 0.2},
 
 class DHHNCriterion(WeakLabelCriterion):
     """The HCMN loss (bce_*, guide_audio, guide_visual, rmse) and the MGN loss (mgn_bce_audio,
-    mgn_bce_visual, mgn_rmse); PROTOCOL.md §7, §10. An ablated MGN has no net, so no terms."""
+    mgn_bce_visual, mgn_rmse); PROTOCOL.md §7, §10. An ablated MGN has no net, so no terms.
 
-    def __init__(self, use_rmse=True):
+    With segment pseudo-labels the HCMN gets pseudo_audio / pseudo_visual on its segment
+    probabilities (the mean over scales, PROTOCOL.md §13). pseudo_mgn: each MGN also learns its
+    modality's pseudo-labels on its own segment probabilities (mgn_pseudo_audio,
+    mgn_pseudo_visual); off by default, since the MGNs exist to give video-level guidance.
+    """
+
+    def __init__(self, use_rmse=True, pseudo_mgn=False, **settings):
+        super().__init__(**settings)
         self.use_rmse = use_rmse
+        self.pseudo_mgn = pseudo_mgn
 
     def forward(self, nets, batch):
         outputs = dict(super().forward(nets, batch))
         if "audio_mgn" in nets:
-            outputs["audio_guide"] = nets["audio_mgn"](batch["audio"])
+            outputs["audio_guide"], outputs["audio_guide_segments"] = nets["audio_mgn"].with_segments(batch["audio"])
         if "visual_mgn" in nets:
-            outputs["visual_guide"] = nets["visual_mgn"](batch["frames"], batch["snippets"])
+            outputs["visual_guide"], outputs["visual_guide_segments"] = nets["visual_mgn"].with_segments(
+                batch["frames"], batch["snippets"])
         return outputs
 
-    def __call__(self, outputs, batch):
+    def model_losses(self, outputs, batch):
         labels = batch["labels"]
         targets = self.targets(batch)
         audio_guide, visual_guide = outputs.get("audio_guide"), outputs.get("visual_guide")
@@ -35,6 +45,11 @@ class DHHNCriterion(WeakLabelCriterion):
         losses.update(mgn_losses(audio_guide, visual_guide,
                                  targets.audio if refined else labels,
                                  targets.visual if refined else labels))
+        if self.pseudo_mgn:
+            for modality in MODALITIES:
+                segments, target = outputs.get(f"{modality}_guide_segments"), batch.get(f"{modality}_pseudo")
+                if segments is not None and target is not None:
+                    losses[f"mgn_pseudo_{modality}"] = self.pseudo_weight * segment_pseudo_label_loss(segments, target)
         # the MGN terms see the HCMN only through detached guides, so one backward pass of the sum
         # gives exactly the gradients of the two separate published objectives
         return losses
@@ -75,7 +90,7 @@ RECIPE = Recipe(
     build_model=_build_model,
     build_guides=_build_guides,
     learning_rates=_learning_rates,
-    criterion=lambda args: DHHNCriterion(use_rmse=args.rmse),
+    criterion=lambda args: DHHNCriterion(use_rmse=args.rmse, pseudo_mgn=args.pseudo_mgn, **criterion_settings(args)),
     gating="modality",
     # PROTOCOL.md §7: each kept when its own val score strictly improves
     selection=(
@@ -96,4 +111,5 @@ RECIPE = Recipe(
     derive_flags=_derive_mgn_learning_rates,
     release_kind="hcmn",
     switches=("hier_feat", "hier_pred", "audio_mgn", "visual_mgn", "rmse"),
+    options={"pseudo_mgn": False},
 )

@@ -1,18 +1,27 @@
 """The HAN baseline (Tian et al., ECCV 2020): one HAN layer at one scale, the weak-label loss only,
 one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
 from nets import build_han
-from recipes.base import (Recipe, ReportRow, SelectionRole, WeakLabelCriterion, feature_sizes_config,
-                          model_learning_rate, no_guides)
+from recipes.base import (Recipe, ReportRow, SelectionRole, WeakLabelCriterion, criterion_settings,
+                          feature_sizes_config, model_learning_rate, no_guides)
+
+# the network's settings as published (PROTOCOL.md §11), under VALOR's flag names (PROTOCOL.md §13)
+NETWORK_OPTIONS = {"hidden_dim": 512, "nhead": 1, "ff_dim": 512, "num_layers": 1, "han_update": "parallel"}
+
+
+def build_model(config):
+    """The network of a recorded config; configs written before the options existed are the published one."""
+    return build_han(config["feature_dims"], **{option: config.get(option, published)
+                                                for option, published in NETWORK_OPTIONS.items()})
 
 
 RECIPE = Recipe(
     name="han",
     help="the HAN baseline: one selected checkpoint, global gating (PROTOCOL.md §11)",
-    model_config=feature_sizes_config("han"),
-    build_model=lambda config: build_han(config["feature_dims"]),
+    model_config=feature_sizes_config("han", NETWORK_OPTIONS),
+    build_model=build_model,
     build_guides=no_guides,
     learning_rates=model_learning_rate,
-    criterion=lambda args: WeakLabelCriterion(),
+    criterion=lambda args: WeakLabelCriterion(**criterion_settings(args)),
     gating="global",
     # the best val Type@AV segment score, ties going to the later epoch
     selection=(SelectionRole("overall", lambda metrics: metrics["seg_type"], ties_to_later=True),),
@@ -22,4 +31,5 @@ RECIPE = Recipe(
         "retrain": dict(batch_size=16, epochs=40, lr=3e-4),
     },
     release_kind="han",
+    options=NETWORK_OPTIONS,
 )

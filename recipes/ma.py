@@ -4,7 +4,7 @@ epoch's weights kept (no selection on val); PROTOCOL.md §12."""
 import dataclasses
 
 from recipes import han
-from recipes.base import ReportRow, SelectionRole, WeakLabelCriterion, feature_sizes_config
+from recipes.base import ReportRow, SelectionRole, WeakLabelCriterion, criterion_settings, feature_sizes_config
 from utils.losses import parsing_losses, segment_contrast_loss
 
 
@@ -17,7 +17,7 @@ class MACriterion(WeakLabelCriterion):
             batch["audio"], batch["frames"], batch["snippets"])
         return {**outputs, "audio_embed": audio_embed, "visual_embed": visual_embed}
 
-    def __call__(self, outputs, batch):
+    def model_losses(self, outputs, batch):
         losses = parsing_losses(outputs, self.targets(batch), use_rmse=False)
         losses["contrast"] = segment_contrast_loss(outputs["audio_embed"], outputs["visual_embed"])
         return losses
@@ -28,8 +28,8 @@ RECIPE = dataclasses.replace(
     han.RECIPE,
     name="ma",
     help="MA: HAN + segment contrastive term, last epoch kept, the published flags' estimator (PROTOCOL.md §12)",
-    model_config=feature_sizes_config("ma"),
-    criterion=lambda args: MACriterion(),
+    model_config=feature_sizes_config("ma", han.NETWORK_OPTIONS),
+    criterion=lambda args: MACriterion(**criterion_settings(args)),
     # as the MA release scores (its step 1 and step 3): segments gated by a_prob / v_prob
     gating="modality",
     # no selection: a constant score with ties to the later epoch keeps every epoch, so the last

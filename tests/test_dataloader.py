@@ -286,7 +286,7 @@ def test_annotation_version_unrecognised(tmp_path):
 
 def test_load_features_values_and_dtypes(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
-    features = load_features(dirs, list(VIDEOS))
+    features = load_features(dirs, list(VIDEOS))[0]
     assert list(features) == list(FEATURE_KINDS)
     for kind, array in features.items():
         assert array.dtype == np.float32
@@ -298,14 +298,14 @@ def test_float64_and_float16_inputs_are_accepted(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
     np.save(feature_path(dirs, "audio", VIDEOS[0]), arrays["audio"][0].astype(np.float64))
     np.save(feature_path(dirs, "snippets", VIDEOS[1]), arrays["snippets"][1].astype(np.float16))
-    features = load_features(dirs, list(VIDEOS))
+    features = load_features(dirs, list(VIDEOS))[0]
     np.testing.assert_array_equal(features["audio"], arrays["audio"])
     np.testing.assert_allclose(features["snippets"], arrays["snippets"], atol=1e-2)
 
 
 def test_float16_frames(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
-    features = load_features(dirs, list(VIDEOS), frame_dtype="float16")
+    features = load_features(dirs, list(VIDEOS), frame_dtype="float16")[0]
     assert features["frames"].dtype == np.float16
     assert features["audio"].dtype == features["snippets"].dtype == np.float32
     np.testing.assert_allclose(features["frames"], arrays["frames"], atol=1e-2)
@@ -316,7 +316,7 @@ def test_float16_frames(tmp_path):
 def test_other_feature_dim_plugs_in(tmp_path):
     # CLIP/CLAP-like features: another last dim, the same for all files of a kind.
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS, dims={"frames": 768, "audio": 512})
-    features = load_features(dirs, list(VIDEOS))
+    features = load_features(dirs, list(VIDEOS))[0]
     assert features["frames"].shape == (3, 80, 768) and features["audio"].shape == (3, 10, 512)
     np.testing.assert_array_equal(features["frames"], arrays["frames"])
 
@@ -358,7 +358,7 @@ def test_all_feature_problems_in_one_error(tmp_path):
     message = str(error.value)
     assert message.startswith("8 bad feature file(s):")
     assert f"{broken['missing']}: missing" in message
-    assert f"{broken['shape']}: shape (9, 128), expected (10, dim)" in message
+    assert f"{broken['shape']}: shape (9, 128), expected (rows, dim) with rows 10 or 64" in message
     assert f"{broken['dtype']}: dtype int64" in message
     assert f"{broken['nan']}: NaN/Inf" in message
     assert f"{broken['inf']}: NaN/Inf" in message
@@ -399,7 +399,7 @@ def test_cache_is_reused_without_reading_sources(tmp_path):
         assert (cache_dir / f"val_{kind}.npy").is_file()
     assert not list(cache_dir.glob(".tmp_*"))
     with mock.patch.object(feature_files_module.np, "load", wraps=np.load) as np_load:
-        features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir), split="val")
+        features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir), split="val")[0]
     assert not source_reads(np_load, dirs)
     for kind in FEATURE_KINDS:
         np.testing.assert_array_equal(features[kind], arrays[kind])
@@ -437,13 +437,13 @@ def test_cache_is_rebuilt_when_a_file_is_replaced_keeping_size_and_mtime(tmp_pat
     # what the old fingerprint (CACHE_FORMAT 1) held is unchanged: it would have matched
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert (after.st_ctime_ns, after.st_ino) != (before.st_ctime_ns, before.st_ino)
-    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))[0]
     np.testing.assert_array_equal(features["snippets"][1], new)
     np.testing.assert_array_equal(features["snippets"][[0, 2]], arrays["snippets"][[0, 2]])
     np.testing.assert_array_equal(features["audio"], arrays["audio"])
     # and the rebuilt entry is served from then on
     with mock.patch.object(feature_files_module.np, "load", wraps=np.load) as np_load:
-        again = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+        again = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))[0]
     assert not source_reads(np_load, dirs)
     np.testing.assert_array_equal(again["snippets"][1], new)
 
@@ -456,7 +456,7 @@ def test_cache_is_rebuilt_when_a_source_changes(tmp_path):
     new = np.ones((10, 128), np.float32)
     np.save(path, new)
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
-    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))[0]
     np.testing.assert_array_equal(features["audio"][1], new)
     np.testing.assert_array_equal(features["frames"], arrays["frames"])
 
@@ -465,11 +465,11 @@ def test_cache_is_rebuilt_for_other_videos_or_dtype(tmp_path):
     dirs, arrays = make_features(tmp_path / "feats", VIDEOS)
     cache_dir = tmp_path / "cache"
     load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
-    subset = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir))
+    subset = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir))[0]
     np.testing.assert_array_equal(subset["snippets"], arrays["snippets"][[2, 0]])
-    half = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir), frame_dtype="float16")
+    half = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir), frame_dtype="float16")[0]
     assert half["frames"].dtype == np.float16
-    again = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir))
+    again = load_features(dirs, [VIDEOS[2], VIDEOS[0]], cache=PackedFeatureCache(cache_dir))[0]
     assert again["frames"].dtype == np.float32
 
 
@@ -478,7 +478,7 @@ def test_damaged_cache_is_rebuilt(tmp_path):
     cache_dir = tmp_path / "cache"
     load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
     (cache_dir / "videos_audio.npy").write_bytes(b"garbage")
-    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))
+    features = load_features(dirs, list(VIDEOS), cache=PackedFeatureCache(cache_dir))[0]
     np.testing.assert_array_equal(features["audio"], arrays["audio"])
     assert np.load(cache_dir / "videos_audio.npy").shape == (3, 10, 128)
 
@@ -489,7 +489,7 @@ def test_unwritable_cache_warns_and_loads(tmp_path):
     blocker.write_text("")
     features, messages = record_warnings(load_features, dirs, list(VIDEOS),
                                          cache=PackedFeatureCache(blocker / "cache"))
-    np.testing.assert_array_equal(features["frames"], arrays["frames"])
+    np.testing.assert_array_equal(features[0]["frames"], arrays["frames"])
     assert messages and all("continuing without cache" in m for m in messages)
 
 
@@ -780,8 +780,8 @@ def test_frames_pooled_at_load_are_segment_means_and_cached_apart(tmp_path):
     names = [f"{i:011d}_0_10" for i in range(3)]
     dirs, arrays = make_features(tmp_path, names)
     cache_dir = tmp_path / "cache"
-    full = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)))
-    pooled = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)), pool_frames=True)
+    full = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)))[0]
+    pooled = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)), pool_frames=True)[0]
     expected = arrays["frames"].reshape(3, 10, 8, 2048).mean(axis=2)
     assert pooled["frames"].shape == (3, 10, 2048) and full["frames"].shape == (3, 80, 2048)
     np.testing.assert_allclose(pooled["frames"], expected, rtol=1e-6, atol=1e-6)
@@ -789,8 +789,8 @@ def test_frames_pooled_at_load_are_segment_means_and_cached_apart(tmp_path):
     # both layouts stay cached side by side: later loads of either read no feature file
     assert (cache_dir / "videos_frames.npy").is_file() and (cache_dir / "videos_frames_pooled.npy").is_file()
     with mock.patch.object(feature_files_module.np, "load", wraps=np.load) as np_load:
-        again = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)), pool_frames=True)
-        full_again = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)))
+        again = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)), pool_frames=True)[0]
+        full_again = load_features(dirs, names, cache=PackedFeatureCache(str(cache_dir)))[0]
     assert not [call for call in np_load.call_args_list if str(call.args[0]).startswith(dirs["frames"])]
     np.testing.assert_array_equal(again["frames"], pooled["frames"])
     np.testing.assert_array_equal(full_again["frames"], full["frames"])

@@ -136,7 +136,7 @@ def save_as_selected(model, config, save_dir, name, role):
 def test_checkpoints_of_another_model_are_refused_naming_both(synthetic_root, tmp_path, capsys):
     han = build_han(DIMS)
     assert count_parameters(han) == 4_569_675
-    config = RECIPES["han"].model_config(SimpleNamespace(), DIMS)
+    config = RECIPES["han"].model_config(SimpleNamespace(**RECIPES["han"].options), DIMS)
     for role in ("audio", "visual", "overall"):
         save_as_selected(han, config, tmp_path, "HAN", role)
     with pytest.raises(SystemExit):

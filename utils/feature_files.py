@@ -7,12 +7,29 @@ import os
 from collections import Counter
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from utils.constants import FEATURE_KINDS, YOUTUBE_ID_LENGTH
+from utils.constants import (CLAP_FEATURE_SHAPE, FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS, PSEUDO_LABEL_SHAPE,
+                             YOUTUBE_ID_LENGTH)
 
 FRAME_DTYPES = ("float32", "float16")
 ACCEPTED_FLOAT_SIZES = (2, 4, 8)  # float16/32/64, either byte order
+CLAP_MAP_ROWS = CLAP_FEATURE_SHAPE[0]
+# the rows a feature file of each kind may have, and what they hold (PROTOCOL.md §2, §13); the
+# published row count first
+ROW_FORMATS = {
+    "audio": {NUM_SEGMENTS: "one vector per segment (VGGish)",
+              CLAP_MAP_ROWS: "CLAP feature maps, turned into one vector per segment at load"},
+    "frames": {NUM_SEGMENTS * FRAMES_PER_SEGMENT: f"{FRAMES_PER_SEGMENT} frames per segment (ResNet152)",
+               NUM_SEGMENTS: "one frame per segment (CLIP)"},
+    "snippets": {NUM_SEGMENTS: "one snippet per segment (R(2+1)D)"},
+}
+# CLAP maps: 2 x 32 time steps, each row upsampled to this many before the mean and the pooling (PROTOCOL.md §13)
+CLAP_MAP_GRID = (2, CLAP_MAP_ROWS // 2)
+CLAP_UPSAMPLED_STEPS = 1024
+PSEUDO_LABEL_VALUES = (0, 1)
 
 
 def feature_file_name(filename):
@@ -47,8 +64,8 @@ def _read_header(path):
     return shape, dtype
 
 
-def _scan_headers(paths, rows, problems):
-    """Shapes of readable float files with `rows` rows; problems appended."""
+def _scan_headers(paths, accepted_rows, problems):
+    """Shapes of readable float files with one of `accepted_rows` rows; problems appended."""
     shapes = {}
     for path in paths:
         if not os.path.isfile(path):
@@ -61,37 +78,78 @@ def _scan_headers(paths, rows, problems):
             continue
         if dtype.kind != "f" or dtype.itemsize not in ACCEPTED_FLOAT_SIZES:
             problems.append(f"{path}: dtype {dtype}, expected float16/32/64")
-        elif len(shape) != 2 or shape[0] != rows:
-            problems.append(f"{path}: shape {shape}, expected ({rows}, dim)")
+        elif len(shape) != 2 or shape[0] not in accepted_rows:
+            problems.append(f"{path}: shape {shape}, expected (rows, dim) with rows "
+                            f"{' or '.join(map(str, accepted_rows))}")
         else:
             shapes[path] = shape
     return shapes
 
 
-def _choose_dim(shapes, default_dim):
-    """The feature dim all files of a kind must share: the most common one,
-    the published dim on a tie (so CLIP/CLAP-like features plug in)."""
-    counts = Counter(shape[1] for shape in shapes.values())
+def _choose_shape(shapes, default_shape):
+    """The (rows, dim) all files of a kind must share: the most common one, the published one on a
+    tie (so CLIP/CLAP-like features plug in)."""
+    counts = Counter(tuple(shape) for shape in shapes.values())
     if not counts:
-        return default_dim
+        return tuple(default_shape)
     best = max(counts.values())
-    return default_dim if counts.get(default_dim) == best else counts.most_common(1)[0][0]
+    return tuple(default_shape) if counts.get(tuple(default_shape)) == best else counts.most_common(1)[0][0]
+
+
+def source_shape(kind, paths):
+    """The (rows, dim) of the first readable file of a kind (its files all share it once
+    validated), or None; how the packed cache learns the layout of the files it stands for."""
+    for path in paths:
+        try:
+            shape, _ = _read_header(path)
+        except (OSError, ValueError):
+            continue
+        if len(shape) == 2 and shape[0] in ROW_FORMATS[kind]:
+            return tuple(shape)
+    return None
+
+
+def loaded_rows(kind, rows, pooled_rows=None):
+    """Rows per video in memory for files of `rows` rows: CLAP maps become one vector per segment,
+    frames are pooled to `pooled_rows` when asked."""
+    if kind == "audio" and rows == CLAP_MAP_ROWS:
+        return NUM_SEGMENTS
+    return pooled_rows or rows
+
+
+def clap_maps_to_segments(maps):
+    """(N, 64, D) CLAP feature maps -> (N, 10, D) float32 segment vectors, as VALOR computes them
+    in its model (view as (D, 2, 32), bicubic upsampling to (2, 1024), the audio Linear, mean over
+    the 2 rows, adaptive average pooling to 10 steps) but without the Linear; PROTOCOL.md §13.
+
+    Every step but the Linear is a fixed linear map along time whose weights sum to one per output
+    step, so it commutes with the Linear (bias included): applying it once here and the Linear in
+    the model gives the model's result up to float rounding (tests/test_modern_features.py).
+    """
+    maps = torch.as_tensor(np.asarray(maps, dtype=np.float32))
+    num_videos, rows, dim = maps.shape
+    grid = maps.permute(0, 2, 1).reshape(num_videos, dim, *CLAP_MAP_GRID)
+    upsampled = F.interpolate(grid, size=(CLAP_MAP_GRID[0], CLAP_UPSAMPLED_STEPS), mode="bicubic")
+    segments = F.adaptive_avg_pool1d(upsampled.mean(dim=2), NUM_SEGMENTS)   # (N, D, 10)
+    return segments.permute(0, 2, 1).contiguous().numpy()
 
 
 def read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows=None):
-    """(N, rows, dim) array of one feature kind; every problem appended.
+    """((N, rows, dim) array of one feature kind, (rows, dim) of its files); every problem appended.
 
+    Files may have any of the kind's ROW_FORMATS rows (all files of the kind the same); CLAP
+    maps (64 rows) are turned into 10 segment vectors as they are read (clap_maps_to_segments).
     pooled_rows: average consecutive groups of rows down to this many (frames -> one mean
     frame per segment) as each file is read, so the full array never sits in memory.
     """
-    _, (rows, default_dim) = FEATURE_KINDS[kind]
-    shapes = _scan_headers(paths, rows, problems)
-    dim = _choose_dim(shapes, default_dim)
-    out = np.zeros((len(paths), pooled_rows or rows, dim), dtype=dtype)
+    _, default_shape = FEATURE_KINDS[kind]
+    shapes = _scan_headers(paths, tuple(ROW_FORMATS[kind]), problems)
+    rows, dim = _choose_shape(shapes, default_shape)
+    out = np.zeros((len(paths), loaded_rows(kind, rows, pooled_rows), dim), dtype=dtype)
     for i, path in enumerate(tqdm(paths, desc=f"{kind} features", disable=not progress)):
         if path not in shapes:
             continue
-        if shapes[path][1] != dim:
+        if tuple(shapes[path]) != (rows, dim):
             problems.append(f"{path}: shape {shapes[path]}, expected ({rows}, {dim}) "
                             f"like the other {kind} files")
             continue
@@ -105,9 +163,34 @@ def read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows=None):
         if not np.isfinite(values).all():
             problems.append(f"{path}: NaN/Inf values (as {dtype.name})")
             continue
-        if pooled_rows:
+        if kind == "audio" and rows == CLAP_MAP_ROWS:
+            values = clap_maps_to_segments(values[None])[0]
+        elif pooled_rows:
             values = pool_frames_per_segment(values[None], pooled_rows)[0]
         out[i] = values
+    return out, (rows, dim)
+
+
+def read_pseudo_labels(paths, problems):
+    """(N, 10, 25) float32 segment pseudo-labels (segment x class, 0 or 1), one `<id>.npy` per
+    video as VALOR ships them (PROTOCOL.md §13); every problem (missing, unreadable, shape, a value
+    other than 0 and 1) appended."""
+    out = np.zeros((len(paths), *PSEUDO_LABEL_SHAPE), dtype=np.float32)
+    for i, path in enumerate(paths):
+        if not os.path.isfile(path):
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            problems.append(f"{path}: unreadable ({error})")
+            continue
+        if values.shape != PSEUDO_LABEL_SHAPE:
+            problems.append(f"{path}: shape {values.shape}, expected {PSEUDO_LABEL_SHAPE} (segment x class)")
+        elif values.dtype.kind not in "biuf" or not np.isin(values, PSEUDO_LABEL_VALUES).all():
+            problems.append(f"{path}: values other than 0 and 1 (dtype {values.dtype})")
+        else:
+            out[i] = values
     return out
 
 

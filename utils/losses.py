@@ -90,6 +90,12 @@ def mgn_losses(audio_mgn_prob, visual_mgn_prob, audio_target, visual_target):
     return losses
 
 
+def segment_pseudo_label_loss(segment_prob, pseudo_labels):
+    """BCE of (B, T, 25) segment probabilities (clamped as in PROTOCOL.md §7) against (B, T, 25)
+    segment pseudo-labels in {0, 1}, the mean over every segment and class; PROTOCOL.md §13."""
+    return F.binary_cross_entropy(clamp_prob(segment_prob), pseudo_labels)
+
+
 def segment_contrast_loss(audio_embed, visual_embed, temperature=CONTRAST_TEMPERATURE, smoothing=CONTRAST_SMOOTHING):
     """MA's segment contrastive term; PROTOCOL.md §12.
 
