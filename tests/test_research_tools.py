@@ -312,7 +312,9 @@ def test_clip_clap_sized_features_train_and_test(tiny_root, tmp_path, capsys):
     trained = run_main(flags + ["--mode", "train", "--epochs", "1"])
     assert len(trained["history"]) == 1
     # other sizes are accepted, never silently
-    assert "differ from the published {'audio': 128, 'frames': 2048, 'snippets': 512}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "features differ from the published ones (audio (10, 512): one vector per segment" in out
+    assert "frames (80, 768): 8 frames per segment" in out
     tested = run_main(flags + ["--mode", "test"])
     assert all(0.0 <= value <= 1.0 for table in tested["tables"].values() for value in table.values())
     for role in ("audio", "visual", "overall"):
