@@ -345,3 +345,23 @@ def test_han_trains_on_clip_clap_with_pseudo_labels_and_records_the_features(mod
     with pytest.raises(SystemExit):
         run_main(["--mode", "test", *flags])
     assert "was trained on other features" in capsys.readouterr().err
+
+
+def test_valors_train_script_flags_run_through_this_entry_point():
+    """The flags of VALOR's scripts/train_valor++.sh, only the entry point changed."""
+    argv = ("--seed 87 --mode train --model MMIL_Net --model_name model_VALOR++_reproduce --batch_size 64 "
+            "--epochs 60 --audio_dir ./data/CLAP/features --video_dir ./data/CLIP/features "
+            "--st_dir ./data/feats/r2plus1d_18 --label_train ./data/AVVP_train.csv --label_val ./data/AVVP_val_pd.csv "
+            "--label_test ./data/AVVP_test_pd.csv --optimizer adamw --weight_decay 1e-3 "
+            "--scheduler warm_up_cos_anneal --warm_up_epoch 10 --grad_norm 1.0 --lr 3e-4 --lr_min 3e-6 --beta1 0.5 "
+            "--eps 1e-8 --hidden_dim 256 --nhead 8 --ff_dim 1024 --num_layers 4 --norm_where post_norm "
+            "--v_pseudo_data_dir ./data/CLIP/segment_pseudo_labels "
+            "--a_pseudo_data_dir ./data/CLAP/segment_pseudo_labels").split()
+    args = parse(*argv)
+    assert (args.model, args.checkpoint, args.seed, args.epochs, args.batch_size) == (
+        "han", "model_VALOR++_reproduce", 87, 60, 64)
+    assert (args.hidden_dim, args.nhead, args.ff_dim, args.num_layers, args.han_update) == (256, 8, 1024, 4, "sequential")
+    assert (args.optimizer, args.weight_decay, args.beta1, args.beta2, args.eps) == ("adamw", 1e-3, 0.5, 0.999, 1e-8)
+    assert (args.scheduler, args.warm_up_epoch, args.lr, args.lr_min, args.grad_norm) == (
+        "warm_up_cos_anneal", 10, 3e-4, 3e-6, 1.0)
+    assert (args.weak_loss, args.audio_pseudo_dir) == ("global", "./data/CLAP/segment_pseudo_labels")
