@@ -35,7 +35,8 @@ AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
 # (--epochs may grow too: see check_resume_args)
 RESUME_FREE_FLAGS = ("resume", "progress", "log_interval", "no_log", "eval_batch_size", "feature_cache",
                      "export_dir", "refine_out")
-PATH_FLAGS = ("model_save_dir", "llp_root", "refined_labels") + tuple(OFFICIAL_LAYOUT)
+PATH_FLAGS = ("model_save_dir", "llp_root", "refined_labels", "audio_pseudo_dir",
+              "visual_pseudo_dir") + tuple(OFFICIAL_LAYOUT)
 # fused Adam is the same update in one pass over the weights (CPU: 3x faster than the
 # per-parameter loop, measured in scripts/benchmark.py); CUDA and CPU have it
 FUSED_ADAM_DEVICES = ("cuda", "cpu")
