@@ -246,47 +246,6 @@ def test_test_mode_exports_and_rescore_reproduces_the_table(synthetic_root, tmp_
         png_size(path)
 
 
-def test_multi_seed_aggregate_hand_made():
-    multi_seed = load_script("multi_seed")
-
-    def summary(offset):
-        return {"tables": {"DHHN": {key: 0.5 + offset for key in HEADLINE},
-                           "extra": {key: 0.1 for key in HEADLINE}}}
-
-    without_extra = {"tables": {"DHHN": summary(0.04)["tables"]["DHHN"]}}
-    result = multi_seed.aggregate({1: summary(0.0), 2: summary(0.02), 3: without_extra})
-    assert result["seeds"] == [1, 2, 3] and list(result["rows"]) == ["DHHN"]   # rows in every run only
-    cell = result["rows"]["DHHN"]["seg_audio"]
-    assert cell["mean"] == pytest.approx(52.0) and cell["std"] == pytest.approx(2.0)   # ddof=1
-    assert cell["values"] == pytest.approx([50.0, 52.0, 54.0]) and cell["text"] == "52.0 ± 2.0"
-    single = multi_seed.aggregate({7: summary(0.0)})
-    assert single["rows"]["extra"]["evt_event"]["std"] == 0.0
-    text = multi_seed.format_aggregate(result)
-    assert "Type@AV" in text and text.count("52.0 ± 2.0") == 10
-    assert multi_seed.split_argv(["--seeds", "1", "--", "--epochs", "1"]) == (["--seeds", "1"], ["--epochs", "1"])
-    with pytest.raises(SystemExit, match="--seed"):
-        multi_seed.run_settings(["--seed", "3"])
-
-
-def test_multi_seed_runs_two_seeds_in_parallel(tiny_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    multi_seed = load_script("multi_seed")
-    save_dir = tmp_path / "runs"
-    result = multi_seed.main(["--seeds", "1", "2", "--parallel", "2", "--", *data_flags(tiny_root),
-                              "--model_save_dir", str(save_dir), "--device", "cpu", "--epochs", "1",
-                              "--batch-size", "16", "--checkpoint", "tiny"])
-    assert result["seeds"] == [1, 2] and result["failed_seeds"] == []
-    for seed in (1, 2):
-        assert (save_dir / f"tiny_seed{seed}_best_audio.pt").is_file()
-    tables = [json.loads((save_dir / f"tiny_seed{seed}_test_summary.json").read_text())["tables"] for seed in (1, 2)]
-    row = "DHHN dual (best-audio + best-visual)"
-    values = [100 * table[row]["seg_type"] for table in tables]
-    assert result["rows"][row]["seg_type"]["mean"] == pytest.approx(np.mean(values))
-    assert result["rows"][row]["seg_type"]["std"] == pytest.approx(np.std(values, ddof=1))
-    written = json.loads((save_dir / "tiny_multi_seed.json").read_text())
-    assert written["rows"][row]["seg_type"]["text"] == result["rows"][row]["seg_type"]["text"]
-
-
 # ---------------------------------------------------------------- other feature sets
 
 CLIP_LIKE_DIMS = {"audio": 512, "frames": 768, "snippets": 768}

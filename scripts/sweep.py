@@ -1,0 +1,557 @@
+"""Configurations x seeds: train and test every run, locally or on SLURM, then the paper's tables
+as mean ± std over seeds, paired differences against a baseline row, and pictures.
+
+    python scripts/sweep.py --preset table2 --seeds 1 2 3 --executor local --parallel 2
+    python scripts/sweep.py --preset table1 --seeds 1 2 3 --executor slurm --partition gpu --gpus 1 \\
+        --time 120 --mem 32 --array_parallelism 16 --llp_root path/to/llp
+    python scripts/sweep.py --config "HAN=--model han" --config "DHHN=--model dhhn" --seeds 1 2 3
+    python scripts/sweep.py --preset table2 --seeds 1 2 3 --dry_run      # print the jobs only
+
+Presets: table1 (the methods of the paper's Table 1: HAN, MA, DHHN without and with label
+refinement; DHHN + pseudo-labels when --pseudo_root holds them), table2 (the full DHNN, then F-H,
+P-H, A-M, V-M and L_rmse each switched off: the paper's Table 2), pseudo_labels (DHHN, HAN, DHHN +
+pseudo-labels and VALOR at each of --levels on the synthetic LLP, where the pseudo-labels are
+made from the planted truth). Flags after `--` go to every main_DHHN.py call.
+
+Runs are named <config slug>_seed<S> in --out_dir (default runs/sweep_<preset>); a job is the
+chain of main_DHHN.py steps of one run. A step whose summary file exists is skipped (a finished
+run costs nothing); a train/retrain step with a <run>_last.pt but no summary resumes (--resume).
+The test summaries are aggregated per configuration (its first row: the method's own), each of
+the 10 numbers as mean ± sample std x100, and paired per seed against the baseline row (the first
+configuration, or --baseline) with a 95% t interval across seeds. Written to <out_dir>/sweep.
+{txt,md,csv,json}, and pictures to <out_dir>/plots/: training curves per configuration (seeds
+overlaid) and per run, and the table as bars with error bars. SLURM needs submitit
+(pip install -r requirements-sweep.txt).
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import numpy as np  # noqa: E402
+
+from utils.constants import (METRIC_KEYS, PUBLISHED_FLAGS_FILE, VALOR_PSEUDO_LABELS_FOLDER,  # noqa: E402
+                             VALOR_SET_MODALITY)
+from utils.eval_metrics import format_cells  # noqa: E402
+from utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+
+MAIN_SCRIPT = os.path.join(REPO_ROOT, "main_DHHN.py")
+DEFAULT_SYNTHETIC_ROOT = os.path.join(REPO_ROOT, "data", "synthetic")
+SUBMITIT_INSTALL = "pip install -r requirements-sweep.txt"
+EXECUTORS = ("local", "slurm", "submitit_local")   # submitit_local: the SLURM code path on this machine
+RESERVED_FLAGS = ("--mode", "--seed", "--checkpoint", "--model_name", "--model_save_dir", "--resume", "--no-log")
+# 95% two-sided quantiles of Student's t by degrees of freedom (a table of constants; beyond 30
+# the Cornish-Fisher expansion around the normal quantile is within 0.001)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+         29: 2.045, 30: 2.042}
+# VALOR's published recipe on --model han (PROTOCOL.md §13), as VALOR.sh passes it
+VALOR_FLAGS = ("--model", "han", "--weak_loss", "global", "--han_update", "sequential", "--hidden_dim", "512",
+               "--nhead", "8", "--ff_dim", "1024", "--num_layers", "1", "--optimizer", "adamw",
+               "--weight_decay", "1e-3", "--beta1", "0.5", "--eps", "1e-8", "--scheduler", "warm_up_cos_anneal",
+               "--warm_up_epoch", "10", "--grad_norm", "1.0", "--lr", "1e-4", "--lr_min", "1e-6",
+               "--epochs", "60", "--batch-size", "64")
+
+
+# ------------------------------------------------------------------------------------------------
+# what runs
+
+@dataclass(frozen=True)
+class Step:
+    """One main_DHHN.py call of a run: its mode, the checkpoint name suffix (the run's own name when
+    empty; an estimator's steps use their own) and flags; `{run}` and `{save_dir}` in a flag become
+    the run's name and --out_dir."""
+    mode: str
+    flags: tuple = ()
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A row of the table: its title, a slug naming its runs, the chain of steps of one run."""
+    title: str
+    slug: str
+    steps: tuple
+
+
+def train_and_test(*flags):
+    return (Step("train", flags), Step("test", flags))
+
+
+def refinement_chain(model, flags_file, *flags):
+    """Retrain `model` on refined labels, then test: on `flags_file` when given (the published
+    flags), else on flags its own MA estimator makes (train MA, estimate, retrain; PROTOCOL.md §10, §12)."""
+    test = Step("test", ("--model", model, *flags))
+    if flags_file:
+        return (Step("retrain", ("--model", model, "--refined_labels", flags_file, *flags)), test)
+    estimator = ("--model", "ma", *flags)
+    return (Step("train", estimator, "_ma"), Step("estimate_labels", estimator, "_ma"),
+            Step("retrain", ("--model", model, "--refined_labels", "{save_dir}/{run}_ma_refined_labels.pkl", *flags)),
+            test)
+
+
+def pseudo_flags(folder):
+    """--audio_pseudo_dir / --visual_pseudo_dir of a folder in VALOR's layout."""
+    dirs = {modality: os.path.join(folder, name, VALOR_PSEUDO_LABELS_FOLDER) for name, modality in VALOR_SET_MODALITY.items()}
+    return ("--audio_pseudo_dir", dirs["audio"], "--visual_pseudo_dir", dirs["visual"])
+
+
+def has_pseudo_labels(folder):
+    return folder is not None and all(os.path.isdir(path) for path in pseudo_flags(folder)[1::2])
+
+
+def table1(args):
+    published = os.path.join(args.llp_root, "data", PUBLISHED_FLAGS_FILE)
+    flags_file = published if os.path.isfile(published) else None
+    configs = [Config("HAN", "han", train_and_test("--model", "han")),
+               Config("MA", "ma", refinement_chain("ma", flags_file)),
+               Config("DHHN without refinement", "dhhn", train_and_test("--model", "dhhn")),
+               Config("DHHN with refinement", "dhhn_refined", refinement_chain("dhhn", flags_file))]
+    pseudo_root = args.pseudo_root or args.llp_root
+    if has_pseudo_labels(pseudo_root):
+        configs.append(Config("DHHN + pseudo-labels", "dhhn_pseudo",
+                              train_and_test("--model", "dhhn", *pseudo_flags(pseudo_root))))
+    return configs
+
+
+ABLATIONS = (("F-H off", "no_hier_feat"), ("P-H off", "no_hier_pred"), ("A-M off", "no_audio_mgn"),
+             ("V-M off", "no_visual_mgn"), ("L_rmse off", "no_rmse"))
+
+
+def table2(args):
+    configs = [Config("DHHN (full)", "full", train_and_test("--model", "dhhn"))]
+    configs += [Config(title, switch, train_and_test("--model", "dhhn", f"--{switch}")) for title, switch in ABLATIONS]
+    return configs
+
+
+def level_name(precision, recall):
+    return f"p{round(100 * precision)}_r{round(100 * recall)}"
+
+
+def pseudo_level_folder(args, precision, recall):
+    return os.path.join(args.out_dir, f"pseudo_{level_name(precision, recall)}")
+
+
+def pseudo_labels(args):
+    configs = [Config("DHHN", "dhhn", train_and_test("--model", "dhhn")),
+               Config("HAN", "han", train_and_test("--model", "han"))]
+    for precision, recall in args.levels:
+        folder, name = pseudo_level_folder(args, precision, recall), level_name(precision, recall)
+        quality = f"pseudo-labels P={precision:.0%} R={recall:.0%}"
+        configs.append(Config(f"DHHN + {quality}", f"dhhn_{name}", train_and_test("--model", "dhhn", *pseudo_flags(folder))))
+        configs.append(Config(f"VALOR (HAN + {quality})", f"valor_{name}", train_and_test(*VALOR_FLAGS, *pseudo_flags(folder))))
+    return configs
+
+
+PRESETS = {"table1": table1, "table2": table2, "pseudo_labels": pseudo_labels}
+
+
+def prepare_pseudo_labels(args):
+    """pseudo_labels preset: the synthetic LLP's pseudo-labels at every level, from its planted truth."""
+    from utils.synthetic_llp import write_pseudo_labels
+    for precision, recall in args.levels:
+        write_pseudo_labels(args.llp_root, pseudo_level_folder(args, precision, recall), precision, recall, seed=0)
+
+
+def slugify(title):
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") or "config"
+
+
+def parse_config(text):
+    """--config "TITLE=flags ...": a configuration trained and tested with those flags."""
+    title, separator, flags = text.partition("=")
+    if not separator or not title.strip():
+        raise SystemExit(f"error: --config {text!r}: expected TITLE=main_DHHN flags, e.g. \"HAN=--model han\"")
+    return Config(title.strip(), slugify(title), train_and_test(*flags.split()))
+
+
+# ------------------------------------------------------------------------------------------------
+# jobs
+
+@dataclass
+class Job:
+    """One run (a configuration at a seed): the commands still to run, in order, and its log."""
+    config: str
+    seed: int
+    run: str
+    commands: list = field(default_factory=list)
+    log: str = ""
+    env: dict = field(default_factory=dict)
+
+
+def run_name(config, seed):
+    return f"{config.slug}_seed{seed}"
+
+
+def summary_file(save_dir, checkpoint, mode):
+    return os.path.join(save_dir, f"{checkpoint}_{mode}_summary.json")
+
+
+def step_command(step, run, seed, args, extra):
+    """The main_DHHN.py argv of one step, with --resume when an interrupted train/retrain left its
+    <checkpoint>_last.pt; None when the step's summary says it already finished."""
+    checkpoint = run + step.suffix
+    if os.path.isfile(summary_file(args.out_dir, checkpoint, step.mode)):
+        return None
+    flags = [flag.replace("{run}", run).replace("{save_dir}", args.out_dir) for flag in step.flags]
+    command = [sys.executable, MAIN_SCRIPT, "--mode", step.mode, "--seed", str(seed), "--checkpoint", checkpoint,
+               "--model_save_dir", args.out_dir, "--llp_root", args.llp_root, "--progress", "off", *flags, *extra]
+    last = os.path.join(args.out_dir, f"{checkpoint}_last.pt")
+    if step.mode in ("train", "retrain") and os.path.isfile(last):
+        command.append("--resume")
+    return command
+
+
+def build_jobs(configs, args, extra):
+    slugs = [config.slug for config in configs]
+    duplicates = sorted({slug for slug in slugs if slugs.count(slug) > 1})
+    if duplicates:
+        raise SystemExit(f"error: configurations would share run names: {', '.join(duplicates)}; give them other titles")
+    jobs = []
+    for config in configs:
+        for seed in args.seeds:
+            run = run_name(config, seed)
+            commands = [command for step in config.steps
+                        if (command := step_command(step, run, seed, args, extra)) is not None]
+            jobs.append(Job(config.title, seed, run, commands, os.path.join(args.out_dir, f"{run}_sweep.log")))
+    return jobs
+
+
+def run_job(job):
+    """Run a job's commands in order, appending their output to its log; returns (run, failed
+    command index or None). Module-level and stdlib-only: submitit pickles it for the cluster."""
+    os.makedirs(os.path.dirname(job.log) or ".", exist_ok=True)
+    with open(job.log, "a") as log:
+        for index, command in enumerate(job.commands):
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            env = {**os.environ, **job.env}
+            if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
+                return job.run, index
+    return job.run, None
+
+
+def run_local(jobs, parallel):
+    if parallel > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // parallel))   # processes must not each take every core
+        for job in jobs:
+            job.env.setdefault("OMP_NUM_THREADS", threads)
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        results = []
+        for run, failed in pool.map(run_job, jobs):
+            print(f"{run}: {'done' if failed is None else 'FAILED'} ({time.time() - started:.0f}s)", flush=True)
+            results.append((run, failed))
+    return results
+
+
+def submitit_executor(args):
+    try:
+        import submitit
+    except ImportError:
+        raise SystemExit(f"error: --executor {args.executor} needs submitit: {SUBMITIT_INSTALL}") from None
+    folder = args.slurm_log_dir or os.path.join(args.out_dir, "slurm_logs")
+    if args.executor == "submitit_local":
+        executor = submitit.AutoExecutor(folder=folder, cluster="local")
+        executor.update_parameters(timeout_min=args.time, name="dhhn_sweep")
+        return executor
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(timeout_min=args.time, slurm_partition=args.partition, gpus_per_node=args.gpus,
+                               mem_gb=args.mem, cpus_per_task=args.cpus, tasks_per_node=1, nodes=1,
+                               slurm_array_parallelism=args.array_parallelism, name="dhhn_sweep")
+    return executor
+
+
+def run_submitit(jobs, args):
+    """Submit the jobs as one job array and wait for them; their outputs stay in the log folder."""
+    executor = submitit_executor(args)
+    submitted = executor.map_array(run_job, jobs)
+    print(f"submitted {len(submitted)} job(s) ({', '.join(job.job_id for job in submitted[:3])}"
+          f"{', ...' if len(submitted) > 3 else ''}); waiting", flush=True)
+    results = []
+    for job, handle in zip(jobs, submitted):
+        try:
+            results.append(handle.result())
+        except Exception as error:   # a job killed or crashed on the cluster: report it, keep the others
+            print(f"{job.run}: job {handle.job_id} failed: {str(error).splitlines()[0]}", file=sys.stderr)
+            results.append((job.run, 0))
+        else:
+            print(f"{job.run}: {'done' if results[-1][1] is None else 'FAILED'}", flush=True)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------
+# aggregation
+
+def t_quantile(degrees_of_freedom):
+    """The 97.5% quantile of Student's t (a 95% two-sided interval)."""
+    if degrees_of_freedom in T_975:
+        return T_975[degrees_of_freedom]
+    z, nu = 1.959964, degrees_of_freedom
+    return z + (z ** 3 + z) / (4 * nu) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * nu ** 2)
+
+
+def mean_std(values):
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def paired_difference(values, baseline):
+    """{mean, low, high, n, values} of values - baseline over the seeds both have (x100 numbers);
+    low/high the 95% t interval of the mean difference, None with fewer than 2 seeds."""
+    seeds = [seed for seed in values if seed in baseline]
+    differences = [values[seed] - baseline[seed] for seed in seeds]
+    if not differences:
+        return {"mean": None, "low": None, "high": None, "n": 0, "values": [], "text": "n/a"}
+    mean, std = mean_std(differences)
+    if len(differences) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": 1, "values": differences, "text": f"{mean:+.1f}"}
+    half = t_quantile(len(differences) - 1) * std / math.sqrt(len(differences))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(differences), "values": differences,
+            "text": f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"}
+
+
+def aggregate(per_row, baseline=None):
+    """per_row: {row title: {seed: {metric: fraction}}} -> {"rows": {row: {metric: {mean, std, n,
+    values (x100, by seed order), text}}}, "differences": {row: {metric: paired_difference}}
+    against `baseline` (a row title; none when None)}."""
+    result = {"rows": {}, "differences": {}, "baseline": baseline}
+    for row, by_seed in per_row.items():
+        seeds = sorted(by_seed)
+        result["rows"][row] = {}
+        for key in METRIC_KEYS:
+            values = [100 * by_seed[seed][key] for seed in seeds]
+            mean, std = mean_std(values)
+            result["rows"][row][key] = {"mean": mean, "std": std, "n": len(values), "seeds": seeds, "values": values,
+                                        "text": f"{mean:.1f} ± {std:.1f}"}
+    if baseline is not None:
+        base = {seed: {key: 100 * value for key, value in table.items()} for seed, table in per_row[baseline].items()}
+        for row, by_seed in per_row.items():
+            if row == baseline:
+                continue
+            result["differences"][row] = {
+                key: paired_difference({seed: 100 * table[key] for seed, table in by_seed.items()},
+                                       {seed: table[key] for seed, table in base.items()})
+                for key in METRIC_KEYS}
+    return result
+
+
+def collect(configs, args):
+    """{row title: {seed: the test table of the method's own row}} of every finished run; missing
+    ones are listed, not guessed."""
+    per_row, missing = {}, []
+    for config in configs:
+        for seed in args.seeds:
+            path = summary_file(args.out_dir, run_name(config, seed), "test")
+            if not os.path.isfile(path):
+                missing.append(path)
+                continue
+            with open(path) as handle:
+                tables = json.load(handle)["tables"]
+            per_row.setdefault(config.title, {})[seed] = next(iter(tables.values()))
+    return per_row, missing
+
+
+def text_tables(result, seeds):
+    blocks = [format_cells({key: cell["text"] for key, cell in metrics.items()},
+                           title=f"{row}: mean ± std over seeds {', '.join(map(str, seeds))}")
+              for row, metrics in result["rows"].items()]
+    blocks += [format_cells({key: cell["text"] for key, cell in metrics.items()},
+                            title=f"{row} - {result['baseline']}: paired mean difference [95% interval]")
+               for row, metrics in result["differences"].items()]
+    return "\n\n".join(blocks)
+
+
+def markdown(result, seeds):
+    header = "| row | " + " | ".join(f"{'Seg.' if key.startswith('seg') else 'Eve.'} {key.split('_', 1)[1]}"
+                                    for key in METRIC_KEYS) + " |"
+    rule = "|---" * (len(METRIC_KEYS) + 1) + "|"
+    lines = [f"Mean ± std over seeds {', '.join(map(str, seeds))}:", "", header, rule]
+    lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
+              for row, metrics in result["rows"].items()]
+    if result["differences"]:
+        lines += ["", f"Paired difference to {result['baseline']} (mean [95% interval over seeds]):", "", header, rule]
+        lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
+                  for row, metrics in result["differences"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(result):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["row", "metric", "n", "mean", "std", "diff_mean", "diff_low", "diff_high"])
+    for row, metrics in result["rows"].items():
+        for key, cell in metrics.items():
+            diff = result["differences"].get(row, {}).get(key, {})
+            writer.writerow([row, key, cell["n"], f"{cell['mean']:.4f}", f"{cell['std']:.4f}",
+                             *("" if diff.get(name) is None else f"{diff[name]:.4f}" for name in ("mean", "low", "high"))])
+    return out.getvalue()
+
+
+def draw(configs, result, args):
+    """Training curves per configuration (seeds overlaid) and per run, and the table as bars."""
+    from utils.plots import plot_metric_bars, plot_training_curves, read_train_log
+    folder = os.path.join(args.out_dir, "plots")
+    written = []
+    for config in configs:
+        mode = next(step.mode for step in config.steps if step.mode in ("train", "retrain") and not step.suffix)
+        runs = {}
+        for seed in args.seeds:
+            log = os.path.join(args.out_dir, f"{run_name(config, seed)}_{mode}_log.jsonl")
+            if os.path.isfile(log):
+                runs[f"seed {seed}"] = read_train_log(log)
+                written.append(plot_training_curves({f"seed {seed}": runs[f"seed {seed}"]},
+                                                    os.path.join(folder, f"{run_name(config, seed)}_curves.png"),
+                                                    f"{config.title}, seed {seed}"))
+        if runs:
+            written.append(plot_training_curves(runs, os.path.join(folder, f"{config.slug}_curves.png"),
+                                                f"{config.title}: seeds {', '.join(map(str, args.seeds))}"))
+    if result["rows"]:
+        written.append(plot_metric_bars(result["rows"], os.path.join(folder, "table_bars.png"),
+                                        f"{args.name}: mean ± std over seeds", baseline=result["baseline"]))
+    return written
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     usage="%(prog)s (--preset NAME | --config TITLE=FLAGS ...) --seeds S [S ...] "
+                                           "[options] [-- main_DHHN.py flags]")
+    what = parser.add_argument_group("what runs")
+    what.add_argument("--preset", choices=tuple(PRESETS), help="a table of the paper (or the pseudo-label study)")
+    what.add_argument("--config", action="append", default=[], metavar="TITLE=FLAGS",
+                      help="a configuration: its row title and its main_DHHN.py flags (repeatable; after a preset's)")
+    what.add_argument("--seeds", type=int, nargs="+", required=True)
+    what.add_argument("--llp_root", default=None, help="LLP in the official layout (default: the synthetic LLP, "
+                                                       "made in data/synthetic on first use)")
+    what.add_argument("--pseudo_root", default=None, help="table1: folder with CLAP/ and CLIP/segment_pseudo_labels "
+                                                          "(default --llp_root)")
+    what.add_argument("--levels", nargs="+", default=["0.9:0.8", "0.5:0.5"],
+                      help="pseudo_labels: pseudo-label qualities, precision:recall each")
+    what.add_argument("--out_dir", default=None, help="runs, tables and plots (default runs/sweep_<preset>)")
+    what.add_argument("--baseline", default=None, help="row title the others are paired against (default: the first)")
+    how = parser.add_argument_group("where it runs")
+    how.add_argument("--executor", default="local", choices=EXECUTORS,
+                     help="local: subprocesses here; slurm: a submitit job array; submitit_local: submitit's local "
+                          "executor (the SLURM code path on this machine)")
+    how.add_argument("--parallel", type=int, default=1, help="local: jobs at once")
+    how.add_argument("--partition", default=None, help="slurm: partition")
+    how.add_argument("--time", type=int, default=240, help="slurm/submitit: minutes per job")
+    how.add_argument("--gpus", type=int, default=1, help="slurm: GPUs per job")
+    how.add_argument("--cpus", type=int, default=8, help="slurm: CPUs per job")
+    how.add_argument("--mem", type=int, default=32, help="slurm: memory per job in GB")
+    how.add_argument("--array_parallelism", type=int, default=32, help="slurm: jobs of the array running at once")
+    how.add_argument("--slurm_log_dir", default=None, help="submitit's folder of job logs (default <out_dir>/slurm_logs)")
+    how.add_argument("--dry_run", action="store_true", help="print the jobs and their commands, run nothing")
+    how.add_argument("--no_plots", action="store_true", help="tables only")
+    return parser
+
+
+def split_argv(argv):
+    """(this script's arguments, main_DHHN.py flags): the two sides of the first `--`."""
+    if "--" not in argv:
+        return list(argv), []
+    cut = argv.index("--")
+    return list(argv[:cut]), list(argv[cut + 1:])
+
+
+def check_extra_flags(extra):
+    for token in extra:
+        if token.split("=", 1)[0] in RESERVED_FLAGS:
+            raise SystemExit(f"error: {token.split('=', 1)[0]} is set by sweep.py per run; remove it from the flags after --")
+
+
+def parse_level(text):
+    try:
+        precision, recall = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"error: --levels {text}: expected precision:recall, e.g. 0.9:0.8") from None
+    return precision, recall
+
+
+def resolve(args):
+    if not args.preset and not args.config:
+        raise SystemExit("error: give --preset or at least one --config")
+    if args.parallel < 1:
+        raise SystemExit("error: --parallel must be at least 1")
+    args.name = args.preset or "sweep"
+    args.out_dir = os.path.abspath(args.out_dir or os.path.join("runs", f"sweep_{args.name}"))
+    args.levels = [parse_level(text) for text in args.levels]
+    args.seeds = list(dict.fromkeys(args.seeds))
+    synthetic = args.llp_root is None
+    args.llp_root = os.path.abspath(args.llp_root or DEFAULT_SYNTHETIC_ROOT)
+    if args.preset == "pseudo_labels" and not os.path.isfile(os.path.join(args.llp_root, ".synthetic_complete")) \
+            and not synthetic:
+        raise SystemExit(f"error: --preset pseudo_labels makes its pseudo-labels from a synthetic LLP's planted "
+                         f"truth; {args.llp_root} is not one")
+    return synthetic
+
+
+def main(argv):
+    own, extra = split_argv(argv)
+    args = get_args_parser().parse_args(own)
+    check_extra_flags(extra)
+    synthetic = resolve(args)
+    configs = (PRESETS[args.preset](args) if args.preset else []) + [parse_config(text) for text in args.config]
+    baseline = args.baseline or configs[0].title
+    if baseline not in [config.title for config in configs]:
+        raise SystemExit(f"error: --baseline {baseline!r}: not a row ({', '.join(config.title for config in configs)})")
+    jobs = build_jobs(configs, args, extra)
+    pending = [job for job in jobs if job.commands]
+    if args.dry_run:
+        for job in jobs:
+            print(f"{job.run} ({job.config}, seed {job.seed}): "
+                  + ("finished, skipped" if not job.commands else f"{len(job.commands)} step(s)"))
+            for command in job.commands:
+                print("    " + " ".join(command[1:]))
+        return None
+    if synthetic:
+        from utils.synthetic_llp import SIZES, generate_synthetic_llp
+        generate_synthetic_llp(args.llp_root, *SIZES["demo"], seed=0)
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.preset == "pseudo_labels":
+        prepare_pseudo_labels(args)
+    print(f"{len(jobs)} run(s) in {args.out_dir}: {len(jobs) - len(pending)} finished, {len(pending)} to run "
+          f"({args.executor})", flush=True)
+    results = []
+    if pending:
+        results = run_local(pending, args.parallel) if args.executor == "local" else run_submitit(pending, args)
+    failed = [run for run, index in results if index is not None]
+    per_row, missing = collect(configs, args)
+    for path in missing:
+        print(f"missing: {path}", file=sys.stderr)
+    if not per_row:
+        raise SystemExit("error: no run finished; nothing to aggregate")
+    result = aggregate(per_row, baseline if baseline in per_row else None)
+    result.update(seeds=args.seeds, configs={config.title: config.slug for config in configs},
+                  failed_runs=failed, missing=missing, main_flags=extra)
+    print(text_tables(result, args.seeds))
+    stem = os.path.join(args.out_dir, "sweep")
+    atomic_write_text(text_tables(result, args.seeds) + "\n", stem + ".txt")
+    atomic_write_text(markdown(result, args.seeds), stem + ".md")
+    atomic_write_text(csv_text(result), stem + ".csv")
+    atomic_write_json(result, stem + ".json")
+    if not args.no_plots:
+        result["plots"] = draw(configs, result, args)
+    print(f"written: {stem}.{{txt,md,csv,json}}" + (f" and {len(result.get('plots', []))} plot(s)" if not args.no_plots else ""))
+    if failed or missing:
+        sys.exit(1)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
