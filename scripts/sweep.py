@@ -8,7 +8,7 @@ as mean ± std over seeds, paired differences against a baseline row, and pictur
     python scripts/sweep.py --preset table2 --seeds 1 2 3 --dry_run      # print the jobs only
 
 Presets: table1 (the methods of the paper's Table 1: HAN, MA, DHHN without and with label
-refinement; DHHN + pseudo-labels when --pseudo_root holds them), table2 (the full DHNN, then F-H,
+refinement; DHHN + pseudo-labels when --pseudo_root holds them), table2 (the full DHHN, then F-H,
 P-H, A-M, V-M and L_rmse each switched off: the paper's Table 2), pseudo_labels (DHHN, HAN, DHHN +
 pseudo-labels and VALOR at each of --levels on the synthetic LLP, where the pseudo-labels are
 made from the planted truth). Flags after `--` go to every main_DHHN.py call.

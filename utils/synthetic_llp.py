@@ -365,7 +365,6 @@ def _npy_files(folders):
 def _claim_root(root, params):
     """Mark `root` as being written; remove what an earlier generation left in it (pseudo-labels
     written into it included: they belong to the old truth)."""
-    ours = any(os.path.exists(os.path.join(root, marker)) for marker in (COMPLETE_MARKER, PARTIAL_MARKER))
     data_dir, feat_dirs = _layout(root, create=False)
     ours_names = set(SPLIT_LABEL_CSV.values()) | {LABEL_FULL_CSV, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, TRUTH_FILE}
     leftovers = [os.path.join(data_dir, name) for name in sorted(ours_names)
@@ -374,17 +373,26 @@ def _claim_root(root, params):
                              *_valor_dirs(root, VALOR_PSEUDO_LABELS_FOLDER).values()])
     leftovers += [os.path.join(root, name) for name in (PSEUDO_LABELS_SIDECAR, PSEUDO_LABELS_PARTIAL)
                   if os.path.exists(os.path.join(root, name))]
-    if leftovers and not ours:
-        raise FileExistsError(f"{root} already holds annotation, feature or pseudo-label files that the "
-                              f"synthetic generator did not write (e.g. {leftovers[0]}); choose an empty folder")
-    os.makedirs(root, exist_ok=True)
-    atomic_write_json({"params": params}, os.path.join(root, PARTIAL_MARKER))
-    complete = os.path.join(root, COMPLETE_MARKER)
-    if os.path.exists(complete):
-        os.remove(complete)
-    for path in leftovers:  # stale videos of another size or seed would otherwise linger
-        os.remove(path)
+    _claim_folder(root, (PARTIAL_MARKER, COMPLETE_MARKER), leftovers, params,
+                  "annotation, feature or pseudo-label files that the synthetic generator did not write",
+                  "choose an empty folder")
     _layout(root)
+
+
+def _claim_folder(folder, markers, leftovers, params, foreign, advice):
+    """Mark `folder` as being written (markers: (partial, complete) file names) after removing the
+    `leftovers` an earlier run of ours left there (stale videos of another size or seed would
+    otherwise linger); refuses (FileExistsError) when they are not ours: no marker of ours exists."""
+    partial, complete = markers
+    ours = any(os.path.exists(os.path.join(folder, marker)) for marker in markers)
+    if leftovers and not ours:
+        raise FileExistsError(f"{folder} already holds {foreign} (e.g. {leftovers[0]}); {advice}")
+    os.makedirs(folder, exist_ok=True)
+    atomic_write_json({"params": params}, os.path.join(folder, partial))
+    if os.path.exists(os.path.join(folder, complete)):
+        os.remove(os.path.join(folder, complete))
+    for path in leftovers:
+        os.remove(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -684,19 +692,8 @@ def _complete_params(root):
 
 def _claim_pseudo_label_root(out_root, out_dirs, run):
     """Mark `out_root` as being written; remove pseudo-labels an earlier call left there."""
-    ours = any(os.path.exists(os.path.join(out_root, name))
-               for name in (PSEUDO_LABELS_SIDECAR, PSEUDO_LABELS_PARTIAL))
-    leftovers = _npy_files(out_dirs.values())
-    if leftovers and not ours:
-        raise FileExistsError(f"{out_root} already holds pseudo-label files that write_pseudo_labels did not "
-                              f"write (e.g. {leftovers[0]}); choose another folder")
-    os.makedirs(out_root, exist_ok=True)
-    atomic_write_json({"params": run}, os.path.join(out_root, PSEUDO_LABELS_PARTIAL))
-    sidecar = os.path.join(out_root, PSEUDO_LABELS_SIDECAR)
-    if os.path.exists(sidecar):
-        os.remove(sidecar)
-    for path in leftovers:  # videos of another dataset would otherwise linger
-        os.remove(path)
+    _claim_folder(out_root, (PSEUDO_LABELS_PARTIAL, PSEUDO_LABELS_SIDECAR), _npy_files(out_dirs.values()), run,
+                  "pseudo-label files that write_pseudo_labels did not write", "choose another folder")
     for folder in out_dirs.values():
         os.makedirs(folder, exist_ok=True)
 
