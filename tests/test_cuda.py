@@ -49,6 +49,29 @@ def test_graphed_training_equals_eager_training_without_dropout():
         torch.testing.assert_close(graph, eager, rtol=1e-3, atol=1e-5)
 
 
+def test_graphed_training_with_clipping_and_pseudo_labels_equals_eager():
+    """--grad_norm and the pseudo-label terms (PROTOCOL.md §13) inside the captured step: the same
+    losses and weights as eager."""
+    def train(use_graph):
+        data = TensorSplit(small_split(num_videos=16), CUDA)
+        pseudo = (torch.rand(16, 10, 25, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+        data.add("audio_pseudo", pseudo)
+        data.add("visual_pseudo", pseudo.flip(0))
+        step = cuda_training()
+        step.grad_norm = 0.5
+        graphed = GraphedTrainStep(step, data, 8, step.nets.values(), step.optimizers) if use_graph else None
+        losses = engine.train_one_epoch(step, data, 8, torch.Generator().manual_seed(0), graphed_step=graphed,
+                                        progress=False)
+        return losses, [p.detach().clone() for net in step.nets.values() for p in net.parameters()]
+    eager_losses, eager_params = train(use_graph=False)
+    graph_losses, graph_params = train(use_graph=True)
+    assert {"pseudo_audio", "pseudo_visual"} <= set(eager_losses) and eager_losses.keys() == graph_losses.keys()
+    for name in eager_losses:
+        assert graph_losses[name] == pytest.approx(eager_losses[name], rel=1e-3, abs=1e-5), name
+    for eager, graph in zip(eager_params, graph_params):
+        torch.testing.assert_close(graph, eager, rtol=1e-3, atol=1e-5)
+
+
 def test_a_learning_rate_change_reaches_the_captured_graph():
     data = TensorSplit(small_split(num_videos=8), CUDA)
     step = cuda_training()
