@@ -41,8 +41,8 @@ sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 
-from utils.constants import (METRIC_KEYS, PUBLISHED_FLAGS_FILE, VALOR_PSEUDO_LABELS_FOLDER,  # noqa: E402
-                             VALOR_SET_MODALITY)
+from utils.constants import (COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS, PUBLISHED_FLAGS_FILE,  # noqa: E402
+                             VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY)
 from utils.eval_metrics import format_cells  # noqa: E402
 from utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -375,8 +375,8 @@ def text_tables(result, seeds):
 
 
 def markdown(result, seeds):
-    header = "| row | " + " | ".join(f"{'Seg.' if key.startswith('seg') else 'Eve.'} {key.split('_', 1)[1]}"
-                                    for key in METRIC_KEYS) + " |"
+    header = "| row | " + " | ".join(f"{LEVEL_TITLES[level]} {COLUMN_TITLES[column]}"
+                                    for level, column in (key.split("_", 1) for key in METRIC_KEYS)) + " |"
     rule = "|---" * (len(METRIC_KEYS) + 1) + "|"
     lines = [f"Mean ± std over seeds {', '.join(map(str, seeds))}:", "", header, rule]
     lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
