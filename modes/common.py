@@ -7,7 +7,6 @@ import time
 from contextlib import contextmanager
 
 from dataloader import LLPPaths, load_split
-from nets import default_feature_dims
 from nets.convert import load_any_state_dict
 from utils import checkpoint
 from utils.annotations import annotation_version
@@ -69,8 +68,8 @@ def load(args, split_name, with_pseudo_labels=False):
                        frame_dtype=args.frame_dtype, pool_frames=args.frame_pooling == "load",
                        progress=progress_setting(args),
                        pseudo_dirs=pseudo_label_dirs(args) if with_pseudo_labels else None)
-    published = default_feature_dims()
-    if split.feature_dims() != published or split.feature_layout != PUBLISHED_LAYOUT:
+    # the layout holds every kind's (rows, dim), so it also tells other sizes apart
+    if split.feature_layout != PUBLISHED_LAYOUT:
         # allowed on purpose (other feature sets), but never silently: a wrong feature folder shows here
         formats = "; ".join(f"{kind} {text}" for kind, text in split.feature_formats().items())
         print(f"{split_name} features differ from the published ones ({formats}); the model is sized from the files")
@@ -137,10 +136,9 @@ def load_selected_model(recipe, args, role, split, device):
     if dict(config["feature_dims"]) != dict(feature_dims):
         raise checkpoint.CheckpointError(
             f"{path} was trained on feature sizes {config['feature_dims']}, the data has {dict(feature_dims)}")
-    trained_on = config.get("feature_formats")   # absent in checkpoints of the original releases
-    if None not in (trained_on, split.feature_formats()) and trained_on != split.feature_formats():
-        raise checkpoint.CheckpointError(
-            f"{path} was trained on other features: {trained_on}; the data has {split.feature_formats()}")
+    trained_on, data_formats = config.get("feature_formats"), split.feature_formats()   # absent in release files
+    if None not in (trained_on, data_formats) and trained_on != data_formats:
+        raise checkpoint.CheckpointError(f"{path} was trained on other features: {trained_on}; the data has {data_formats}")
     model = recipe.build_model(config)
     try:
         model.load_state_dict(state_dict)
