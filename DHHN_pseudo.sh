@@ -7,11 +7,7 @@
 # Pseudo-labels: PSEUDO_ROOT (default LLP_ROOT) in VALOR's layout (scripts/pseudo_paths.sh). Extra
 # flags go to both steps (e.g. --pseudo_mgn, --pseudo_weight 0.5). Checkpoints: models/DHHN_pseudo_*.
 set -e
-[ -z "${LLP_ROOT:-}" ] || LLP_ROOT=$(cd "$LLP_ROOT" && pwd)
-[ -z "${PSEUDO_ROOT:-}" ] || PSEUDO_ROOT=$(cd "$PSEUDO_ROOT" && pwd)
-cd "$(dirname "$0")"
-. scripts/llp_paths.sh
-. scripts/pseudo_paths.sh
+. "$(dirname "$0")/scripts/pseudo_paths.sh"   # LLP_ROOT, PSEUDO_FLAGS, FEATURE_FLAGS; moves to the repository
 # shellcheck disable=SC2086  # the flag strings are meant to split into words
 python main_DHHN.py --mode train --model dhhn --llp_root "$LLP_ROOT" $FEATURE_FLAGS $PSEUDO_FLAGS \
   --model_save_dir models/ --checkpoint DHHN_pseudo "$@"

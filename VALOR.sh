@@ -10,11 +10,7 @@
 #     --lr 3e-4 --lr_min 3e-6 --hidden_dim 256 --num_layers 4 --seed 87    (extra flags go to both steps)
 # VALOR's own scripts also run unchanged with main_DHHN.py as the entry point (--model MMIL_Net).
 set -e
-[ -z "${LLP_ROOT:-}" ] || LLP_ROOT=$(cd "$LLP_ROOT" && pwd)
-[ -z "${PSEUDO_ROOT:-}" ] || PSEUDO_ROOT=$(cd "$PSEUDO_ROOT" && pwd)
-cd "$(dirname "$0")"
-. scripts/llp_paths.sh
-. scripts/pseudo_paths.sh
+. "$(dirname "$0")/scripts/pseudo_paths.sh"   # LLP_ROOT, PSEUDO_FLAGS, FEATURE_FLAGS; moves to the repository
 VALOR_NETWORK="--model han --hidden_dim 512 --nhead 8 --ff_dim 1024 --num_layers 1 --han_update sequential"
 VALOR_TRAINING="--weak_loss global --optimizer adamw --weight_decay 1e-3 --beta1 0.5 --eps 1e-8
   --scheduler warm_up_cos_anneal --warm_up_epoch 10 --grad_norm 1.0 --lr 1e-4 --lr_min 1e-6 --epochs 60 --batch-size 64"
