@@ -120,7 +120,7 @@ def describe_layout(layout):
 
 
 def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dtype="float32",
-                  pool_frames=False, progress=False):
+                  pool_frames=False, progress=False, exact_names=False):
     """(kind -> stacked features of `filenames`, kind -> (rows, dim) of its files), validated;
     PROTOCOL.md §2, §13.
 
@@ -134,6 +134,7 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
     cache: a utils.feature_cache.PackedFeatureCache (or None): each kind is packed there under
     `split` and reused while the source files are unchanged.
     pool_frames: keep one mean frame per segment, frames (N,10,Df) instead of (N,80,Df).
+    exact_names: files are `<filename>.npy` (utils.feature_files.feature_paths).
     """
     unknown = set(feature_dirs) - set(FEATURE_KINDS)
     if unknown:
@@ -141,7 +142,7 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
     features, layout, problems, to_save = {}, {}, [], []
     for kind, folder in feature_dirs.items():
         dtype = storage_dtype(kind, frame_dtype)
-        paths = feature_paths(folder, filenames)
+        paths = feature_paths(folder, filenames, exact_names)
         pooled_rows = NUM_SEGMENTS if pool_frames and kind == "frames" else None
         entry = kind + ("_pooled" if pooled_rows else "")   # pooled and full frames are cached apart
         key = cache.key(split, entry, folder, paths, filenames, dtype) if cache is not None else None

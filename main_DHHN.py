@@ -84,6 +84,9 @@ def get_args_parser():
     data.add_argument("--visual_pseudo_dir", "--v_pseudo_data_dir", dest="visual_pseudo_dir", default=None,
                       help="train/retrain: visual segment pseudo-labels (VALOR's CLIP/segment_pseudo_labels); adds "
                            "pseudo_visual")
+    data.add_argument("--allow_random_weight_features", action="store_true",
+                      help="use feature folders whose extraction record says random weights (a smoke test of "
+                           "scripts/extract_features.py); refused otherwise")
     data.add_argument("--frame_pooling", default="load", choices=("load", "model"),
                       help="load: average the 8 frames of each segment once after loading (exact: the frame "
                            "projection is linear; 1/8 of the memory and projection compute); model: project "

@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 
 from dataloader import LLPPaths, load_split
+from extraction.records import refuse_random_weight_features
 from nets.convert import load_any_state_dict
 from utils import checkpoint
 from utils.annotations import annotation_version
@@ -46,6 +47,10 @@ def check_inputs(args, split_names):
     if problems:
         raise UsageError("missing inputs (see README 'Real LLP'; --llp_root sets them all):\n  "
                          + "\n  ".join(problems))
+    used = refuse_random_weight_features([getattr(args, flag) for flag, is_dir in needed if is_dir],
+                                         args.allow_random_weight_features)
+    if used:
+        print(f"warning: --allow_random_weight_features: {', '.join(used)} hold features of random weights")
 
 
 def feature_cache(args):

@@ -89,12 +89,12 @@ def extract_events(row):
 
 
 def event_rows(filenames, labels):
-    """[(filename, onset, offset, class name)] of (N, 25, 10) 0/1 labels, numpy or torch: one per
+    """[(filename, onset, offset, class name)] of (N, 25, T) 0/1 labels, numpy or torch: one per
     maximal run of positive segments (PROTOCOL.md §9 events), in video, class, onset order; the rows of
-    an eval file (PROTOCOL.md §2)."""
+    an eval file (PROTOCOL.md §2). T is 10 for LLP clips, the stitched length for parse_video.py."""
     labels = as_numpy(labels)
-    if labels.shape != (len(filenames), NUM_CLASSES, NUM_SEGMENTS):
-        raise ValueError(f"labels must have shape ({len(filenames)}, {NUM_CLASSES}, {NUM_SEGMENTS}), "
+    if labels.ndim != 3 or labels.shape[:2] != (len(filenames), NUM_CLASSES) or not labels.shape[2]:
+        raise ValueError(f"labels must have shape ({len(filenames)}, {NUM_CLASSES}, T), e.g. T = {NUM_SEGMENTS}; "
                          f"got {labels.shape}")
     labels = labels.astype(bool)
     rows = []

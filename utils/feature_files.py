@@ -38,9 +38,10 @@ def feature_file_name(filename):
     return filename[:YOUTUBE_ID_LENGTH] + ".npy"
 
 
-def feature_paths(folder, filenames):
-    """The feature file of every video in `folder`, in the order of `filenames`."""
-    return [os.path.join(folder, feature_file_name(name)) for name in filenames]
+def feature_paths(folder, filenames, exact_names=False):
+    """The feature file of every video in `folder`, in the order of `filenames`; with exact_names
+    `<filename>.npy` (the windows of parse_video.py), not the published 11-character rule."""
+    return [os.path.join(folder, name + ".npy" if exact_names else feature_file_name(name)) for name in filenames]
 
 
 def storage_dtype(kind, frame_dtype):

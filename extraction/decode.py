@@ -1,0 +1,221 @@
+"""Reading a video file with PyAV: what it holds, its audio as LLP's extraction heard it, and its
+frames on an 8-fps grid (docs/PROTOCOL.md §15).
+
+Time 0 is the first video frame; the audio is shifted onto that clock. Every problem raises a
+VideoInputError naming the file.
+"""
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from extraction.windows import SEGMENT_SECONDS, whole_segments
+from utils.errors import UserError
+
+VIDEO_INSTALL = "pip install -r requirements-video.txt"
+AUDIO_RATE = 16000          # the original wrote the audio at 16 kHz (moviepy, fps=16000)
+AUDIO_LAYOUT = "stereo"     # moviepy asked ffmpeg for 2 channels; VGGish then takes their mean
+S16_SCALE = 32768.0         # VGGish's reader: int16 samples / 32768
+# A frame interval further than this fraction from the median interval makes a stream variable
+# frame rate (CFR streams repeat one interval exactly, up to a tick of their time base).
+VFR_TOLERANCE = 0.5
+
+
+class VideoInputError(UserError):
+    """A video file that cannot be parsed as asked; the message names the file."""
+
+
+def require_av():
+    """The PyAV module, or a one-line error naming the install command."""
+    try:
+        import av
+    except ImportError:
+        raise UserError(f"video decoding needs PyAV: {VIDEO_INSTALL}") from None
+    return av
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a file holds, read from its packets (no decoding). Times in seconds from the first frame."""
+    path: str
+    duration: float            # end of the last video frame
+    num_frames: int
+    frame_rate: float          # median frames per second
+    min_interval: float
+    max_interval: float
+    width: int
+    height: int
+    has_audio: bool
+    audio_duration: float      # 0 without audio
+    start_time: float          # the first frame's presentation time in the file
+
+    @property
+    def variable_frame_rate(self):
+        median = 1.0 / self.frame_rate
+        return (self.max_interval - median > VFR_TOLERANCE * median
+                or median - self.min_interval > VFR_TOLERANCE * median)
+
+    def to_dict(self):
+        return {key: (round(value, 6) if isinstance(value, float) else value) for key, value in vars(self).items()}
+
+
+def _open(av, path):
+    if not os.path.isfile(path):
+        raise VideoInputError(f"{path}: no such file")
+    try:
+        return av.open(path)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise VideoInputError(f"{path}: cannot be read as a video ({error})") from None
+
+
+def _packet_times(container, stream):
+    """(sorted presentation times in seconds, duration of the last packet) of one stream."""
+    times, last_duration = [], 0.0
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        times.append(float(packet.pts * packet.time_base))
+        last_duration = float(packet.duration * packet.time_base) if packet.duration else 0.0
+    return np.sort(np.array(times)), last_duration
+
+
+def probe(path):
+    """VideoInfo of `path`; raises VideoInputError for files that cannot be read or hold no video."""
+    av = require_av()
+    with _open(av, path) as container:
+        if not container.streams.video:
+            raise VideoInputError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        try:
+            times, last = _packet_times(container, stream)
+        except av.error.FFmpegError as error:
+            raise VideoInputError(f"{path}: unreadable video stream ({error})") from None
+        has_audio = bool(container.streams.audio)
+        audio_end = 0.0
+        if has_audio:
+            container.seek(0)
+            audio_times, audio_last = _packet_times(container, container.streams.audio[0])
+            audio_end = float(audio_times[-1] + audio_last) if len(audio_times) else 0.0
+    if len(times) < 2:
+        raise VideoInputError(f"{path}: {len(times)} video frame(s), too few to parse")
+    intervals = np.diff(times)
+    median = float(np.median(intervals))
+    if not median > 0:
+        raise VideoInputError(f"{path}: frame times do not advance")
+    start = float(times[0])
+    end = float(times[-1] + (last if last > 0 else median))
+    return VideoInfo(path=path, duration=end - start, num_frames=len(times), frame_rate=1.0 / median,
+                     min_interval=float(intervals.min()), max_interval=float(intervals.max()),
+                     width=width, height=height, has_audio=has_audio,
+                     audio_duration=max(0.0, audio_end - start) if has_audio else 0.0, start_time=start)
+
+
+def read_audio(info):
+    """The whole audio track as LLP's extraction read it: (samples,) float64 mono at 16 kHz in
+    [-1, 1], sample 0 at the first video frame (later audio starts with silence).
+
+    The original let ffmpeg (through moviepy) resample to 16 kHz 2-channel 16-bit PCM and VGGish
+    averaged the two channels; PyAV's resampler is the same libswresample.
+    """
+    av = require_av()
+    if not info.has_audio:
+        raise VideoInputError(f"{info.path}: no audio track")
+    resampler = av.AudioResampler(format="s16", layout=AUDIO_LAYOUT, rate=AUDIO_RATE)
+    chunks, first_time = [], None
+    with _open(av, info.path) as container:
+        stream = container.streams.audio[0]
+        # AAC decodes whole last packets: up to 1023 samples past the stream's end are padding
+        length = int(round(float(stream.duration * stream.time_base) * AUDIO_RATE)) if stream.duration else None
+        try:
+            for frame in container.decode(stream):
+                if first_time is None and frame.time is not None:
+                    first_time = float(frame.time)
+                chunks += [out.to_ndarray() for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray() for out in resampler.resample(None)]
+        except av.error.FFmpegError as error:
+            raise VideoInputError(f"{info.path}: unreadable audio stream ({error})") from None
+    if not chunks:
+        raise VideoInputError(f"{info.path}: the audio track holds no samples")
+    stereo = np.concatenate([chunk.reshape(-1) for chunk in chunks]).reshape(-1, 2)
+    mono = stereo[:length].astype(np.float64).mean(axis=1) / S16_SCALE
+    offset = int(round(((first_time or info.start_time) - info.start_time) * AUDIO_RATE))
+    if offset > 0:
+        mono = np.concatenate([np.zeros(offset), mono])
+    elif offset < 0:
+        mono = mono[-offset:]
+    return mono
+
+
+def audio_window(mono, start_seconds, seconds):
+    """`seconds` of 16-kHz audio from `start_seconds`, zero-padded past the end of the track."""
+    begin, length = start_seconds * AUDIO_RATE, seconds * AUDIO_RATE
+    piece = mono[begin:begin + length]
+    return np.pad(piece, (0, length - len(piece)))
+
+
+def grid_frames(info, grid_indices, fps, prepare):
+    """{grid index k: prepare(PIL image)} for the frames shown at times k / fps (s from the first
+    frame), read in one decoding pass.
+
+    The frame shown at time t is the last one whose presentation time is at or before t (the
+    last frame is held past the end), which is how ffmpeg's `-r` output option resampled the
+    videos for the original extraction. `prepare` turns a PIL RGB image into what is kept (the
+    networks' inputs), so that only the needed frames are held, never the whole video. It runs
+    once per decoded frame: grid times showing the same frame share one (identical) object.
+    """
+    av = require_av()
+    wanted = sorted(set(int(k) for k in grid_indices))
+    if not wanted:
+        return {}
+    # a hair of tolerance: 8 fps grid times and 25/30 fps frame times meet exactly on paper
+    times = [k / fps + 1e-6 for k in wanted]
+    kept, position, previous = {}, 0, None
+    prepared = None   # prepare(previous), made when a grid time first shows it
+
+    def show(index):
+        nonlocal prepared
+        if prepared is None:
+            prepared = prepare(previous)
+        kept[index] = prepared
+
+    with _open(av, info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                t = float(frame.time) - info.start_time
+                # every grid time before this frame shows the previous frame
+                while position < len(wanted) and times[position] < t and previous is not None:
+                    show(wanted[position])
+                    position += 1
+                if position == len(wanted):
+                    break
+                previous, prepared = frame.to_image(), None
+        except av.error.FFmpegError as error:
+            raise VideoInputError(f"{info.path}: unreadable video frames ({error})") from None
+    if previous is None:
+        raise VideoInputError(f"{info.path}: no video frame could be decoded")
+    for index in wanted[position:]:   # past the last frame: it is held
+        show(index)
+    return kept
+
+
+def check_video(info, need_audio, allow_variable_frame_rate):
+    """Refuse, naming the file, what cannot be parsed as asked: no audio track, too short, or a
+    variable frame rate (unless allowed)."""
+    if need_audio and not info.has_audio:
+        raise VideoInputError(f"{info.path}: no audio track; the audio features (and parsing) need one")
+    if whole_segments(info.duration) < 1:
+        raise VideoInputError(f"{info.path}: {info.duration:.2f} s is too short; at least one "
+                              f"{SEGMENT_SECONDS}-s segment is needed")
+    if info.variable_frame_rate and not allow_variable_frame_rate:
+        raise VideoInputError(
+            f"{info.path}: variable frame rate (frame intervals from {1000 * info.min_interval:.1f} ms to "
+            f"{1000 * info.max_interval:.1f} ms); re-encode at a constant rate "
+            "(e.g. ffmpeg -i IN -vf fps=25 OUT.mp4) or pass --allow_variable_frame_rate to sample it by time")
+    if not math.isfinite(info.duration):
+        raise VideoInputError(f"{info.path}: the duration cannot be read")

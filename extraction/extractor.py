@@ -1,0 +1,284 @@
+"""From video files to LLP's three feature kinds, window by window (docs/PROTOCOL.md §15).
+
+`FeatureExtractor` holds the networks of the kinds asked for (pretrained, or random for a smoke
+test) and turns one probed video into (windows, rows, dim) arrays: VGGish (10, 128), ResNet152
+(80, 2048) and R(2+1)D-18 (10, 512) per 10-s window, the rows and settings of the original
+extraction. `extract_videos` runs it over many files, writes each window's features in the
+official folder layout with the records of extraction/records.py, and resumes after the last
+finished video.
+"""
+import io
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from extraction import decode, image_transforms, records, visual_nets, vggish, weights
+from extraction.windows import SEGMENT_SECONDS, WINDOW_SECONDS, VideoTooShort, describe_plan, plan_windows
+from utils.constants import FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS
+from utils.errors import UsageError
+from utils.io import atomic_write_bytes
+
+FRAME_RATE = FRAMES_PER_SEGMENT // SEGMENT_SECONDS   # 8 fps: ffmpeg -r 8 in the original
+FRAMES_PER_WINDOW = NUM_SEGMENTS * FRAMES_PER_SEGMENT
+KINDS = tuple(FEATURE_KINDS)
+# every setting that decides the numbers, recorded beside the features (README "Feature extraction")
+SETTINGS = {
+    "audio": {
+        "network": "VGGish",
+        "decoding": f"{decode.AUDIO_RATE} Hz, 2 channels, 16-bit (libswresample), mean of the channels",
+        "front_end": "log mel: 25 ms periodic Hann windows every 10 ms, 512-point FFT magnitude, 64 HTK mel "
+                     "bands 125-7500 Hz, log(mel + 0.01)",
+        "examples": "one 0.96-s example (96 frames) per 1-s segment, 10 per window",
+        "window_padding": "zeros past the end of the audio track",
+        "layer": "128-d embedding after the last ReLU",
+    },
+    "frames": {
+        "network": "ResNet152",
+        "frame_rate": FRAME_RATE,
+        "frame_choice": "the frame shown at k/8 s: the last one presented at or before it",
+        "frames_per_window": FRAMES_PER_WINDOW,
+        "resize": "shorter side to 256, PIL bilinear",
+        "crop": "centre 224 x 224",
+        "normalisation": "[0, 1], ImageNet mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)",
+        "layer": "2048-d global average pool",
+    },
+    "snippets": {
+        "network": "R(2+1)D-18",
+        "frame_rate": FRAME_RATE,
+        "frame_choice": "the frames of the ResNet152 path, 8 consecutive per 1-s clip",
+        "resize": "112 x 112 (aspect not kept), PIL bilinear",
+        "normalisation": "[0, 1], Kinetics mean (0.43216, 0.394666, 0.37645), std (0.22803, 0.22145, 0.216989)",
+        "layer": "512-d global average pool",
+    },
+}
+NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus1d_18"}
+DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8}   # examples, images, clips per forward pass
+
+
+def feature_folder(root, kind):
+    """<root>/feats/<published folder name>: the official layout (dataloader.OFFICIAL_LAYOUT)."""
+    return os.path.join(root, "feats", FEATURE_KINDS[kind][0])
+
+
+def window_ids(name, windows):
+    """Feature ids of a video's windows: the name itself for one window, else `<name>_<start>_<end>`."""
+    if len(windows) == 1:
+        return [name]
+    return [f"{name}_{w.start}_{w.start + WINDOW_SECONDS}" for w in windows]
+
+
+class FeatureExtractor:
+    """The networks of `kinds` on `device`, ready to turn probed videos into features.
+
+    random_weights: build the networks untrained (seeded), for smoke tests and CI; the records
+    say so and training refuses such features. vggish_postprocess: AudioSet's PCA, clipping and
+    8-bit quantisation of the embeddings (off as in the LLP extraction).
+    """
+
+    def __init__(self, kinds=KINDS, device="cpu", weights_dir=None, random_weights=False,
+                 vggish_postprocess=False, batch_sizes=None, seed=0):
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise UsageError(f"--kinds: unknown {sorted(unknown)}; choose from {', '.join(KINDS)}")
+        if random_weights and vggish_postprocess:
+            raise UsageError("--vggish_postprocess needs the published PCA parameters, not --random_weights")
+        self.kinds = tuple(kind for kind in KINDS if kind in kinds)
+        self.device = torch.device(device)
+        self.random_weights = random_weights
+        self.batch_sizes = {**DEFAULT_BATCH, **(batch_sizes or {})}
+        self.networks, self.weight_records = {}, {}
+        self.postprocessor = None
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)   # random weights are the same in every run
+        try:
+            for kind in self.kinds:
+                self.networks[kind] = self._build(kind, weights_dir).to(self.device).eval()
+        finally:
+            torch.random.set_rng_state(generator_state)
+        if vggish_postprocess and "audio" in self.kinds:
+            pca, record = weights.load_state_dict("vggish_pca", weights_dir)
+            self.postprocessor = vggish.load_pca(pca)
+            self.weight_records["audio"] = [self.weight_records["audio"], record]
+        self.vggish_postprocess = vggish_postprocess
+
+    def _build(self, kind, weights_dir):
+        network = {"audio": vggish.VGGish, "frames": visual_nets.resnet152, "snippets": visual_nets.r2plus1d_18}[kind]()
+        if self.random_weights:
+            self.weight_records[kind] = "random"
+            return network
+        state_dict, record = weights.load_state_dict(NETWORK_WEIGHTS[kind], weights_dir)
+        try:
+            if kind == "audio":
+                vggish.load_vggish_weights(network, state_dict)
+            else:
+                network.load_state_dict(state_dict)
+        except (ValueError, RuntimeError) as error:   # keys or shapes of another network
+            raise UsageError(f"{record['file']} does not fit {SETTINGS[kind]['network']}: {error}") from None
+        self.weight_records[kind] = record
+        return network
+
+    def _encode(self, kind, inputs):
+        """The feature layer of `kind`'s network: VGGish's embedding, the visual nets' pooled features."""
+        network = self.networks[kind]
+        return network(inputs) if kind == "audio" else network.features(inputs)
+
+    def record(self, kind):
+        """The extraction record of `kind`'s folder (extraction/records.py)."""
+        settings = dict(SETTINGS[kind])
+        if kind == "audio":
+            settings["postprocess"] = ("AudioSet PCA, clip to [-2, 2], 8-bit quantisation"
+                                       if self.vggish_postprocess else "none (raw embedding)")
+        return {"kind": kind, "network": settings.pop("network"), "weights": self.weight_records[kind],
+                "random_weights": self.random_weights, "settings": settings,
+                "rows": list(FEATURE_KINDS[kind][1]), "tool": "scripts/extract_features.py"}
+
+    @torch.no_grad()
+    def _run(self, kind, items, to_input=torch.from_numpy):
+        """The feature layer of `kind` over `items` (batch first) in batches, each made a float
+        tensor by `to_input` only when its turn comes (uint8 pixels stay 4x smaller); numpy float32."""
+        size = self.batch_sizes[kind]
+        outputs = [self._encode(kind, to_input(items[i:i + size]).to(self.device)).float().cpu()
+                   for i in range(0, len(items), size)]
+        return torch.cat(outputs).numpy()
+
+    def extract(self, info):
+        """(windows, {kind: (W, rows, dim) float32}) of a probed video (decode.VideoInfo)."""
+        try:
+            windows = plan_windows(info.duration)
+        except VideoTooShort as error:
+            raise decode.VideoInputError(f"{info.path}: {error}") from None
+        features = {}
+        if "audio" in self.kinds:
+            features["audio"] = self._audio(info, windows)
+        if {"frames", "snippets"} & set(self.kinds):
+            features.update(self._visual(info, windows))
+        return windows, features
+
+    def _audio(self, info, windows):
+        mono = decode.read_audio(info)
+        examples = np.concatenate([vggish.log_mel_examples(decode.audio_window(mono, w.start, WINDOW_SECONDS))
+                                   for w in windows])
+        embeddings = self._run("audio", examples)
+        if self.postprocessor is not None:
+            embeddings = self.postprocessor(torch.from_numpy(embeddings)).numpy()
+        return embeddings.reshape(len(windows), NUM_SEGMENTS, -1).astype(np.float32)
+
+    def _visual(self, info, windows):
+        wanted = {kind for kind in ("frames", "snippets") if kind in self.kinds}
+
+        def prepare(image):   # only the resized pixels of the frames in use are held
+            return {kind: image_transforms.frame_pixels(kind, image) for kind in wanted}
+
+        grid = [w.start * FRAME_RATE + k for w in windows for k in range(FRAMES_PER_WINDOW)]
+        shown = decode.grid_frames(info, grid, FRAME_RATE, prepare)
+        # a frame shown at several grid times (a held last frame, a video under 8 fps) and a clip
+        # of such frames go through the network once; their features are copied
+        frame_of, unique = unique_items([shown[k] for k in grid], key=id)
+        features = {}
+        if "frames" in wanted:
+            pixels = np.stack([item["frames"] for item in unique])        # (F, 224, 224, 3) uint8
+            out = self._run("frames", pixels, lambda batch: image_transforms.network_input("frames", batch))
+            features["frames"] = out[frame_of].reshape(len(windows), FRAMES_PER_WINDOW, -1)
+        if "snippets" in wanted:
+            clip_of, clips = unique_items([tuple(frame_of[i:i + FRAMES_PER_SEGMENT])
+                                           for i in range(0, len(grid), FRAMES_PER_SEGMENT)])
+
+            def clip_input(batch):   # clip frame indices (B, 8) -> (B, 3, 8, 112, 112) normalised
+                frames = image_transforms.network_input("snippets", np.stack([unique[f]["snippets"]
+                                                                              for clip in batch for f in clip]))
+                return image_transforms.r2plus1d_clips(frames)
+
+            out = self._run("snippets", clips, clip_input)
+            features["snippets"] = out[clip_of].reshape(len(windows), NUM_SEGMENTS, -1)
+        return features
+
+
+def unique_items(items, key=None):
+    """(index (len(items),) into the unique items, the unique items in first-seen order); items
+    are compared by `key` (default: themselves, hashable)."""
+    position, unique, index = {}, [], []
+    for item in items:
+        marker = item if key is None else key(item)
+        if marker not in position:
+            position[marker] = len(unique)
+            unique.append(item)
+        index.append(position[marker])
+    return np.array(index), unique
+
+
+def save_array(array, path):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(buffer.getvalue(), path)
+
+
+def video_name(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def source_identity(path):
+    status = os.stat(path)
+    return {"source": os.path.abspath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def check_names(paths):
+    """Every video gets its own name (the file name without extension); two that share one are refused."""
+    seen = {}
+    for path in paths:
+        name = video_name(path)
+        if name in seen and os.path.abspath(seen[name]) != os.path.abspath(path):
+            raise UsageError(f"{seen[name]} and {path} would write the same features ({name}); rename one")
+        seen[name] = path
+
+
+def is_current(entry, path, kinds, root):
+    """Whether `entry` (videos.jsonl) covers `path` as it is now, for all `kinds`, with its files present."""
+    if entry is None or {key: entry.get(key) for key in ("source", "size", "mtime_ns")} != source_identity(path):
+        return False
+    if not set(kinds) <= set(entry.get("kinds", ())):
+        return False
+    return all(os.path.isfile(os.path.join(feature_folder(root, kind), f"{fid}.npy"))
+               for kind in kinds for fid in entry["ids"])
+
+
+def extract_videos(extractor, paths, root, allow_variable_frame_rate=False, progress=None, log=print):
+    """Features of every video in `paths` under `root` (official layout); returns {name: entry}.
+
+    Every file is probed and checked first, so a bad one stops the run before any network runs.
+    Videos already done with the same source file and settings are skipped (resume, cache).
+    """
+    check_names(paths)
+    for kind in extractor.kinds:
+        records.claim_folder(feature_folder(root, kind), extractor.record(kind))
+    done = records.read_videos(root)
+    infos = {}
+    for path in paths:
+        if is_current(done.get(video_name(path)), path, extractor.kinds, root):
+            continue
+        info = decode.probe(path)
+        decode.check_video(info, need_audio="audio" in extractor.kinds,
+                           allow_variable_frame_rate=allow_variable_frame_rate)
+        infos[path] = info
+    if len(infos) < len(paths):
+        log(f"{len(paths) - len(infos)} video(s) already extracted with these settings in {root}: reused")
+    entries = {video_name(path): done[video_name(path)] for path in paths if path not in infos}
+    bar = tqdm(infos.items(), desc="extracting", unit="video", disable=progress is False or not infos)
+    for path, info in bar:
+        name = video_name(path)
+        bar.set_postfix_str(name)
+        windows, features = extractor.extract(info)
+        ids = window_ids(name, windows)
+        for kind, array in features.items():
+            folder = feature_folder(root, kind)
+            for fid, window_features in zip(ids, array):
+                save_array(window_features, os.path.join(folder, f"{fid}.npy"))
+        plan = describe_plan(info.duration, windows)
+        if windows[-1].padded or windows[-1].keep_from or len(windows) > 1:
+            log(f"{path}: {plan}")
+        entry = {"video": name, **source_identity(path), "kinds": list(extractor.kinds), "info": info.to_dict(),
+                 "windows": [w.to_dict() for w in windows], "ids": ids, "plan": plan}
+        records.append_video(root, entry)
+        entries[name] = entry
+    return entries

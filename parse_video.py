@@ -1,0 +1,181 @@
+"""Parse your own videos with a trained model: features, model, events, timeline.
+
+    python parse_video.py my.mp4 other.mkv --checkpoint models/DHHN
+
+For each video: its features are extracted as for LLP (scripts/extract_features.py; cached
+under --features_dir and reused while the file is unchanged), the model of --checkpoint parses
+every 10-s window (the dual DHHN, or the first row of any other model's evaluation), and the
+windows are stitched into one timeline (docs/PROTOCOL.md §15). Written per video under
+--out_dir/<name>/: <name>_events.json (class, modality, onset, offset, confidence),
+<name>_audio.csv and <name>_visual.csv (the eval-file format), <name>_timeline.png.
+"""
+import argparse
+import glob
+import os
+import sys
+
+import numpy as np
+
+import engine
+import main_DHHN
+from dataloader import LLPSplit, load_features
+from extraction.extractor import KINDS, FeatureExtractor, extract_videos, feature_folder
+from extraction.records import refuse_random_weight_features
+from extraction.timeline import video_timeline, write_parsed_video
+from extraction.windows import Window
+from modes.common import progress_setting, to_device
+from modes.evaluate import assemble_rows
+from recipes import RECIPES
+from utils import checkpoint
+from utils.constants import NUM_CLASSES
+from utils.errors import UsageError, UserError
+from utils.runtime import resolve_device
+from utils.synthetic_llp import COMPLETE_MARKER
+
+SMOKE_TEST_WARNING = ("features from RANDOM weights (--random_weights, a smoke test): the events below say nothing "
+                      "about the videos")
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=main_DHHN.HelpFormatter)
+    parser.add_argument("videos", nargs="+", help="video files (any length of at least 1 s, with an audio track)")
+    parser.add_argument("--checkpoint", default="models/DHHN",
+                        help="<folder>/<name> of a trained run: its <name>_best_*.pt files in <folder> "
+                             "(main_DHHN.py's --model_save_dir and --checkpoint)")
+    parser.add_argument("--model", default=None, choices=tuple(RECIPES),
+                        help="the model of the checkpoint (default: read from it; needed for original-release files)")
+    parser.add_argument("--out_dir", default="parsed", help="folder of the results, one sub-folder per video")
+    parser.add_argument("--features_dir", default=None,
+                        help="feature cache in the official layout (default <out_dir>/features)")
+    parser.add_argument("--weights_dir", default=None,
+                        help="folder holding the pretrained weight files (offline machines; default: download "
+                             "them once into torch.hub's cache)")
+    parser.add_argument("--random_weights", action="store_true",
+                        help="smoke test: untrained feature networks; the results are marked and mean nothing")
+    parser.add_argument("--vggish_postprocess", action="store_true",
+                        help="AudioSet's PCA + 8-bit quantisation of the VGGish embeddings (only if the model "
+                             "was trained on such features)")
+    parser.add_argument("--allow_variable_frame_rate", action="store_true",
+                        help="parse variable-frame-rate videos by sampling their frames by time")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
+    parser.add_argument("--no_timeline", action="store_true", help="do not draw the timeline PNG")
+    parser.add_argument("--progress", default="auto", choices=("auto", "on", "off"), help="progress bars")
+    return parser
+
+
+def checkpoint_location(prefix):
+    """(--model_save_dir, --checkpoint) of `<folder>/<name>`."""
+    folder, name = os.path.split(os.path.normpath(prefix))
+    if not name:
+        raise UsageError(f"--checkpoint {prefix}: give <folder>/<name>, e.g. models/DHHN")
+    return folder or ".", name
+
+
+def checkpoint_model_name(folder, name):
+    """The model name recorded in the run's selected checkpoints, or None (original-release files)."""
+    paths = sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}_best_*.pt")))
+    if not paths:
+        return None
+    return checkpoint.load(paths[0]).get("model_config", {}).get("model_name")
+
+
+def training_data_note(folder, name):
+    """A warning when the run was trained on the synthetic LLP (its parsing of real videos is meaningless)."""
+    paths = sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}_best_*.pt")))
+    if not paths:
+        return None
+    audio_dir = checkpoint.load(paths[0]).get("args", {}).get("audio_dir")
+    root = os.path.dirname(os.path.dirname(os.path.normpath(audio_dir))) if audio_dir else None
+    if root and os.path.exists(os.path.join(root, COMPLETE_MARKER)):
+        return (f"{name} was trained on the synthetic LLP ({root}): fine for trying the pipeline, meaningless on "
+                "real videos; train on the real LLP features (README) for real parsing")
+    return None
+
+
+def model_arguments(args):
+    """main_DHHN's namespace for evaluating --checkpoint (defaults otherwise), resolved as main_DHHN does."""
+    folder, name = checkpoint_location(args.checkpoint)
+    model = args.model or checkpoint_model_name(folder, name)
+    if model is None:
+        if not glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}_*.pt")):
+            raise UsageError(f"--checkpoint {args.checkpoint}: no checkpoint files {name}_best_*.pt in {folder}; "
+                             "train first (README) or point to a trained run")
+        raise UsageError(f"--checkpoint {args.checkpoint}: no model name recorded (original-release files?); "
+                         f"give --model ({', '.join(RECIPES)})")
+    if model not in RECIPES:
+        raise UsageError(f"--checkpoint {args.checkpoint} holds a {model} model, which this project cannot build")
+    model_args = main_DHHN.get_args_parser().parse_args(
+        ["--mode", "test", "--model", model, "--model_save_dir", folder, "--checkpoint", name,
+         "--device", args.device, "--progress", args.progress])
+    main_DHHN.resolve_args(model_args)
+    for role in RECIPES[model].required_roles():   # refused now, not after the extraction
+        checkpoint.find_selected(folder, name, role)
+    return model_args
+
+
+def check_videos(paths):
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise UsageError(f"no such video file(s): {', '.join(missing)}")
+
+
+def load_windows(features_dir, ids, random_allowed):
+    """An LLPSplit of every window's features (weak labels unused, all zero)."""
+    folders = {kind: feature_folder(features_dir, kind) for kind in KINDS}
+    refuse_random_weight_features(folders.values(), random_allowed, flag="--random_weights")
+    features, layout = load_features(folders, ids, exact_names=True)
+    return LLPSplit(name="videos", filenames=ids, labels=np.zeros((len(ids), NUM_CLASSES), dtype=np.float32),
+                    feature_layout=layout, **features)
+
+
+def run(args):
+    check_videos(args.videos)
+    model_args = model_arguments(args)
+    recipe = RECIPES[model_args.model]
+    device = resolve_device(args.device)
+    note = training_data_note(model_args.model_save_dir, model_args.checkpoint)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    if args.random_weights:
+        print(f"warning: {SMOKE_TEST_WARNING}", file=sys.stderr)
+    features_dir = args.features_dir or os.path.join(args.out_dir, "features")
+    extractor = FeatureExtractor(device=device, weights_dir=args.weights_dir, random_weights=args.random_weights,
+                                 vggish_postprocess=args.vggish_postprocess)
+    progress = progress_setting(model_args)
+    entries = extract_videos(extractor, args.videos, features_dir,
+                             allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)
+    names = [os.path.splitext(os.path.basename(path))[0] for path in args.videos]
+    ids = [fid for name in names for fid in entries[name]["ids"]]
+    split = load_windows(features_dir, ids, random_allowed=args.random_weights)
+    title, model = next(iter(assemble_rows(recipe, model_args, split, device).items()))
+    outputs = engine.predict(model, to_device(model_args, split, device), model_args.eval_batch_size,
+                             progress=progress, desc="parsing")
+    outputs = {key: value.float().cpu().numpy() for key, value in outputs.items()}
+    first = 0
+    for path, name in zip(args.videos, names):
+        entry = entries[name]
+        count = len(entry["ids"])
+        window_outputs = {key: value[first:first + count] for key, value in outputs.items()}
+        first += count
+        windows = [Window(**record) for record in entry["windows"]]
+        timeline = video_timeline(window_outputs, windows, recipe.gating)
+        description = {"source": entry["source"], "duration": entry["info"]["duration"], "plan": entry["plan"],
+                       "windows": entry["windows"], "model": title, "model_name": recipe.name,
+                       "checkpoint": args.checkpoint, "smoke_test": bool(args.random_weights),
+                       "warnings": [text for text in (note, SMOKE_TEST_WARNING if args.random_weights else None) if text]}
+        written, events = write_parsed_video(os.path.join(args.out_dir, name), name, timeline, description,
+                                             with_picture=not args.no_timeline)
+        print(f"{path}: {entry['plan']}; {len(events)} event(s) -> {os.path.dirname(written['events'])}")
+    return entries
+
+
+def main(args):
+    try:
+        return run(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(main_DHHN.EXIT_USER_ERROR)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

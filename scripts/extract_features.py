@@ -1,0 +1,112 @@
+"""Extract LLP's three feature kinds from video files, with the original extraction's settings.
+
+    python scripts/extract_features.py VIDEO_OR_FOLDER... --out_dir my_llp [--weights_dir weights/]
+
+Writes, in the official layout under --out_dir: feats/vggish/<id>.npy (10, 128),
+feats/res152/<id>.npy (80, 2048) and feats/r2plus1d_18/<id>.npy (10, 512), one per 10-s window
+(<id> = the video's name, or <name>_<start>_<end> for the windows of a longer video), each
+folder with an extraction.json record of every setting, and videos.jsonl (one line per finished
+video; a rerun resumes after it). The settings and how they compare with the original scripts:
+README, "Feature extraction". Needs: pip install -r requirements-video.txt
+"""
+import argparse
+import os
+import sys
+
+# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
+# so that the project imports without installing it.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from extraction.extractor import DEFAULT_BATCH, KINDS, FeatureExtractor, extract_videos  # noqa: E402
+from modes.common import PROGRESS_SETTINGS  # noqa: E402
+from utils.constants import YOUTUBE_ID_LENGTH  # noqa: E402
+from utils.errors import UsageError, UserError  # noqa: E402
+from utils.runtime import resolve_device  # noqa: E402
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")
+EXIT_USER_ERROR = 2
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("videos", nargs="+", help="video files, or folders whose video files are all taken")
+    parser.add_argument("--out_dir", required=True, help="root of the official layout to write (feats/...)")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="feature kinds to extract")
+    parser.add_argument("--weights_dir", default=None,
+                        help="folder holding the weight files (offline machines); default: download once into "
+                             "torch.hub's cache")
+    parser.add_argument("--random_weights", action="store_true",
+                        help="smoke test: untrained networks; the records say so and training refuses the features")
+    parser.add_argument("--vggish_postprocess", action="store_true",
+                        help="AudioSet's PCA + 8-bit quantisation of the embeddings (not LLP's features)")
+    parser.add_argument("--allow_variable_frame_rate", action="store_true",
+                        help="take variable-frame-rate videos, sampling their frames by time")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
+    for kind in KINDS:
+        parser.add_argument(f"--{kind}_batch", type=int, default=DEFAULT_BATCH[kind],
+                            help=f"{kind}: network inputs per forward pass")
+    parser.add_argument("--progress", default="auto", choices=("auto", "on", "off"), help="progress bar")
+    return parser
+
+
+def video_files(arguments):
+    """The video files named or found (sorted) in the folders named; each argument must give some."""
+    paths = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = sorted(os.path.join(argument, entry) for entry in os.listdir(argument)
+                           if entry.lower().endswith(VIDEO_EXTENSIONS))
+            if not found:
+                raise UsageError(f"{argument}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+            paths += found
+        elif os.path.isfile(argument):
+            paths.append(argument)
+        else:
+            raise UsageError(f"{argument}: no such file or folder")
+    return paths
+
+
+def llp_name_warning(entries):
+    """LLP's loader finds a video's features by the first 11 characters of its name (as published):
+    names that share them, or windows of longer videos, cannot be trained on as they are."""
+    ids = [fid for entry in entries.values() for fid in entry["ids"]]
+    prefixes = {}
+    for fid in ids:
+        prefixes.setdefault(fid[:YOUTUBE_ID_LENGTH], []).append(fid)
+    shared = [names for names in prefixes.values() if len(names) > 1]
+    if shared:
+        return (f"{len(shared)} group(s) of feature ids share their first {YOUTUBE_ID_LENGTH} characters (e.g. "
+                f"{', '.join(shared[0][:3])}); main_DHHN.py finds features by those characters, as LLP's loader did, "
+                "so rename the videos before training on these features (parse_video.py is not affected)")
+    return None
+
+
+def main(args):
+    try:
+        paths = video_files(args.videos)
+        for kind in KINDS:
+            if getattr(args, f"{kind}_batch") < 1:
+                raise UsageError(f"--{kind}_batch {getattr(args, f'{kind}_batch')}: must be at least 1")
+        extractor = FeatureExtractor(kinds=args.kinds, device=resolve_device(args.device),
+                                     weights_dir=args.weights_dir, random_weights=args.random_weights,
+                                     vggish_postprocess=args.vggish_postprocess,
+                                     batch_sizes={kind: getattr(args, f"{kind}_batch") for kind in KINDS})
+        if args.random_weights:
+            print("warning: random weights (smoke test): these features carry no information", file=sys.stderr)
+        progress = PROGRESS_SETTINGS[args.progress]
+        entries = extract_videos(extractor, paths, args.out_dir,
+                                 allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    warning = llp_name_warning(entries)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    windows = sum(len(entry["ids"]) for entry in entries.values())
+    print(f"{len(entries)} video(s), {windows} window(s) of {', '.join(extractor.kinds)} features in {args.out_dir}")
+    return entries
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,152 @@
+"""From video files to features: windows, time alignment, errors naming the file, records, resume.
+
+The networks are replaced by stubs that keep what the tests can predict from the synthetic
+videos (tests/video_fixtures.py): the mean colour of each frame and the loudest mel band of
+each audio example. The real networks run in tests/test_parse_video.py.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from extraction import decode, records, vggish
+from extraction.extractor import FRAME_RATE, extract_videos, feature_folder
+from extraction_stubs import StubExtractor
+from utils.errors import UsageError
+from video_fixtures import (SECOND_COLOURS, TONE_HZ, write_corrupt_file, write_test_video,
+                            write_truncated_video)
+
+
+def nearest_colour(rgb):
+    return int(np.argmin([np.abs(np.subtract(rgb, colour)).sum() for colour in SECOND_COLOURS]))
+
+
+def tone_band(hz):
+    """The mel band that a tone of `hz` fills most (the largest weight of its FFT bin)."""
+    fft_bin = int(round(hz * vggish.FFT_LENGTH / vggish.SAMPLE_RATE))
+    return int(np.argmax(vggish.mel_matrix()[fft_bin]))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    return {name: write_test_video(folder / f"{name}.mp4", seconds, **options)
+            for name, seconds, options in [("three", 3, {}), ("ten", 10, {}), ("long", 25, {}),
+                                           ("mute", 10, {"audio": False}), ("blink", 0.5, {}),
+                                           ("vfr", 10, {"variable_frame_rate": True})]}
+
+
+def test_a_25_s_video_is_three_windows_aligned_with_time(videos, tmp_path):
+    extractor = StubExtractor(random_weights=True)
+    entries = extract_videos(extractor, [videos["long"]["path"]], str(tmp_path), progress=False)
+    entry = entries["long"]
+    assert entry["ids"] == ["long_0_10", "long_10_20", "long_15_25"]
+    assert [w["start"] for w in entry["windows"]] == [0, 10, 15]
+    for fid, start in zip(entry["ids"], (0, 10, 15)):
+        frames = np.load(os.path.join(feature_folder(str(tmp_path), "frames"), f"{fid}.npy"))
+        snippets = np.load(os.path.join(feature_folder(str(tmp_path), "snippets"), f"{fid}.npy"))
+        audio = np.load(os.path.join(feature_folder(str(tmp_path), "audio"), f"{fid}.npy"))
+        assert frames.shape == (80, 2048) and snippets.shape == (10, 512) and audio.shape == (10, 128)
+        assert frames.dtype == snippets.dtype == audio.dtype == np.float32
+        # frame k shows time start + k / 8: the background of that second
+        seconds = [(start + k // FRAME_RATE) % 10 for k in range(80)]
+        assert [nearest_colour(frames[k, :3]) for k in range(80)] == seconds
+        # clip s holds the 8 frames of second start + s, in order
+        for segment in range(10):
+            per_frame = snippets[segment, 3:27].reshape(8, 3)
+            assert {nearest_colour(rgb) for rgb in per_frame} == {(start + segment) % 10}
+        # example s is the audio of second start + s
+        assert [int(np.argmax(audio[s, :64])) for s in range(10)] == [tone_band(TONE_HZ[(start + s) % 10])
+                                                                       for s in range(10)]
+
+
+def test_a_3_s_video_is_one_window_padded_with_silence_and_the_last_frame(videos, tmp_path):
+    entries = extract_videos(StubExtractor(random_weights=True), [videos["three"]["path"]], str(tmp_path),
+                             progress=False)
+    assert entries["three"]["ids"] == ["three"] and entries["three"]["windows"][0]["padded"] == 7
+    assert "padded by 7 s" in entries["three"]["plan"]
+    frames = np.load(os.path.join(feature_folder(str(tmp_path), "frames"), "three.npy"))
+    audio = np.load(os.path.join(feature_folder(str(tmp_path), "audio"), "three.npy"))
+    assert [nearest_colour(frames[k, :3]) for k in range(24)] == [k // 8 for k in range(24)]
+    assert {nearest_colour(frames[k, :3]) for k in range(24, 80)} == {2}      # the last frame held
+    # VGGish examples are 0.96 s long, every 0.96 s (as published): example 3 (2.88-3.855 s) still
+    # hears the last 0.12 s of the tone, examples 4-9 lie wholly in the padding: silence
+    np.testing.assert_allclose(audio[4:, :64], np.log(vggish.LOG_OFFSET), rtol=1e-6)
+    assert int(np.argmax(audio[3, :64])) == int(np.argmax(audio[2, :64])) == tone_band(TONE_HZ[2])
+
+
+def test_probe_reads_the_stream_without_decoding(videos):
+    info = decode.probe(videos["ten"]["path"])
+    assert info.duration == pytest.approx(10.0, abs=0.05)
+    assert info.frame_rate == pytest.approx(25.0) and info.num_frames == 250
+    assert info.has_audio and info.audio_duration == pytest.approx(10.0, abs=0.05)
+    assert (info.width, info.height) == (160, 120) and not info.variable_frame_rate
+    assert not decode.probe(videos["mute"]["path"]).has_audio
+    assert decode.probe(videos["vfr"]["path"]).variable_frame_rate
+
+
+def test_bad_videos_are_refused_naming_the_file_before_any_network_runs(videos, tmp_path):
+    corrupt = write_corrupt_file(tmp_path / "corrupt.mp4")
+    truncated = write_truncated_video(tmp_path / "truncated.mp4", seconds=3, faststart=False)["path"]
+    cases = [(videos["mute"]["path"], "no audio track"), (videos["blink"]["path"], "too short"),
+             (corrupt, "cannot be read as a video"), (truncated, "cannot be read as a video"),
+             (videos["vfr"]["path"], "variable frame rate"), (str(tmp_path / "absent.mp4"), "no such file")]
+    for path, message in cases:
+        StubExtractor.calls = 0
+        # the good video comes first: the bad one must stop the run before it is extracted
+        with pytest.raises(decode.VideoInputError, match=message) as error:
+            extract_videos(StubExtractor(random_weights=True), [videos["ten"]["path"], path],
+                           str(tmp_path / "out"), progress=False)
+        assert path in str(error.value) and StubExtractor.calls == 0
+    # a video without sound is fine when no audio features are asked for
+    entries = extract_videos(StubExtractor(kinds=("frames",), random_weights=True), [videos["mute"]["path"]],
+                             str(tmp_path / "frames_only"), progress=False)
+    assert entries["mute"]["kinds"] == ["frames"]
+
+
+def test_variable_frame_rate_is_sampled_by_time_when_allowed(videos, tmp_path):
+    entries = extract_videos(StubExtractor(kinds=("frames",), random_weights=True), [videos["vfr"]["path"]],
+                             str(tmp_path), allow_variable_frame_rate=True, progress=False)
+    frames = np.load(os.path.join(feature_folder(str(tmp_path), "frames"), f"{entries['vfr']['ids'][0]}.npy"))
+    pts = np.array(videos["vfr"]["frame_pts"])
+    for k in range(0, 80, 5):   # the frame shown at k / 8 s is the last one presented by then
+        shown = pts[pts <= k / FRAME_RATE + 1e-6].max()
+        assert nearest_colour(frames[k, :3]) == int(shown) % 10
+
+
+def test_records_describe_the_settings_and_a_rerun_resumes(videos, tmp_path):
+    root = str(tmp_path)
+    paths = [videos["ten"]["path"], videos["three"]["path"]]
+    StubExtractor.calls = 0
+    extract_videos(StubExtractor(random_weights=True), paths, root, progress=False)
+    assert StubExtractor.calls == 2
+    record = records.read_record(feature_folder(root, "frames"))
+    assert record["network"] == "ResNet152" and record["random_weights"] is True
+    assert record["settings"]["frame_rate"] == 8 and record["settings"]["crop"] == "centre 224 x 224"
+    assert records.read_record(feature_folder(root, "audio"))["settings"]["postprocess"] == "none (raw embedding)"
+    with open(os.path.join(root, records.VIDEOS_FILE)) as f:
+        lines = [json.loads(line) for line in f]
+    assert [line["video"] for line in lines] == ["ten", "three"]
+    # a rerun skips finished videos; a changed file is extracted again
+    extract_videos(StubExtractor(random_weights=True), paths, root, progress=False)
+    assert StubExtractor.calls == 2
+    os.utime(videos["three"]["path"])
+    extract_videos(StubExtractor(random_weights=True), paths, root, progress=False)
+    assert StubExtractor.calls == 3
+    # an interrupted line is skipped, so that video is done again
+    with open(os.path.join(root, records.VIDEOS_FILE), "a") as f:
+        f.write('{"video": "cut sho')
+    assert set(records.read_videos(root)) == {"ten", "three"}
+    # other settings never share a folder
+    with pytest.raises(UsageError, match="made otherwise"):
+        extract_videos(StubExtractor(random_weights=False), paths, root, progress=False)
+
+
+def test_two_videos_with_one_name_are_refused(videos, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    twin = write_test_video(other / "ten.mp4", 2)["path"]
+    with pytest.raises(UsageError, match="same features"):
+        extract_videos(StubExtractor(random_weights=True), [videos["ten"]["path"], twin], str(tmp_path / "out"),
+                       progress=False)

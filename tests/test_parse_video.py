@@ -1,0 +1,159 @@
+"""parse_video.py end to end: a trained DHHN (the synthetic run of conftest) parses synthetic mp4
+files; stitched events agree with per-window predictions; errors stop before any work; the real
+networks run once, with random weights."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import engine
+import parse_video
+from conftest import data_flags, load_test_split, run_main
+from dataloader import LLPPaths, load_features
+from extraction import records
+from extraction.extractor import KINDS, feature_folder
+from extraction.windows import Window
+from extraction_stubs import StubExtractor
+from modes.evaluate import assemble_rows
+from recipes import RECIPES
+from utils.constants import CLASSES
+from utils.eval_metrics import segment_predictions
+from utils.synthetic_llp import generate_synthetic_llp
+from video_fixtures import write_test_video
+
+
+def parse(argv):
+    return parse_video.main(parse_video.get_args_parser().parse_args(argv))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: write_test_video(folder / f"{name}.mp4", seconds, **options)["path"]
+            for name, seconds, options in [("long", 25, {}), ("short", 3, {}), ("blip", 1, {}),
+                                           ("mute", 4, {"audio": False})]}
+
+
+@pytest.fixture
+def stub_networks(monkeypatch):
+    monkeypatch.setattr(parse_video, "FeatureExtractor", StubExtractor)
+    StubExtractor.calls = 0
+
+
+class ReplayExtractor(StubExtractor):
+    """Decodes and plans windows as the real extractor does, then hands each window the features
+    of a synthetic LLP test video (the next one each time), so the trained model finds events."""
+    source = None
+    served = 0
+
+    def extract(self, info):
+        windows, _ = super().extract(info)
+        picks = [(ReplayExtractor.served + i) % self.source.num_videos for i in range(len(windows))]
+        ReplayExtractor.served += len(windows)
+        return windows, {kind: getattr(self.source, kind)[picks] for kind in KINDS}
+
+
+@pytest.fixture
+def replayed_features(monkeypatch, synthetic_root):
+    monkeypatch.setattr(parse_video, "FeatureExtractor", ReplayExtractor)
+    ReplayExtractor.source = load_test_split(synthetic_root)
+    StubExtractor.calls = 0
+
+
+def test_parsed_timelines_agree_with_the_windows(trained_run, clips, replayed_features, tmp_path, capsys):
+    save_dir, _ = trained_run
+    out = tmp_path / "parsed"
+    argv = [clips["long"], clips["short"], "--checkpoint", os.path.join(save_dir, "DHHN"), "--out_dir", str(out),
+            "--random_weights", "--device", "cpu", "--progress", "off"]
+    entries = parse(argv)
+    assert StubExtractor.calls == 2
+    err = capsys.readouterr().err
+    assert "trained on the synthetic LLP" in err and "RANDOM weights" in err
+    with open(out / "long" / "long_events.json") as f:
+        parsed = json.load(f)
+    assert parsed["segments"] == 25 and parsed["smoke_test"] is True and len(parsed["warnings"]) == 2
+    assert parsed["model"] == "DHHN dual (best-audio + best-visual)" and len(parsed["windows"]) == 3
+    for name in ("long", "short"):
+        assert {path.name for path in (out / name).iterdir()} == {f"{name}_events.json", f"{name}_audio.csv",
+                                                                  f"{name}_visual.csv", f"{name}_timeline.png"}
+
+    # the same windows through the model by hand: every stitched decision is one a window made
+    features_dir = str(out / "features")
+    ids = entries["long"]["ids"]
+    features, layout = load_features({kind: feature_folder(features_dir, kind) for kind in KINDS}, ids,
+                                     exact_names=True)
+    split = parse_video.LLPSplit(name="videos", filenames=ids, labels=np.zeros((3, 25), np.float32),
+                                 feature_layout=layout, **features)
+    model_args = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
+    model = next(iter(assemble_rows(RECIPES["dhhn"], model_args, split, torch.device("cpu")).values()))
+    outputs = engine.predict(model, parse_video.to_device(model_args, split, torch.device("cpu")))
+    pred_audio, pred_visual = (pred.numpy() for pred in segment_predictions(outputs, "modality"))
+    windows = [Window(**w) for w in entries["long"]["windows"]]
+    heard = {(event["class"], second) for event in parsed["events"] if event["modality"] == "audio"
+             for second in range(event["onset"], event["offset"])}
+    seen = {(event["class"], second) for event in parsed["events"] if event["modality"] == "visual"
+            for second in range(event["onset"], event["offset"])}
+    expected_heard, expected_seen = set(), set()
+    for w, window in enumerate(windows):
+        for position in range(window.keep_from, window.keep_to):
+            for cls in np.flatnonzero(pred_audio[w, :, position]):
+                expected_heard.add((CLASSES[cls], window.start + position))
+            for cls in np.flatnonzero(pred_visual[w, :, position]):
+                expected_seen.add((CLASSES[cls], window.start + position))
+    assert heard == expected_heard and seen == expected_seen
+    assert len(heard) > 5 and len(seen) > 5   # the check compared something
+
+    # a second run reuses the cached features
+    parse(argv)
+    assert StubExtractor.calls == 2
+
+
+def test_bad_input_stops_before_any_extraction(trained_run, clips, stub_networks, tmp_path, capsys):
+    save_dir, _ = trained_run
+    out = tmp_path / "parsed"
+    base = ["--out_dir", str(out), "--random_weights", "--device", "cpu", "--progress", "off"]
+    cases = [([str(tmp_path / "absent.mp4"), "--checkpoint", os.path.join(save_dir, "DHHN")], "absent.mp4"),
+             ([clips["short"], "--checkpoint", os.path.join(save_dir, "NOPE")], "no checkpoint files NOPE_best_*.pt"),
+             ([clips["short"], clips["mute"], "--checkpoint", os.path.join(save_dir, "DHHN")], "no audio track")]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            parse(argv + base)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        assert StubExtractor.calls == 0 and not (out / "short").exists()
+
+
+def test_real_networks_with_random_weights(trained_run, clips, tmp_path, capsys):
+    """The whole path with the real VGGish, ResNet152 and R(2+1)D-18 (a 1-s clip: the held frames of
+    the padding run once, so this stays fast)."""
+    save_dir, _ = trained_run
+    out = tmp_path / "parsed"
+    parse([clips["blip"], "--checkpoint", os.path.join(save_dir, "DHHN"), "--out_dir", str(out),
+           "--random_weights", "--device", "cpu", "--progress", "off"])
+    shapes = {kind: np.load(os.path.join(feature_folder(str(out / "features"), kind), "blip.npy")).shape
+              for kind in KINDS}
+    assert shapes == {"audio": (10, 128), "frames": (80, 2048), "snippets": (10, 512)}
+    frames = np.load(os.path.join(feature_folder(str(out / "features"), "frames"), "blip.npy"))
+    assert np.isfinite(frames).all() and np.abs(frames).sum() > 0
+    np.testing.assert_array_equal(frames[9:], np.broadcast_to(frames[8], frames[9:].shape))   # the held frame
+    record = records.read_record(feature_folder(str(out / "features"), "snippets"))
+    assert record["random_weights"] is True and record["weights"] == "random" and record["network"] == "R(2+1)D-18"
+    with open(out / "blip" / "blip_events.json") as f:
+        assert json.load(f)["segments"] == 1
+
+
+def test_training_refuses_features_of_random_weights(tmp_path, capsys):
+    root = tmp_path / "llp"
+    generate_synthetic_llp(str(root), n_train=16, n_val=8, n_test=8, seed=3)
+    paths = LLPPaths.official(root)
+    records.claim_folder(paths.audio_dir, {"kind": "audio", "network": "VGGish", "weights": "random",
+                                           "random_weights": True, "settings": {}})
+    train = data_flags(root) + ["--mode", "train", "--epochs", "1", "--model_save_dir", str(tmp_path / "models"),
+                                "--device", "cpu", "--batch-size", "16"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(train)
+    assert exit_info.value.code == 2
+    assert "random weights" in capsys.readouterr().err and not (tmp_path / "models" / "DHHN_last.pt").exists()
+    run_main(train + ["--allow_random_weight_features"])
+    assert (tmp_path / "models" / "DHHN_last.pt").exists()
