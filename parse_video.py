@@ -18,9 +18,9 @@ import numpy as np
 
 import engine
 import main_DHHN
-from dataloader import LLPSplit, load_features
+from dataloader import FEATURE_FLAGS, LLPSplit, load_features
 from extraction.extractor import KINDS, FeatureExtractor, extract_videos, feature_folder
-from extraction.records import refuse_random_weight_features
+from extraction.records import differences_from_training, refuse_random_weight_features
 from extraction.timeline import video_timeline, write_parsed_video
 from extraction.windows import Window
 from modes.common import progress_setting, to_device
@@ -71,20 +71,22 @@ def checkpoint_location(prefix):
     return folder or ".", name
 
 
-def checkpoint_model_name(folder, name):
-    """The model name recorded in the run's selected checkpoints, or None (original-release files)."""
+def selected_checkpoint(folder, name):
+    """The content of one selected checkpoint of the run (all share its args and config), or None
+    (original-release files, or none)."""
     paths = sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}_best_*.pt")))
-    if not paths:
-        return None
-    return checkpoint.load(paths[0]).get("model_config", {}).get("model_name")
+    return checkpoint.load(paths[0]) if paths else None
 
 
-def training_data_note(folder, name):
+def training_folders(content):
+    """kind -> the feature folder the run was trained on (its args), for the kinds it recorded."""
+    trained_args = (content or {}).get("args", {})
+    return {kind: trained_args.get(flag) for kind, flag in FEATURE_FLAGS.items() if trained_args.get(flag)}
+
+
+def training_data_note(content, name):
     """A warning when the run was trained on the synthetic LLP (its parsing of real videos is meaningless)."""
-    paths = sorted(glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}_best_*.pt")))
-    if not paths:
-        return None
-    audio_dir = checkpoint.load(paths[0]).get("args", {}).get("audio_dir")
+    audio_dir = training_folders(content).get("audio")
     root = os.path.dirname(os.path.dirname(os.path.normpath(audio_dir))) if audio_dir else None
     if root and os.path.exists(os.path.join(root, COMPLETE_MARKER)):
         return (f"{name} was trained on the synthetic LLP ({root}): fine for trying the pipeline, meaningless on "
@@ -92,10 +94,21 @@ def training_data_note(folder, name):
     return None
 
 
+def check_extraction_matches_training(content, extractor):
+    """Refuse features made otherwise than those the model learned on (when their folders say how)."""
+    differences = differences_from_training(training_folders(content),
+                                            {kind: extractor.record(kind) for kind in extractor.kinds})
+    if differences:
+        raise UsageError("the model was trained on features extracted otherwise:\n  " + "\n  ".join(differences)
+                         + "\nextract with the training's settings (e.g. --vggish_postprocess) or use another model")
+
+
 def model_arguments(args):
-    """main_DHHN's namespace for evaluating --checkpoint (defaults otherwise), resolved as main_DHHN does."""
+    """(main_DHHN's namespace for evaluating --checkpoint, resolved as main_DHHN does, the content
+    of one of its selected checkpoints or None)."""
     folder, name = checkpoint_location(args.checkpoint)
-    model = args.model or checkpoint_model_name(folder, name)
+    content = selected_checkpoint(folder, name)
+    model = args.model or (content or {}).get("model_config", {}).get("model_name")
     if model is None:
         if not glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(name)}_*.pt")):
             raise UsageError(f"--checkpoint {args.checkpoint}: no checkpoint files {name}_best_*.pt in {folder}; "
@@ -110,7 +123,7 @@ def model_arguments(args):
     main_DHHN.resolve_args(model_args)
     for role in RECIPES[model].required_roles():   # refused now, not after the extraction
         checkpoint.find_selected(folder, name, role)
-    return model_args
+    return model_args, content
 
 
 def check_videos(paths):
@@ -130,10 +143,10 @@ def load_windows(features_dir, ids, random_allowed):
 
 def run(args):
     check_videos(args.videos)
-    model_args = model_arguments(args)
+    model_args, content = model_arguments(args)
     recipe = RECIPES[model_args.model]
     device = resolve_device(args.device)
-    note = training_data_note(model_args.model_save_dir, model_args.checkpoint)
+    note = training_data_note(content, model_args.checkpoint)
     if note:
         print(f"warning: {note}", file=sys.stderr)
     if args.random_weights:
@@ -141,6 +154,7 @@ def run(args):
     features_dir = args.features_dir or os.path.join(args.out_dir, "features")
     extractor = FeatureExtractor(device=device, weights_dir=args.weights_dir, random_weights=args.random_weights,
                                  vggish_postprocess=args.vggish_postprocess)
+    check_extraction_matches_training(content, extractor)
     progress = progress_setting(model_args)
     entries = extract_videos(extractor, args.videos, features_dir,
                              allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)

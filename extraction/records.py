@@ -87,3 +87,24 @@ def refuse_random_weight_features(folders, allowed, flag="--allow_random_weight_
         raise UsageError(f"{', '.join(found)}: features made with random weights (a smoke test of the extraction); "
                          f"they carry no information about the videos. Pass {flag} to use them anyway")
     return found
+
+
+def differences_from_training(training_folders, current):
+    """What differs between the features a model was trained on and those about to be made.
+
+    training_folders: kind -> the folder the model was trained on (from its checkpoint's args);
+    current: kind -> the record of the extraction now. Folders without a record (e.g. the
+    downloaded LLP features) cannot be compared and give nothing. Returns ["kind: what differs"].
+    """
+    found = []
+    for kind, folder in training_folders.items():
+        record = read_record(folder) if folder and os.path.isdir(folder) else None
+        if record is None or kind not in current:
+            continue
+        now = current[kind]
+        if record.get("network") != now.get("network"):
+            found.append(f"{kind}: network {record.get('network')} in training, {now.get('network')} now")
+        before, after = record.get("settings", {}), now.get("settings", {})
+        found += [f"{kind}: {key} was '{before.get(key)}' in training, '{after.get(key)}' now"
+                  for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    return found

@@ -111,3 +111,21 @@ def test_train_and_test_on_cuda(synthetic_root, tmp_path, speed_flags):
     assert len(summary["history"]) == 2
     result = run_main(train_flags(synthetic_root, tmp_path, "--mode", "test", "--device", "cuda"))
     assert "DHHN dual (best-audio + best-visual)" in result["tables"]
+
+
+def test_feature_extraction_on_cuda_matches_the_cpu(tmp_path):
+    """scripts/extract_features.py's networks on the GPU (random weights, the same seed): the same
+    features as on the CPU, up to the rounding of cuDNN's convolutions (TF32 by default on Ampere+)."""
+    import numpy as np
+
+    from extraction.extractor import KINDS, FeatureExtractor, extract_videos, feature_folder
+    from video_fixtures import write_test_video
+    video = write_test_video(tmp_path / "clip.mp4", 3)["path"]
+    features = {}
+    for device in ("cpu", "cuda"):
+        root = str(tmp_path / device)
+        extract_videos(FeatureExtractor(device=device, random_weights=True), [video], root, progress=False)
+        features[device] = {kind: np.load(f"{feature_folder(root, kind)}/clip.npy") for kind in KINDS}
+    for kind in KINDS:
+        scale = np.abs(features["cpu"][kind]).max()
+        np.testing.assert_allclose(features["cuda"][kind], features["cpu"][kind], atol=1e-2 * scale, rtol=1e-2)

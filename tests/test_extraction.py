@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
-from extraction import decode, records, vggish
+from extraction import decode, records, vggish, weights
 from extraction.extractor import FRAME_RATE, extract_videos, feature_folder
 from extraction_stubs import StubExtractor
 from utils.errors import UsageError
@@ -150,3 +151,72 @@ def test_two_videos_with_one_name_are_refused(videos, tmp_path):
     with pytest.raises(UsageError, match="same features"):
         extract_videos(StubExtractor(random_weights=True), [videos["ten"]["path"], twin], str(tmp_path / "out"),
                        progress=False)
+
+
+# ---------------------------------------------------------------- weight files
+
+def test_weight_files_are_found_offline_and_checked(tmp_path, monkeypatch):
+    state = {"layer.weight": torch.arange(6.0).reshape(2, 3)}
+    torch.save(state, tmp_path / "staged.pth")
+    digest = weights.file_sha256(tmp_path / "staged.pth")
+    good = f"tiny-{digest[:8]}.pth"
+    os.rename(tmp_path / "staged.pth", tmp_path / good)
+    monkeypatch.setitem(weights.WEIGHT_FILES, "tiny", weights.WeightFile(good, "http://127.0.0.1:9/" + good, "a test net"))
+    loaded, record = weights.load_state_dict("tiny", str(tmp_path))
+    assert torch.equal(loaded["layer.weight"], state["layer.weight"])
+    assert record == {"file": good, "sha256": digest, "what": "a test net"}
+    # another file under the published name is refused
+    bad = f"other-{'0' * 8}.pth"
+    (tmp_path / bad).write_bytes(b"truncated download")
+    monkeypatch.setitem(weights.WEIGHT_FILES, "other", weights.WeightFile(bad, "http://127.0.0.1:9/" + bad, "x"))
+    with pytest.raises(UsageError, match="is not the published"):
+        weights.locate("other", str(tmp_path))
+    with pytest.raises(UsageError, match=r"--weights_dir .*: no resnet152-394f9c45.pth .* download it from https://"):
+        weights.locate("resnet152", str(tmp_path))
+    # without --weights_dir a missing file is downloaded; an offline machine gets the way out
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(UsageError, match="cannot download .* pass --weights_dir"):
+        weights.locate("other")
+
+
+def test_records_tell_training_settings_apart(tmp_path):
+    folder = str(tmp_path / "vggish")
+    made = StubExtractor(kinds=("audio",), random_weights=True).record("audio")
+    records.claim_folder(folder, made)
+    assert records.differences_from_training({"audio": folder}, {"audio": made}) == []
+    post = dict(made, settings=dict(made["settings"], postprocess="AudioSet PCA, clip to [-2, 2], 8-bit quantisation"))
+    assert records.differences_from_training({"audio": folder}, {"audio": post}) == [
+        "audio: postprocess was 'none (raw embedding)' in training, "
+        "'AudioSet PCA, clip to [-2, 2], 8-bit quantisation' now"]
+    # downloaded features have no record: nothing to compare
+    assert records.differences_from_training({"audio": str(tmp_path)}, {"audio": post}) == []
+
+
+# ---------------------------------------------------------------- the command line
+
+def test_extract_features_cli(videos, tmp_path, monkeypatch, capsys):
+    from conftest import load_script
+    cli = load_script("extract_features")
+    monkeypatch.setattr(cli, "FeatureExtractor", StubExtractor)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, video in (("holiday_video_a", "ten"), ("holiday_video_b", "long")):
+        os.symlink(videos[video]["path"], folder / f"{name}.mp4")
+    (folder / "notes.txt").write_text("not a video")
+    out = str(tmp_path / "out")
+    entries = cli.main(cli.get_args_parser().parse_args([str(folder), "--out_dir", out, "--random_weights",
+                                                         "--kinds", "audio", "snippets", "--progress", "off"]))
+    assert sorted(entries) == ["holiday_video_a", "holiday_video_b"]
+    assert sorted(os.listdir(feature_folder(out, "audio"))) == sorted(
+        ["extraction.json", "holiday_video_a.npy", "holiday_video_b_0_10.npy", "holiday_video_b_10_20.npy",
+         "holiday_video_b_15_25.npy"])
+    assert not os.path.exists(feature_folder(out, "frames"))
+    captured = capsys.readouterr()
+    assert "random weights" in captured.err and "share their first 11 characters" in captured.err
+    assert "2 video(s), 4 window(s) of audio, snippets features" in captured.out
+    for argv, message in [([str(tmp_path / "nothing")], "no such file or folder"),
+                          ([str(tmp_path / "out")], "no video files"),
+                          ([str(folder), "--frames_batch", "0"], "--frames_batch 0: must be at least 1")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(cli.get_args_parser().parse_args(argv + ["--out_dir", out, "--progress", "off"]))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -86,7 +86,7 @@ def test_parsed_timelines_agree_with_the_windows(trained_run, clips, replayed_fe
                                      exact_names=True)
     split = parse_video.LLPSplit(name="videos", filenames=ids, labels=np.zeros((3, 25), np.float32),
                                  feature_layout=layout, **features)
-    model_args = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
+    model_args, _ = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
     model = next(iter(assemble_rows(RECIPES["dhhn"], model_args, split, torch.device("cpu")).values()))
     outputs = engine.predict(model, parse_video.to_device(model_args, split, torch.device("cpu")))
     pred_audio, pred_visual = (pred.numpy() for pred in segment_predictions(outputs, "modality"))
@@ -157,3 +157,18 @@ def test_training_refuses_features_of_random_weights(tmp_path, capsys):
     assert "random weights" in capsys.readouterr().err and not (tmp_path / "models" / "DHHN_last.pt").exists()
     run_main(train + ["--allow_random_weight_features"])
     assert (tmp_path / "models" / "DHHN_last.pt").exists()
+
+
+def test_features_made_otherwise_than_the_training_features_are_refused(trained_run, clips, stub_networks, tmp_path,
+                                                                       monkeypatch, capsys):
+    save_dir, _ = trained_run
+    trained_on = str(tmp_path / "trained_vggish")
+    record = StubExtractor(kinds=("audio",), random_weights=True, vggish_postprocess=False).record("audio")
+    records.claim_folder(trained_on, dict(record, settings=dict(record["settings"], postprocess="AudioSet PCA")))
+    monkeypatch.setattr(parse_video, "training_folders", lambda content: {"audio": trained_on})
+    with pytest.raises(SystemExit):
+        parse([clips["short"], "--checkpoint", os.path.join(save_dir, "DHHN"), "--out_dir", str(tmp_path / "out"),
+               "--random_weights", "--device", "cpu", "--progress", "off"])
+    err = capsys.readouterr().err
+    assert "trained on features extracted otherwise" in err and "postprocess was 'AudioSet PCA'" in err
+    assert StubExtractor.calls == 0
