@@ -79,6 +79,7 @@ class FeatureExtractor:
 
     def __init__(self, kinds=KINDS, device="cpu", weights_dir=None, random_weights=False,
                  vggish_postprocess=False, batch_sizes=None, seed=0):
+        decode.require_av()   # a missing optional dependency is said before any network is built
         unknown = set(kinds) - set(KINDS)
         if unknown:
             raise UsageError(f"--kinds: unknown {sorted(unknown)}; choose from {', '.join(KINDS)}")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
+
 from extraction import decode, records, vggish, weights
 from extraction.extractor import FRAME_RATE, extract_videos, feature_folder
 from extraction_stubs import StubExtractor
@@ -220,3 +222,11 @@ def test_extract_features_cli(videos, tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(cli.get_args_parser().parse_args(argv + ["--out_dir", out, "--progress", "off"]))
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_missing_pyav_is_one_line_naming_the_install(monkeypatch):
+    import sys
+    from utils.errors import UserError
+    monkeypatch.setitem(sys.modules, "av", None)   # import av now raises ImportError
+    with pytest.raises(UserError, match=r"^video decoding needs PyAV: pip install -r requirements-video.txt$"):
+        StubExtractor(random_weights=True)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
+
 import engine
 import parse_video
 from conftest import data_flags, load_test_split, run_main

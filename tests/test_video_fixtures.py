@@ -1,7 +1,9 @@
 """The synthetic test videos hold what video_fixtures says they hold, read back with PyAV."""
-import av
 import numpy as np
 import pytest
+
+pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
+import av  # noqa: E402
 
 from video_fixtures import (SECOND_COLOURS, TONE_AMPLITUDE, TONE_HZ, dominant_frequency,
                             expected_colour, expected_square_x, expected_square_y,
