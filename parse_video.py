@@ -19,7 +19,7 @@ import numpy as np
 import engine
 import main_DHHN
 from dataloader import FEATURE_FLAGS, LLPSplit, load_features
-from extraction.extractor import KINDS, FeatureExtractor, extract_videos, feature_folder
+from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args, feature_folder
 from extraction.records import differences_from_training, refuse_random_weight_features
 from extraction.timeline import video_timeline, write_parsed_video
 from extraction.windows import Window
@@ -47,17 +47,7 @@ def get_args_parser():
     parser.add_argument("--out_dir", default="parsed", help="folder of the results, one sub-folder per video")
     parser.add_argument("--features_dir", default=None,
                         help="feature cache in the official layout (default <out_dir>/features)")
-    parser.add_argument("--weights_dir", default=None,
-                        help="folder holding the pretrained weight files (offline machines; default: download "
-                             "them once into torch.hub's cache)")
-    parser.add_argument("--random_weights", action="store_true",
-                        help="smoke test: untrained feature networks; the results are marked and mean nothing")
-    parser.add_argument("--vggish_postprocess", action="store_true",
-                        help="AudioSet's PCA + 8-bit quantisation of the VGGish embeddings (only if the model "
-                             "was trained on such features)")
-    parser.add_argument("--allow_variable_frame_rate", action="store_true",
-                        help="parse variable-frame-rate videos by sampling their frames by time")
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
+    add_extraction_arguments(parser)
     parser.add_argument("--no_timeline", action="store_true", help="do not draw the timeline PNG")
     parser.add_argument("--progress", default="auto", choices=("auto", "on", "off"), help="progress bars")
     return parser
@@ -152,8 +142,7 @@ def run(args):
     if args.random_weights:
         print(f"warning: {SMOKE_TEST_WARNING}", file=sys.stderr)
     features_dir = args.features_dir or os.path.join(args.out_dir, "features")
-    extractor = FeatureExtractor(device=device, weights_dir=args.weights_dir, random_weights=args.random_weights,
-                                 vggish_postprocess=args.vggish_postprocess)
+    extractor = extractor_from_args(args, device)
     check_extraction_matches_training(content, extractor)
     progress = progress_setting(model_args)
     entries = extract_videos(extractor, args.videos, features_dir,

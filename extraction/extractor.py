@@ -57,6 +57,36 @@ NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus
 DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8}   # examples, images, clips per forward pass
 
 
+def add_extraction_arguments(parser):
+    """The flags scripts/extract_features.py and parse_video.py share (read by `extractor_from_args`)."""
+    parser.add_argument("--weights_dir", default=None,
+                        help="folder holding the pretrained weight files (offline machines); default: download them "
+                             "once into torch.hub's cache")
+    parser.add_argument("--random_weights", action="store_true",
+                        help="smoke test: untrained feature networks; the records and results say so, and "
+                             "main_DHHN.py refuses such features")
+    parser.add_argument("--vggish_postprocess", action="store_true",
+                        help="AudioSet's PCA + 8-bit quantisation of the VGGish embeddings (not how LLP's features "
+                             "were made)")
+    parser.add_argument("--allow_variable_frame_rate", action="store_true",
+                        help="take variable-frame-rate videos, sampling their frames by time")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
+    for kind in KINDS:
+        parser.add_argument(f"--{kind}_batch", type=int, default=DEFAULT_BATCH[kind],
+                            help=f"{kind}: network inputs per forward pass")
+
+
+def extractor_from_args(args, device, kinds=KINDS):
+    """The FeatureExtractor the flags of `add_extraction_arguments` ask for, on `device`."""
+    batch_sizes = {kind: getattr(args, f"{kind}_batch") for kind in KINDS}
+    for kind, size in batch_sizes.items():
+        if size < 1:
+            raise UsageError(f"--{kind}_batch {size}: must be at least 1")
+    return FeatureExtractor(kinds=kinds, device=device, weights_dir=args.weights_dir,
+                            random_weights=args.random_weights, vggish_postprocess=args.vggish_postprocess,
+                            batch_sizes=batch_sizes)
+
+
 def feature_folder(root, kind):
     """<root>/feats/<published folder name>: the official layout (dataloader.OFFICIAL_LAYOUT)."""
     return os.path.join(root, "feats", FEATURE_KINDS[kind][0])

@@ -5,13 +5,13 @@ Each file's name carries the first 8 hex digits of its SHA-256, as torch.hub nam
 whose digest does not start with them is refused, so a truncated download or another network's
 weights never make features silently.
 """
-import hashlib
 import os
 from dataclasses import dataclass
 
 import torch
 
 from utils.errors import UsageError
+from utils.io import file_sha256
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,6 @@ WEIGHT_FILES = {
                              "vggish_pca_params-970ea276.pth",
                              "VGGish PCA parameters (only for --vggish_postprocess)"),
 }
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def locate(key, weights_dir=None):

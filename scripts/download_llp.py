@@ -34,7 +34,7 @@ from utils.constants import (ANNOTATION_FILES, ANNOTATION_SHA256, DHHN_RELEASE_B
                              PUBLISHED_FLAGS_FILE, REPRODUCTION_FILES, REPRODUCTION_RELEASE_PATHS,
                              REPRODUCTION_SHA256, REPRODUCTION_SOURCE_NAMES)
 from utils.errors import UserError  # noqa: E402
-from utils.io import atomic_write_bytes  # noqa: E402
+from utils.io import atomic_write_bytes, file_sha256  # noqa: E402
 
 BASE_URL = "https://raw.githubusercontent.com/YapengTian/AVVP-ECCV20/master/data/"
 FEATURES_URL = "https://drive.google.com/file/d/10CeaI1G9uIyz5dKnd7XTeH9-qOehC7CL/view"
@@ -58,12 +58,6 @@ def sha256_of_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_of_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def classify_digest(name, digest):
@@ -92,7 +86,7 @@ def check_files(folder, names):
     status = {}
     for name in names:
         path = os.path.join(folder, name)
-        status[name] = classify_digest(name, sha256_of_file(path)) if os.path.isfile(path) else MISSING
+        status[name] = classify_digest(name, file_sha256(path)) if os.path.isfile(path) else MISSING
     return status
 
 
@@ -168,7 +162,7 @@ def fetch_files(out_dir, names, source_dir=None, base_url=BASE_URL, release_base
     done, needed = {}, []
     for name in names:
         target = os.path.join(out_dir, name)
-        if os.path.isfile(target) and classify_digest(name, sha256_of_file(target)) == OK:
+        if os.path.isfile(target) and classify_digest(name, file_sha256(target)) == OK:
             done[name] = "present"
             log(f"{name}: present, sha256 ok")
         else:

@@ -17,7 +17,7 @@ import sys
 # so that the project imports without installing it.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from extraction.extractor import DEFAULT_BATCH, KINDS, FeatureExtractor, extract_videos  # noqa: E402
+from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args  # noqa: E402
 from modes.common import PROGRESS_SETTINGS  # noqa: E402
 from utils.constants import YOUTUBE_ID_LENGTH  # noqa: E402
 from utils.errors import UsageError, UserError  # noqa: E402
@@ -33,19 +33,7 @@ def get_args_parser():
     parser.add_argument("videos", nargs="+", help="video files, or folders whose video files are all taken")
     parser.add_argument("--out_dir", required=True, help="root of the official layout to write (feats/...)")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="feature kinds to extract")
-    parser.add_argument("--weights_dir", default=None,
-                        help="folder holding the weight files (offline machines); default: download once into "
-                             "torch.hub's cache")
-    parser.add_argument("--random_weights", action="store_true",
-                        help="smoke test: untrained networks; the records say so and training refuses the features")
-    parser.add_argument("--vggish_postprocess", action="store_true",
-                        help="AudioSet's PCA + 8-bit quantisation of the embeddings (not LLP's features)")
-    parser.add_argument("--allow_variable_frame_rate", action="store_true",
-                        help="take variable-frame-rate videos, sampling their frames by time")
-    parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
-    for kind in KINDS:
-        parser.add_argument(f"--{kind}_batch", type=int, default=DEFAULT_BATCH[kind],
-                            help=f"{kind}: network inputs per forward pass")
+    add_extraction_arguments(parser)
     parser.add_argument("--progress", default="auto", choices=("auto", "on", "off"), help="progress bar")
     return parser
 
@@ -85,13 +73,7 @@ def llp_name_warning(entries):
 def main(args):
     try:
         paths = video_files(args.videos)
-        for kind in KINDS:
-            if getattr(args, f"{kind}_batch") < 1:
-                raise UsageError(f"--{kind}_batch {getattr(args, f'{kind}_batch')}: must be at least 1")
-        extractor = FeatureExtractor(kinds=args.kinds, device=resolve_device(args.device),
-                                     weights_dir=args.weights_dir, random_weights=args.random_weights,
-                                     vggish_postprocess=args.vggish_postprocess,
-                                     batch_sizes={kind: getattr(args, f"{kind}_batch") for kind in KINDS})
+        extractor = extractor_from_args(args, resolve_device(args.device), kinds=args.kinds)
         if args.random_weights:
             print("warning: random weights (smoke test): these features carry no information", file=sys.stderr)
         progress = PROGRESS_SETTINGS[args.progress]

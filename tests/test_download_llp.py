@@ -12,6 +12,7 @@ from utils.constants import (ANNOTATION_FILES, EVAL_AUDIO_2020_CSV, EVAL_AUDIO_2
                              EVAL_AUDIO_CSV, LABEL_TRAIN_CSV, PUBLISHED_FLAGS_FILE, PUBLISHED_FLAGS_SHA256,
                              PUBLISHED_FLAGS_URL, REPRODUCTION_FILES, REPRODUCTION_RELEASE_PATHS,
                              REPRODUCTION_SOURCE_NAMES)
+from utils.io import file_sha256
 
 SCRIPT = script_path("download_llp")
 OLDER_AUDIO_COPY = "AVVP_eval_audio_2020_with_defects.csv"
@@ -107,7 +108,7 @@ def test_corrupted_source_is_a_clear_error(release_source, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
     assert LABEL_TRAIN_CSV in err
     assert download_llp.ANNOTATION_SHA256[LABEL_TRAIN_CSV] in err
-    assert download_llp.sha256_of_file(source / LABEL_TRAIN_CSV) in err
+    assert file_sha256(source / LABEL_TRAIN_CSV) in err
     assert not (out / LABEL_TRAIN_CSV).exists()
 
     with pytest.raises(download_llp.ChecksumError, match=LABEL_TRAIN_CSV):
@@ -210,7 +211,7 @@ def test_release_file_with_a_wrong_digest_is_refused(stand_in_source, tmp_path, 
     code, _, err = _main(capsys, "--from", str(stand_in_source), "--out", str(out))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert name in err and str(published) in err
-    assert download_llp.EXPECTED_SHA256[name] in err and download_llp.sha256_of_file(published) in err
+    assert download_llp.EXPECTED_SHA256[name] in err and file_sha256(published) in err
     assert name not in os.listdir(out) and not [f for f in os.listdir(out) if f.endswith(".tmp")]
     with pytest.raises(download_llp.ChecksumError, match=name):
         download_llp.fetch_all(str(out), source_dir=str(stand_in_source), log=lambda _: None)
@@ -291,6 +292,6 @@ def test_from_the_shared_folder(tmp_path, capsys):
     assert sorted(os.listdir(out)) == sorted(download_llp.ALL_FILES)
     assert (out / PUBLISHED_FLAGS_FILE).read_bytes() == (SHARED_LLP / PUBLISHED_FLAGS_FILE).read_bytes()
     assert (out / EVAL_AUDIO_2020_CSV).read_bytes() == (SHARED_LLP / OLDER_AUDIO_COPY).read_bytes()
-    assert download_llp.sha256_of_file(out / PUBLISHED_FLAGS_FILE) == PUBLISHED_FLAGS_SHA256
-    assert download_llp.sha256_of_file(out / EVAL_AUDIO_2020_CSV) == EVAL_AUDIO_2020_SHA256
+    assert file_sha256(out / PUBLISHED_FLAGS_FILE) == PUBLISHED_FLAGS_SHA256
+    assert file_sha256(out / EVAL_AUDIO_2020_CSV) == EVAL_AUDIO_2020_SHA256
     assert (out / EVAL_AUDIO_CSV).read_bytes() == (SHARED_LLP / EVAL_AUDIO_CSV).read_bytes()   # still the default

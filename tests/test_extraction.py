@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
 
 from extraction import decode, records, vggish, weights
+from extraction import extractor as extractor_module
 from extraction.extractor import FRAME_RATE, extract_videos, feature_folder
 from extraction_stubs import StubExtractor
 from utils.errors import UsageError
@@ -199,7 +200,7 @@ def test_records_tell_training_settings_apart(tmp_path):
 def test_extract_features_cli(videos, tmp_path, monkeypatch, capsys):
     from conftest import load_script
     cli = load_script("extract_features")
-    monkeypatch.setattr(cli, "FeatureExtractor", StubExtractor)
+    monkeypatch.setattr(extractor_module, "FeatureExtractor", StubExtractor)
     folder = tmp_path / "in"
     folder.mkdir()
     for name, video in (("holiday_video_a", "ten"), ("holiday_video_b", "long")):

@@ -14,6 +14,7 @@ import engine
 import parse_video
 from conftest import data_flags, load_test_split, run_main
 from dataloader import LLPPaths, load_features
+from extraction import extractor as extractor_module
 from extraction import records
 from extraction.extractor import KINDS, feature_folder
 from extraction.windows import Window
@@ -40,7 +41,7 @@ def clips(tmp_path_factory):
 
 @pytest.fixture
 def stub_networks(monkeypatch):
-    monkeypatch.setattr(parse_video, "FeatureExtractor", StubExtractor)
+    monkeypatch.setattr(extractor_module, "FeatureExtractor", StubExtractor)
     StubExtractor.calls = 0
 
 
@@ -59,7 +60,7 @@ class ReplayExtractor(StubExtractor):
 
 @pytest.fixture
 def replayed_features(monkeypatch, synthetic_root):
-    monkeypatch.setattr(parse_video, "FeatureExtractor", ReplayExtractor)
+    monkeypatch.setattr(extractor_module, "FeatureExtractor", ReplayExtractor)
     ReplayExtractor.source = load_test_split(synthetic_root)
     StubExtractor.calls = 0
 

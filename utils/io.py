@@ -1,7 +1,9 @@
-"""Atomic file writes: a crash mid-write never leaves a truncated checkpoint or result.
+"""Atomic file writes (a crash mid-write never leaves a truncated checkpoint or result), and a
+file's SHA-256.
 
 Imports no torch at module level, so data-only tools (dataloader, download script) stay light.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -71,3 +73,12 @@ def _json_default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def file_sha256(path):
+    """Hex SHA-256 of a file, read in 1 MiB blocks (weight files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
