@@ -168,7 +168,8 @@ def run(args):
                        "warnings": [text for text in (note, SMOKE_TEST_WARNING if args.random_weights else None) if text]}
         written, events = write_parsed_video(os.path.join(args.out_dir, name), name, timeline, description,
                                              with_picture=not args.no_timeline)
-        print(f"{path}: {entry['plan']}; {len(events)} event(s) -> {os.path.dirname(written['events'])}")
+        print(f"{path}: {len(events)} event(s) in {entry['info']['duration']:.1f} s -> "
+              f"{os.path.dirname(written['events'])}")
     return entries
 
 

@@ -9,6 +9,7 @@ finished video.
 """
 import io
 import os
+import sys
 
 import numpy as np
 import torch
@@ -295,7 +296,8 @@ def extract_videos(extractor, paths, root, allow_variable_frame_rate=False, prog
     if len(infos) < len(paths):
         log(f"{len(paths) - len(infos)} video(s) already extracted with these settings in {root}: reused")
     entries = {video_name(path): done[video_name(path)] for path in paths if path not in infos}
-    bar = tqdm(infos.items(), desc="extracting", unit="video", disable=progress is False or not infos)
+    shown = sys.stderr.isatty() if progress is None else progress   # auto: on a terminal only, as engine.py
+    bar = tqdm(infos.items(), desc="extracting", unit="video", disable=not (shown and infos))
     for path, info in bar:
         name = video_name(path)
         bar.set_postfix_str(name)
