@@ -123,9 +123,10 @@ class FeatureExtractor:
         self.networks, self.weight_records = {}, {}
         self.postprocessor = None
         generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)   # random weights are the same in every run
         try:
             for kind in self.kinds:
+                # random weights are the same in every run, whichever other kinds are built
+                torch.manual_seed(seed + KINDS.index(kind))
                 self.networks[kind] = self._build(kind, weights_dir).to(self.device).eval()
         finally:
             torch.random.set_rng_state(generator_state)
