@@ -154,23 +154,27 @@ def run(args):
     outputs = engine.predict(model, to_device(model_args, split, device), model_args.eval_batch_size,
                              progress=progress, desc="parsing")
     outputs = {key: value.float().cpu().numpy() for key, value in outputs.items()}
+    warnings = [text for text in (note, SMOKE_TEST_WARNING if args.random_weights else None) if text]
+    write_results(args, entries, names, outputs, recipe, title, warnings)
+    return entries
+
+
+def write_results(args, entries, names, outputs, recipe, title, warnings):
+    """Each video's windows (consecutive rows of `outputs`) as one timeline, written under --out_dir."""
     first = 0
     for path, name in zip(args.videos, names):
         entry = entries[name]
         count = len(entry["ids"])
         window_outputs = {key: value[first:first + count] for key, value in outputs.items()}
         first += count
-        windows = [Window(**record) for record in entry["windows"]]
-        timeline = video_timeline(window_outputs, windows, recipe.gating)
+        timeline = video_timeline(window_outputs, [Window(**record) for record in entry["windows"]], recipe.gating)
         description = {"source": entry["source"], "duration": entry["info"]["duration"], "plan": entry["plan"],
                        "windows": entry["windows"], "model": title, "model_name": recipe.name,
-                       "checkpoint": args.checkpoint, "smoke_test": bool(args.random_weights),
-                       "warnings": [text for text in (note, SMOKE_TEST_WARNING if args.random_weights else None) if text]}
+                       "checkpoint": args.checkpoint, "smoke_test": bool(args.random_weights), "warnings": warnings}
         written, events = write_parsed_video(os.path.join(args.out_dir, name), name, timeline, description,
                                              with_picture=not args.no_timeline)
         print(f"{path}: {len(events)} event(s) in {entry['info']['duration']:.1f} s -> "
               f"{os.path.dirname(written['events'])}")
-    return entries
 
 
 def main(args):
