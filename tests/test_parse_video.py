@@ -12,7 +12,7 @@ pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requ
 
 import engine
 import parse_video
-from conftest import data_flags, load_test_split, run_main
+from conftest import data_flags, load_test_split, run_main, train_flags
 from dataloader import LLPPaths, load_features
 from extraction import extractor as extractor_module
 from extraction import records
@@ -82,35 +82,54 @@ def test_parsed_timelines_agree_with_the_windows(trained_run, clips, replayed_fe
         assert {path.name for path in (out / name).iterdir()} == {f"{name}_events.json", f"{name}_audio.csv",
                                                                   f"{name}_visual.csv", f"{name}_timeline.png"}
 
-    # the same windows through the model by hand: every stitched decision is one a window made
-    features_dir = str(out / "features")
-    ids = entries["long"]["ids"]
-    features, layout = load_features({kind: feature_folder(features_dir, kind) for kind in KINDS}, ids,
-                                     exact_names=True)
-    split = parse_video.LLPSplit(name="videos", filenames=ids, labels=np.zeros((3, 25), np.float32),
-                                 feature_layout=layout, **features)
-    model_args, _ = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
-    model = next(iter(assemble_rows(RECIPES["dhhn"], model_args, split, torch.device("cpu")).values()))
-    outputs = engine.predict(model, parse_video.to_device(model_args, split, torch.device("cpu")))
-    pred_audio, pred_visual = (pred.numpy() for pred in segment_predictions(outputs, "modality"))
-    windows = [Window(**w) for w in entries["long"]["windows"]]
-    heard = {(event["class"], second) for event in parsed["events"] if event["modality"] == "audio"
-             for second in range(event["onset"], event["offset"])}
-    seen = {(event["class"], second) for event in parsed["events"] if event["modality"] == "visual"
-            for second in range(event["onset"], event["offset"])}
-    expected_heard, expected_seen = set(), set()
-    for w, window in enumerate(windows):
-        for position in range(window.keep_from, window.keep_to):
-            for cls in np.flatnonzero(pred_audio[w, :, position]):
-                expected_heard.add((CLASSES[cls], window.start + position))
-            for cls in np.flatnonzero(pred_visual[w, :, position]):
-                expected_seen.add((CLASSES[cls], window.start + position))
-    assert heard == expected_heard and seen == expected_seen
+    heard, seen = decisions_by_hand(argv, entries["long"], out / "features", "dhhn", "modality")
+    assert events_as_seconds(parsed, "audio") == heard and events_as_seconds(parsed, "visual") == seen
     assert len(heard) > 5 and len(seen) > 5   # the check compared something
 
     # a second run reuses the cached features
     parse(argv)
     assert StubExtractor.calls == 2
+
+
+def events_as_seconds(parsed, modality):
+    """{(class, second)} covered by the parsed events of one modality."""
+    return {(event["class"], second) for event in parsed["events"] if event["modality"] == modality
+            for second in range(event["onset"], event["offset"])}
+
+
+def decisions_by_hand(argv, entry, features_dir, model_name, gating):
+    """({(class, second)} heard, seen): the video's windows through the model as evaluation decides
+    them (utils.eval_metrics.segment_predictions), each second from the first window covering it."""
+    ids = entry["ids"]
+    features, layout = load_features({kind: feature_folder(str(features_dir), kind) for kind in KINDS}, ids,
+                                     exact_names=True)
+    split = parse_video.LLPSplit(name="videos", filenames=ids, labels=np.zeros((len(ids), 25), np.float32),
+                                 feature_layout=layout, **features)
+    model_args, _ = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
+    model = next(iter(assemble_rows(RECIPES[model_name], model_args, split, torch.device("cpu")).values()))
+    outputs = engine.predict(model, parse_video.to_device(model_args, split, torch.device("cpu")))
+    predictions = [pred.numpy() for pred in segment_predictions(outputs, gating)]
+    decided = (set(), set())
+    for w, window in enumerate(Window(**record) for record in entry["windows"]):
+        for position in range(window.keep_from, window.keep_to):
+            for found, pred in zip(decided, predictions):
+                found.update((CLASSES[cls], window.start + position) for cls in np.flatnonzero(pred[w, :, position]))
+    return decided
+
+
+def test_a_han_run_parses_with_its_global_gate(synthetic_root, clips, replayed_features, tmp_path):
+    save_dir = tmp_path / "han"
+    run_main(train_flags(synthetic_root, save_dir, "--mode", "train", "--model", "han", "--epochs", "4"))
+    out = tmp_path / "parsed"
+    argv = [clips["long"], "--checkpoint", os.path.join(save_dir, "DHHN"), "--out_dir", str(out),
+            "--random_weights", "--device", "cpu", "--progress", "off"]
+    entries = parse(argv)
+    with open(out / "long" / "long_events.json") as f:
+        parsed = json.load(f)
+    assert parsed["model_name"] == "han" and parsed["model"].startswith("HAN")
+    heard, seen = decisions_by_hand(argv, entries["long"], out / "features", "han", "global")
+    assert events_as_seconds(parsed, "audio") == heard and events_as_seconds(parsed, "visual") == seen
+    assert len(heard) > 5 and len(seen) > 5   # the check compared something
 
 
 def test_bad_input_stops_before_any_extraction(trained_run, clips, stub_networks, tmp_path, capsys):
