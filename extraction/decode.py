@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from extraction.windows import SEGMENT_SECONDS, whole_segments
 from utils.errors import UserError
@@ -194,7 +195,7 @@ def grid_frames(info, grid_indices, fps, prepare):
                     position += 1
                 if position == len(wanted):
                     break
-                previous, prepared = frame.to_image(), None
+                previous, prepared = upright(frame.to_image(), frame.rotation), None
         except av.error.FFmpegError as error:
             raise VideoInputError(f"{info.path}: unreadable video frames ({error})") from None
     if previous is None:
@@ -202,6 +203,16 @@ def grid_frames(info, grid_indices, fps, prepare):
     for index in wanted[position:]:   # past the last frame: it is held
         show(index)
     return kept
+
+
+def upright(image, rotation):
+    """A decoded PIL image as it is shown: `rotation` is the stream's display rotation, degrees
+    counterclockwise (a phone held upright records landscape frames and says 90 or -90). ffmpeg
+    turned frames upright this way when the original scripts wrote their JPEGs (its autorotation,
+    multiples of 90 degrees only)."""
+    turns = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    turn = turns.get(int(round(rotation or 0)) % 360)
+    return image.transpose(turn) if turn is not None else image
 
 
 def check_video(info, need_audio, allow_variable_frame_rate):

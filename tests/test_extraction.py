@@ -231,3 +231,29 @@ def test_a_missing_pyav_is_one_line_naming_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)   # import av now raises ImportError
     with pytest.raises(UserError, match=r"^video decoding needs PyAV: pip install -r requirements-video.txt$"):
         StubExtractor(random_weights=True)
+
+
+@pytest.mark.parametrize("rotation, white_rows, white_columns", [(90, slice(120, 160), slice(None)),
+                                                                  (-90, slice(0, 40), slice(None)),
+                                                                  (180, slice(None), slice(120, 160))])
+def test_frames_are_turned_upright_by_the_display_rotation(tmp_path, rotation, white_rows, white_columns):
+    """A 160x120 frame whose left quarter is white, stored with a display rotation, is shown
+    turned counterclockwise by it (ffmpeg's autorotation): 90 puts the white quarter at the bottom."""
+    import av
+    path = str(tmp_path / "phone.mp4")
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.set_display_rotation(rotation)
+        pixels = np.full((120, 160, 3), 40, dtype=np.uint8)
+        pixels[:, :40] = 255
+        for index in range(16):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    shown = decode.grid_frames(decode.probe(path), [3], FRAME_RATE, np.array)[3]
+    assert shown.shape == ((120, 160, 3) if rotation == 180 else (160, 120, 3))
+    white = np.zeros(shown.shape[:2], dtype=bool)
+    white[white_rows, white_columns] = True
+    assert shown[white].mean() > 240 and shown[~white].mean() < 60
