@@ -74,9 +74,10 @@ def _packet_times(container, stream):
     """(sorted presentation times in seconds, duration of the last packet) of one stream."""
     times, last_duration = [], 0.0
     for packet in container.demux(stream):
-        if packet.pts is None:
+        stamp = packet.pts if packet.pts is not None else packet.dts   # some AVI files stamp only dts
+        if stamp is None:
             continue
-        times.append(float(packet.pts * packet.time_base))
+        times.append(float(stamp * packet.time_base))
         last_duration = float(packet.duration * packet.time_base) if packet.duration else 0.0
     return np.sort(np.array(times)), last_duration
 
