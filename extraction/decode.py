@@ -70,16 +70,20 @@ def _open(av, path):
         raise VideoInputError(f"{path}: cannot be read as a video ({error})") from None
 
 
-def _packet_times(container, stream):
-    """(sorted presentation times in seconds, duration of the last packet) of one stream."""
-    times, last_duration = [], 0.0
-    for packet in container.demux(stream):
+def _packet_times(container, streams):
+    """[(sorted presentation times in seconds, duration of the last packet)] of each of `streams`,
+    in their order, from one demuxing pass over the file (no decoding)."""
+    position = {stream.index: i for i, stream in enumerate(streams)}
+    times = [[] for _ in streams]
+    last_duration = [0.0 for _ in streams]
+    for packet in container.demux(*streams):
         stamp = packet.pts if packet.pts is not None else packet.dts   # some AVI files stamp only dts
         if stamp is None:
             continue
-        times.append(float(stamp * packet.time_base))
-        last_duration = float(packet.duration * packet.time_base) if packet.duration else 0.0
-    return np.sort(np.array(times)), last_duration
+        i = position[packet.stream.index]
+        times[i].append(float(stamp * packet.time_base))
+        last_duration[i] = float(packet.duration * packet.time_base) if packet.duration else 0.0
+    return [(np.sort(np.array(found)), last) for found, last in zip(times, last_duration)]
 
 
 def probe(path):
@@ -88,18 +92,17 @@ def probe(path):
     with _open(av, path) as container:
         if not container.streams.video:
             raise VideoInputError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        width, height = stream.codec_context.width, stream.codec_context.height
+        # read everything from the stream objects inside: they are freed with the container
+        streams = [container.streams.video[0]] + list(container.streams.audio[:1])
+        width, height = streams[0].codec_context.width, streams[0].codec_context.height
         try:
-            times, last = _packet_times(container, stream)
+            packets = _packet_times(container, streams)   # video first, then the audio if any
         except av.error.FFmpegError as error:
-            raise VideoInputError(f"{path}: unreadable video stream ({error})") from None
-        has_audio = bool(container.streams.audio)
-        audio_end = 0.0
-        if has_audio:
-            container.seek(0)
-            audio_times, audio_last = _packet_times(container, container.streams.audio[0])
-            audio_end = float(audio_times[-1] + audio_last) if len(audio_times) else 0.0
+            raise VideoInputError(f"{path}: unreadable streams ({error})") from None
+    (times, last), has_audio, audio_end = packets[0], len(packets) > 1, 0.0
+    if has_audio and len(packets[1][0]):
+        audio_times, audio_last = packets[1]
+        audio_end = float(audio_times[-1] + audio_last)
     if len(times) < 2:
         raise VideoInputError(f"{path}: {len(times)} video frame(s), too few to parse")
     intervals = np.diff(times)
