@@ -20,7 +20,7 @@ import engine
 import main_DHHN
 from dataloader import FEATURE_FLAGS, LLPSplit, load_features
 from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args, feature_folder
-from extraction.records import differences_from_training, refuse_random_weight_features
+from extraction.records import differences_from_training
 from extraction.timeline import video_timeline, write_parsed_video
 from extraction.windows import Window
 from modes.common import progress_setting, to_device
@@ -122,10 +122,10 @@ def check_videos(paths):
         raise UsageError(f"no such video file(s): {', '.join(missing)}")
 
 
-def load_windows(features_dir, ids, random_allowed):
-    """An LLPSplit of every window's features (weak labels unused, all zero)."""
+def load_windows(features_dir, ids):
+    """An LLPSplit of every window's features (weak labels unused, all zero). The folders hold
+    features of this run's settings only (extract_videos claims them), random weights included."""
     folders = {kind: feature_folder(features_dir, kind) for kind in KINDS}
-    refuse_random_weight_features(folders.values(), random_allowed, flag="--random_weights")
     features, layout = load_features(folders, ids, exact_names=True)
     return LLPSplit(name="videos", filenames=ids, labels=np.zeros((len(ids), NUM_CLASSES), dtype=np.float32),
                     feature_layout=layout, **features)
@@ -149,7 +149,7 @@ def run(args):
                              allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)
     names = [os.path.splitext(os.path.basename(path))[0] for path in args.videos]
     ids = [fid for name in names for fid in entries[name]["ids"]]
-    split = load_windows(features_dir, ids, random_allowed=args.random_weights)
+    split = load_windows(features_dir, ids)
     title, model = next(iter(assemble_rows(recipe, model_args, split, device).items()))
     outputs = engine.predict(model, to_device(model_args, split, device), model_args.eval_batch_size,
                              progress=progress, desc="parsing")

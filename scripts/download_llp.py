@@ -58,8 +58,6 @@ def sha256_of_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-
-
 def classify_digest(name, digest):
     """OK, OLDER or WRONG for the sha256 `digest` of file `name` (an annotation or release file)."""
     if digest == EXPECTED_SHA256[name]:
