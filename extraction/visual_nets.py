@@ -13,7 +13,6 @@ reproduce the parameter and buffer names and shapes of `torchvision.models.resne
 
 Call `.eval()` before extracting: the features are read with the stored BatchNorm statistics.
 """
-import torch
 from torch import nn
 
 IMAGENET_CLASSES = 1000
@@ -23,14 +22,6 @@ R2PLUS1D_18_BLOCKS = (2, 2, 2, 2)
 # channels of the residual stream entering layer1 and the widths of layers 1..4
 STEM_CHANNELS = 64
 LAYER_WIDTHS = (64, 128, 256, 512)
-
-
-def _load_weights(model, weights):
-    """Load a torchvision weight file (a path) strictly into `model`; None keeps the random init."""
-    if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    return model
 
 
 class Bottleneck(nn.Module):
@@ -99,9 +90,10 @@ class ResNet152(nn.Module):
         return self.fc(self.features(images))
 
 
-def resnet152(weights=None):
-    """ResNet-152; `weights` is the path of torchvision's resnet152-394f9c45.pth, or None."""
-    return _load_weights(ResNet152(), weights)
+def resnet152():
+    """ResNet-152, randomly initialised; torchvision's resnet152-394f9c45.pth loads into it strictly
+    (extraction/weights.py finds and checks the file, extraction/extractor.py loads it)."""
+    return ResNet152()
 
 
 class Conv2Plus1D(nn.Sequential):
@@ -185,6 +177,7 @@ class R2Plus1D18(nn.Module):
         return self.fc(self.features(clips))
 
 
-def r2plus1d_18(weights=None):
-    """R(2+1)D-18; `weights` is the path of torchvision's r2plus1d_18-91a641e6.pth, or None."""
-    return _load_weights(R2Plus1D18(), weights)
+def r2plus1d_18():
+    """R(2+1)D-18, randomly initialised; torchvision's r2plus1d_18-91a641e6.pth loads into it strictly
+    (extraction/weights.py finds and checks the file, extraction/extractor.py loads it)."""
+    return R2Plus1D18()

@@ -15,7 +15,7 @@ pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requ
 
 from extraction import decode, records, vggish, weights
 from extraction import extractor as extractor_module
-from extraction.extractor import FRAME_RATE, extract_videos, feature_folder
+from extraction.extractor import FRAME_RATE, FeatureExtractor, extract_videos, feature_folder
 from extraction_stubs import StubExtractor
 from utils.errors import UsageError
 from video_fixtures import (SECOND_COLOURS, TONE_HZ, write_corrupt_file, write_test_video,
@@ -257,3 +257,26 @@ def test_frames_are_turned_upright_by_the_display_rotation(tmp_path, rotation, w
     white = np.zeros(shown.shape[:2], dtype=bool)
     white[white_rows, white_columns] = True
     assert shown[white].mean() > 240 and shown[~white].mean() < 60
+
+
+def test_a_weight_file_loads_strictly_and_one_of_another_layout_is_refused(tmp_path, monkeypatch):
+    """The extractor loads torchvision's file into our R(2+1)D-18 exactly; a file missing a tensor
+    is refused naming the file and the tensor (not loaded in part)."""
+    from extraction.visual_nets import r2plus1d_18
+
+    def stage(state):
+        torch.save(state, tmp_path / "staged.pth")
+        name = f"r2plus1d_18-{weights.file_sha256(tmp_path / 'staged.pth')[:8]}.pth"
+        os.replace(tmp_path / "staged.pth", tmp_path / name)
+        monkeypatch.setitem(weights.WEIGHT_FILES, "r2plus1d_18", weights.WeightFile(name, "http://127.0.0.1:9/", "x"))
+        return name
+
+    torch.manual_seed(5)
+    state = r2plus1d_18().state_dict()
+    stage(state)
+    loaded = FeatureExtractor(kinds=("snippets",), weights_dir=str(tmp_path)).networks["snippets"].state_dict()
+    torch.testing.assert_close(loaded["layer4.1.conv2.0.3.weight"], state["layer4.1.conv2.0.3.weight"], rtol=0, atol=0)
+    del state["fc.bias"]
+    name = stage(state)
+    with pytest.raises(UsageError, match=rf"(?s){name} does not fit R\(2\+1\)D-18: .*fc.bias"):
+        FeatureExtractor(kinds=("snippets",), weights_dir=str(tmp_path))
