@@ -1,8 +1,8 @@
 """LLP splits in memory: labels, validated features and segment truth of one split (PROTOCOL.md §2).
 
 Where the files are (`LLPPaths`, the official layout under one root), how annotation files are
-parsed (utils/annotations.py), how feature files are validated (utils/feature_files.py) and how
-packed features are reused across runs (utils/feature_cache.py) live in their own modules; this
+parsed (avvp_data/annotations.py), how feature files are validated (avvp_data/feature_files.py) and how
+packed features are reused across runs (avvp_data/feature_cache.py) live in their own modules; this
 one puts them together into an `LLPSplit`.
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from utils.annotations import published_eval_videos, read_video_labels, segment_truth_with_coverage
-from utils.constants import (EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
+from avvp_data.annotations import published_eval_videos, read_video_labels, segment_truth_with_coverage
+from avvp_data.llp import (EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
                              LABEL_VAL_CSV, NUM_SEGMENTS)
 from utils.errors import LLPDataError, LLPDataWarning, bulleted
-from utils.feature_files import (ROW_FORMATS, feature_paths, loaded_rows, read_feature_kind, read_pseudo_labels,
+from avvp_data.feature_files import (ROW_FORMATS, feature_paths, loaded_rows, read_feature_kind, read_pseudo_labels,
                                  source_shape, storage_dtype)
 
 SPLITS = ("train", "val", "test")
@@ -126,15 +126,15 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
 
     feature_dirs: kind -> folder, kinds from FEATURE_KINDS ("audio" (N,10,128),
     "frames" (N,80,2048), "snippets" (N,10,512)). Files are `<video id>.npy`
-    (utils.feature_files.feature_file_name). The dim may differ from the published one, and the
-    rows may be another of utils.feature_files.ROW_FORMATS (CLIP frames (10, 768), CLAP maps
+    (avvp_data.feature_files.feature_file_name). The dim may differ from the published one, and the
+    rows may be another of avvp_data.feature_files.ROW_FORMATS (CLIP frames (10, 768), CLAP maps
     (64, 768), held as 10 segment vectors), if all files of the kind agree. Returns float32 arrays
     (frames float16 when frame_dtype="float16"). Every file is checked (missing, unreadable,
     shape, non-float dtype, NaN/Inf) and all problems are raised in one LLPDataError.
-    cache: a utils.feature_cache.PackedFeatureCache (or None): each kind is packed there under
+    cache: a avvp_data.feature_cache.PackedFeatureCache (or None): each kind is packed there under
     `split` and reused while the source files are unchanged.
     pool_frames: keep one mean frame per segment, frames (N,10,Df) instead of (N,80,Df).
-    exact_names: files are `<filename>.npy` (utils.feature_files.feature_paths).
+    exact_names: files are `<filename>.npy` (avvp_data.feature_files.feature_paths).
     """
     unknown = set(feature_dirs) - set(FEATURE_KINDS)
     if unknown:

@@ -16,9 +16,9 @@ from modes.train import run_retrain, run_train
 from nets.han_baseline import HAN_UPDATES
 from recipes import RECIPES
 from recipes.base import WEAK_LOSSES
-from utils.constants import EVAL_AUDIO_2020_CSV
+from avvp_data.llp import EVAL_AUDIO_2020_CSV
 from utils.errors import UsageError, UserError
-from utils.optimization import OPTIMIZERS, SCHEDULERS
+from engine.optimization import OPTIMIZERS, SCHEDULERS
 from utils.runtime import MAX_SEED, set_seed, termination_as_interrupt
 
 MODES = {

@@ -21,16 +21,16 @@ import main_DHHN
 from dataloader import FEATURE_FLAGS, LLPSplit, load_features
 from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args, feature_folder
 from extraction.records import differences_from_training
-from extraction.timeline import video_timeline, write_parsed_video
+from reporting.timeline import video_timeline, write_parsed_video
 from extraction.windows import Window
 from modes.common import progress_setting, to_device
 from modes.evaluate import assemble_rows
 from recipes import RECIPES
 from utils import checkpoint
-from utils.constants import NUM_CLASSES
+from avvp_data.llp import NUM_CLASSES
 from utils.errors import UsageError, UserError
 from utils.runtime import resolve_device
-from utils.synthetic_llp import COMPLETE_MARKER
+from avvp_data.synthetic_llp import COMPLETE_MARKER
 
 SMOKE_TEST_WARNING = ("features from RANDOM weights (--random_weights, a smoke test): the events below say nothing "
                       "about the videos")

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from extraction import decode, image_transforms, records, visual_nets, vggish, weights
 from extraction.windows import SEGMENT_SECONDS, WINDOW_SECONDS, VideoTooShort, describe_plan, plan_windows
-from utils.constants import FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS
+from avvp_data.llp import FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS
 from utils.errors import UsageError
 from utils.io import atomic_write_bytes
 
@@ -297,7 +297,7 @@ def extract_videos(extractor, paths, root, allow_variable_frame_rate=False, prog
     if len(infos) < len(paths):
         log(f"{len(paths) - len(infos)} video(s) already extracted with these settings in {root}: reused")
     entries = {video_name(path): done[video_name(path)] for path in paths if path not in infos}
-    shown = sys.stderr.isatty() if progress is None else progress   # auto: on a terminal only, as engine.py
+    shown = sys.stderr.isatty() if progress is None else progress   # auto: on a terminal only, as engine/loops.py
     bar = tqdm(infos.items(), desc="extracting", unit="video", disable=not (shown and infos))
     for path, info in bar:
         name = video_name(path)

@@ -91,7 +91,7 @@ def r2plus1d_image(image):
     return image if image.size == size else image.resize(size, Image.BILINEAR)
 
 
-# feature kind (utils.constants.FEATURE_KINDS) -> (geometry, mean, std)
+# feature kind (avvp_data.llp.FEATURE_KINDS) -> (geometry, mean, std)
 KIND_PREPROCESSING = {"frames": (resnet_image, IMAGENET_MEAN, IMAGENET_STD),
                       "snippets": (r2plus1d_image, KINETICS_MEAN, KINETICS_STD)}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.constants import NUM_SEGMENTS
+from avvp_data.llp import NUM_SEGMENTS
 
 SEGMENT_SECONDS = 1
 WINDOW_SECONDS = NUM_SEGMENTS * SEGMENT_SECONDS

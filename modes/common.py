@@ -10,14 +10,15 @@ from dataloader import LLPPaths, load_split
 from extraction.records import refuse_random_weight_features
 from nets.convert import load_any_state_dict
 from utils import checkpoint
-from utils.annotations import annotation_version
-from utils.constants import FEATURE_KINDS, METRIC_KEYS
+from avvp_data.annotations import annotation_version
+from avvp_data.llp import FEATURE_KINDS
+from utils.eval_metrics import METRIC_KEYS
 from utils.errors import FileWriteError, UsageError
-from utils.feature_cache import PackedFeatureCache, default_cache_dir
+from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
 from utils.io import atomic_write_json, check_writable
 from utils.run_lock import RunLock
 from utils.runtime import provenance
-from utils.tensor_split import TensorSplit
+from avvp_data.tensor_split import TensorSplit
 
 PROGRESS_SETTINGS = {"auto": None, "on": True, "off": False}   # --progress
 NO_CACHE = "none"   # --feature_cache none

@@ -8,7 +8,8 @@ from modes.common import check_inputs, load, load_selected_model, progress_setti
 from recipes import RECIPES
 from utils import checkpoint
 from utils.io import atomic_write_json
-from utils.label_refinement import summary_table, write_flags
+from avvp_data.refinement_flags import write_flags
+from engine.label_refinement import summary_table
 from utils.runtime import resolve_device
 
 

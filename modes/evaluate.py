@@ -9,12 +9,13 @@ from modes.common import (check_inputs, headline, load, load_selected_model, pro
 from nets.dual import DualHHN
 from recipes import RECIPES
 from utils import checkpoint
-from utils.eval_metrics import format_table, score_outputs, segment_predictions
+from reporting.tables import format_table
+from utils.eval_metrics import score_outputs, segment_predictions
 from utils.errors import UsageError
-from utils.export import export_predictions
+from reporting.export import export_predictions
 from utils.io import atomic_write_json, check_writable
 from utils.runtime import resolve_device
-from utils.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
+from reporting.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
 
 
 def assemble_rows(recipe, args, split, device):

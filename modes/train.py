@@ -20,14 +20,15 @@ from modes.common import (check_inputs, headline, load, move_aside_previous_run,
                           start_run, to_device)
 from recipes import RECIPES
 from utils import checkpoint
-from utils.annotations import read_video_labels
-from utils.constants import MODALITIES
-from utils.cuda_graph import GraphedTrainStep, check_device as check_cuda_graph_device
+from avvp_data.annotations import read_video_labels
+from avvp_data.llp import MODALITIES
+from engine.cuda_graph import GraphedTrainStep, check_device as check_cuda_graph_device
 from utils.errors import LLPDataError, RunInterrupted, UsageError
-from utils.eval_metrics import format_table
+from reporting.tables import format_table
 from utils.io import atomic_write_json
-from utils.label_refinement import read_refined_labels, restrict_to_labels
-from utils.optimization import build_optimizer, build_scheduler
+from avvp_data.refinement_flags import read_refined_labels
+from engine.label_refinement import restrict_to_labels
+from engine.optimization import build_optimizer, build_scheduler
 from utils.runtime import resolve_device
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
@@ -58,7 +59,7 @@ def run_retrain(args):
 @dataclass
 class TrainingRun:
     """Everything a training run changes, and so everything a resume restores."""
-    nets: dict            # name -> module; "model" (the parsing network) first
+    module: torch.nn.Module   # the recipe's TrainingModule: the parsing network and its training-only nets
     optimizers: dict      # name -> optimizer, same names
     schedulers: dict
     generator: torch.Generator   # drives the batch shuffling
@@ -67,22 +68,26 @@ class TrainingRun:
     history: list = field(default_factory=list)   # one record per finished epoch
     epoch: int = 0        # the last finished epoch
 
+    @property
+    def nets(self):
+        """name -> net of the module, "model" (the parsing network) first."""
+        return self.module.nets
+
 
 def build_training_run(recipe, args, feature_dims, device):
     """A fresh TrainingRun: the recipe's nets on `device`, one optimizer and one schedule per net
     (as published Adam + StepLR, PROTOCOL.md §7; --optimizer / --scheduler, PROTOCOL.md §13)."""
-    nets = {"model": recipe.build_model(recipe.model_config(args, feature_dims))}
-    nets.update(recipe.build_guides(args, feature_dims))
+    module = recipe.training_module(recipe.build_model(recipe.model_config(args, feature_dims)),
+                                    recipe.build_guides(args, feature_dims)).to(device)
     learning_rates = recipe.learning_rates(args)
     optimizers, schedulers = {}, {}
-    for name, net in nets.items():
-        net.to(device)
+    for name, net in module.nets.items():
         optimizers[name] = build_optimizer(args.optimizer, net.parameters(), learning_rates[name], args.weight_decay,
                                            (args.beta1, args.beta2), args.eps, fused=device.type in FUSED_ADAM_DEVICES)
         schedulers[name] = build_scheduler(args.scheduler, optimizers[name], args.lr_step, args.lr_gamma,
                                            args.warm_up_epoch, args.epochs, args.lr_min / args.lr)
     roles = recipe.role_names
-    return TrainingRun(nets, optimizers, schedulers, torch.Generator().manual_seed(args.seed),
+    return TrainingRun(module, optimizers, schedulers, torch.Generator().manual_seed(args.seed),
                        best={role: -math.inf for role in roles}, best_epoch={role: None for role in roles})
 
 
@@ -207,7 +212,7 @@ def fit(args, flags_file=None):
     run = build_training_run(recipe, args, feature_dims, device)
     if resume_state is not None:
         restore_resume_state(resume_state, run, device)
-    step = engine.TrainStep(run.nets, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast],
+    step = engine.TrainStep(run.module, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast],
                             grad_norm=args.grad_norm)
     # built after a resume, so that the captured graph sees the restored optimizer state
     graphed_step = (GraphedTrainStep(step, train_data, args.batch_size, run.nets.values(), run.optimizers.values())

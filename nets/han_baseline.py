@@ -8,7 +8,7 @@ from torch import nn
 from nets.han_layer import HANLayer
 from nets.mmil_head import MMILHead
 from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, InputProjection
-from utils.constants import NUM_CLASSES
+from avvp_data.llp import NUM_CLASSES
 
 
 HAN_UPDATES = ("parallel", "sequential")

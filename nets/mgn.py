@@ -6,7 +6,7 @@ from torch import nn
 
 from nets.mmil_head import MILHead
 from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, VisualProjection
-from utils.constants import NUM_CLASSES
+from avvp_data.llp import NUM_CLASSES
 
 
 class ResidualEncoder(nn.Module):

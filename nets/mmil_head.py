@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from utils.constants import NUM_CLASSES
+from avvp_data.llp import NUM_CLASSES
 
 
 class MMILHead(nn.Module):

@@ -6,7 +6,7 @@ visual MGN (PROTOCOL.md §6) can hold its own copy of the visual half alone.
 import torch
 from torch import nn
 
-from utils.constants import FEATURE_KINDS
+from avvp_data.llp import FEATURE_KINDS
 
 AUDIO_DIM = FEATURE_KINDS["audio"][1][-1]
 FRAME_DIM = FEATURE_KINDS["frames"][1][-1]

@@ -10,9 +10,11 @@ which ablation switches exist, and the published hyper-parameters per mode. Noth
 from dataclasses import dataclass, field
 from typing import Callable
 
-from utils.constants import MODALITIES
+from torch import nn
+
+from avvp_data.llp import MODALITIES
 from utils.errors import UsageError
-from utils.losses import make_targets, parsing_losses, segment_pseudo_label_loss
+from recipes.losses import make_targets, parsing_losses, segment_pseudo_label_loss
 
 # every ablation switch of the command line (paper Table 2), by argparse dest; a recipe lists the
 # ones its model has
@@ -53,6 +55,32 @@ class ReportRow:
         return tuple(dict.fromkeys((self.audio_role, self.visual_role)))
 
 
+class TrainingModule(nn.Module):
+    """The nets one training step runs, as one module: the parsing network (`model`) and the
+    recipe's training-only nets (`guides`, e.g. DHHN's MGNs), each a submodule under its name.
+
+    `forward(batch)` runs them and returns every output the criterion needs (engine.TrainStep:
+    `outputs = module(batch); losses = criterion(outputs, batch)`); this base runs the parsing
+    network only. `nets` gives them by name, "model" first, in optimizer order: each has its own
+    optimizer, learning rate and checkpoint entry.
+    """
+
+    def __init__(self, model, guides=None):
+        super().__init__()
+        self.model = model
+        guides = dict(guides or {})
+        for name, net in guides.items():
+            self.add_module(name, net)
+        self.net_names = ("model", *guides)
+
+    @property
+    def nets(self):
+        return {name: getattr(self, name) for name in self.net_names}
+
+    def forward(self, batch):
+        return self.model(batch["audio"], batch["frames"], batch["snippets"])
+
+
 class WeakLabelCriterion:
     """The video-level loss every parsing model is trained with: BCE of the audio, visual and
     global predictions against their weak-label targets (bce_audio, bce_visual, bce_global; only
@@ -62,17 +90,14 @@ class WeakLabelCriterion:
     and pseudo_visual are added, each pseudo_weight x BCE of the segment probabilities
     (PROTOCOL.md §13).
 
-    `forward(nets, batch)` runs the nets (under autocast when asked, engine.TrainStep) and
-    returns every output the losses need; `__call__(outputs, batch)` returns the named loss
-    terms, in float32. Subclasses add their model's terms in `model_losses`.
+    `__call__(outputs, batch)` returns the named loss terms, in float32, from the outputs of the
+    recipe's TrainingModule; it runs no network. Subclasses add their model's terms in
+    `model_losses`.
     """
 
     def __init__(self, weak_loss="all", pseudo_weight=1.0):
         self.weak_loss = weak_loss
         self.pseudo_weight = pseudo_weight
-
-    def forward(self, nets, batch):
-        return nets["model"](batch["audio"], batch["frames"], batch["snippets"])
 
     @staticmethod
     def targets(batch):
@@ -108,6 +133,7 @@ class Recipe:
     build_guides: Callable      # (args, feature_dims) -> {name: training-only net}, in optimizer order
     learning_rates: Callable    # args -> {net name: learning rate} for "model" and the guides
     criterion: Callable         # args -> a WeakLabelCriterion (or subclass)
+    training_module: Callable   # (model, guides) -> the TrainingModule whose outputs the criterion reads
     gating: str                 # utils.eval_metrics.GATINGS
     selection: tuple            # SelectionRole, ...
     rows: tuple                 # ReportRow, ...; the first is the method's own row

@@ -1,14 +1,30 @@
 """DHHN (ACM MM 2022): the HCMN parsing network, two guiding networks in training, three selected
 checkpoints and the dual-stream model at val/test; PROTOCOL.md §5-§10."""
 from nets import build_hcmn, build_mgns
-from recipes.base import Recipe, ReportRow, SelectionRole, WeakLabelCriterion, criterion_settings
-from utils.constants import MODALITIES
-from utils.losses import mgn_losses, parsing_losses, segment_pseudo_label_loss
+from recipes.base import Recipe, ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings
+from avvp_data.llp import MODALITIES
+from recipes.losses import mgn_losses, parsing_losses, segment_pseudo_label_loss
 
 # as published, the MGN learning rates follow --lr: 2x (audio) and 0.2x (visual) in train, 1x in
 # retrain; an explicit --lr_audio_mgn / --lr_visual_mgn wins (PROTOCOL.md §7, §10)
 MGN_LR_FACTORS = {"train": {"audio_mgn": 2.0, "visual_mgn": 0.2},
                   "retrain": {"audio_mgn": 1.0, "visual_mgn": 1.0}}
+
+
+class DHHNTrainingModule(TrainingModule):
+    """The HCMN and the MGNs that guide it in training (PROTOCOL.md §6): the HCMN's outputs plus each
+    MGN's video-level (audio_guide, visual_guide) and segment probabilities (*_guide_segments). An
+    ablated MGN is not among the guides, so it has no outputs."""
+
+    def forward(self, batch):
+        outputs = dict(super().forward(batch))
+        nets = self.nets
+        if "audio_mgn" in nets:
+            outputs["audio_guide"], outputs["audio_guide_segments"] = nets["audio_mgn"].with_segments(batch["audio"])
+        if "visual_mgn" in nets:
+            outputs["visual_guide"], outputs["visual_guide_segments"] = nets["visual_mgn"].with_segments(
+                batch["frames"], batch["snippets"])
+        return outputs
 
 
 class DHHNCriterion(WeakLabelCriterion):
@@ -25,15 +41,6 @@ class DHHNCriterion(WeakLabelCriterion):
         super().__init__(**settings)
         self.use_rmse = use_rmse
         self.pseudo_mgn = pseudo_mgn
-
-    def forward(self, nets, batch):
-        outputs = dict(super().forward(nets, batch))
-        if "audio_mgn" in nets:
-            outputs["audio_guide"], outputs["audio_guide_segments"] = nets["audio_mgn"].with_segments(batch["audio"])
-        if "visual_mgn" in nets:
-            outputs["visual_guide"], outputs["visual_guide_segments"] = nets["visual_mgn"].with_segments(
-                batch["frames"], batch["snippets"])
-        return outputs
 
     def model_losses(self, outputs, batch):
         labels = batch["labels"]
@@ -91,6 +98,7 @@ RECIPE = Recipe(
     build_guides=_build_guides,
     learning_rates=_learning_rates,
     criterion=lambda args: DHHNCriterion(use_rmse=args.rmse, pseudo_mgn=args.pseudo_mgn, **criterion_settings(args)),
+    training_module=DHHNTrainingModule,
     gating="modality",
     # PROTOCOL.md §7: each kept when its own val score strictly improves
     selection=(

@@ -1,7 +1,7 @@
 """The HAN baseline (Tian et al., ECCV 2020): one HAN layer at one scale, the weak-label loss only,
 one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
 from nets import build_han
-from recipes.base import (Recipe, ReportRow, SelectionRole, WeakLabelCriterion, criterion_settings,
+from recipes.base import (Recipe, ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings,
                           feature_sizes_config, model_learning_rate, no_guides)
 
 # the network's settings as published (PROTOCOL.md §11), under VALOR's flag names (PROTOCOL.md §13)
@@ -22,6 +22,7 @@ RECIPE = Recipe(
     build_guides=no_guides,
     learning_rates=model_learning_rate,
     criterion=lambda args: WeakLabelCriterion(**criterion_settings(args)),
+    training_module=TrainingModule,
     gating="global",
     # the best val Type@AV segment score, ties going to the later epoch
     selection=(SelectionRole("overall", lambda metrics: metrics["seg_type"], ties_to_later=True),),

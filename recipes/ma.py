@@ -4,18 +4,23 @@ epoch's weights kept (no selection on val); PROTOCOL.md §12."""
 import dataclasses
 
 from recipes import han
-from recipes.base import ReportRow, SelectionRole, WeakLabelCriterion, criterion_settings, feature_sizes_config
-from utils.losses import parsing_losses, segment_contrast_loss
+from recipes.base import ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings, feature_sizes_config
+from recipes.losses import parsing_losses, segment_contrast_loss
+
+
+class MATrainingModule(TrainingModule):
+    """The HAN network's outputs plus the two segment sequences MA's contrastive term compares
+    (audio_embed, visual_embed, (B, 10, d)); PROTOCOL.md §12."""
+
+    def forward(self, batch):
+        outputs, audio_embed, visual_embed = self.model.forward_with_embeddings(
+            batch["audio"], batch["frames"], batch["snippets"])
+        return {**outputs, "audio_embed": audio_embed, "visual_embed": visual_embed}
 
 
 class MACriterion(WeakLabelCriterion):
     """bce_audio, bce_visual, bce_global (refined targets when the batch carries flags) and
     `contrast`, the segment contrastive term; PROTOCOL.md §12."""
-
-    def forward(self, nets, batch):
-        outputs, audio_embed, visual_embed = nets["model"].forward_with_embeddings(
-            batch["audio"], batch["frames"], batch["snippets"])
-        return {**outputs, "audio_embed": audio_embed, "visual_embed": visual_embed}
 
     def model_losses(self, outputs, batch):
         losses = parsing_losses(outputs, self.targets(batch), use_rmse=False)
@@ -30,6 +35,7 @@ RECIPE = dataclasses.replace(
     help="MA: HAN + segment contrastive term, last epoch kept, the published flags' estimator (PROTOCOL.md §12)",
     model_config=feature_sizes_config("ma", han.NETWORK_OPTIONS),
     criterion=lambda args: MACriterion(**criterion_settings(args)),
+    training_module=MATrainingModule,
     # as the MA release scores (its step 1 and step 3): segments gated by a_prob / v_prob
     gating="modality",
     # no selection: a constant score with ties to the later epoch keeps every epoch, so the last

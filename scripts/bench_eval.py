@@ -15,7 +15,7 @@ import numpy as np
 # that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.constants import NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
+from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
 from utils.eval_metrics import evaluate_split, event_level, segment_level  # noqa: E402
 
 REFERENCE_ORDER = ("audio", "visual", "event", "av")  # published return order

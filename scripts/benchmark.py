@@ -3,7 +3,7 @@
     python scripts/benchmark.py                       # CPU-sized default, a few minutes on 2 cores
     python scripts/benchmark.py --llp --device cuda   # LLP sizes: 10,000 train / 649 val / 1,200 test
 
-Writes a synthetic LLP in the official layout (utils/synthetic_llp.py; per-video .npy files and
+Writes a synthetic LLP in the official layout (avvp_data/synthetic_llp.py; per-video .npy files and
 the annotation CSVs) and measures, in one run on one device (its name is printed):
   (a) training epochs, the same nets, losses (engine.TrainStep) and batch size everywhere:
       published-style  torch DataLoader over a Dataset that np.load's the three .npy files of every
@@ -49,20 +49,21 @@ import engine  # noqa: E402
 from dataloader import LLPPaths, load_split  # noqa: E402
 from modes.train import FUSED_ADAM_DEVICES, build_training_run  # noqa: E402
 from recipes import RECIPES  # noqa: E402
-from recipes.dhhn import DHHNCriterion  # noqa: E402
+from recipes.dhhn import DHHNCriterion, DHHNTrainingModule  # noqa: E402
 from main_DHHN import resolve_args  # noqa: E402
 from main_DHHN import get_args_parser as main_args_parser  # noqa: E402
 from nets import build_hcmn, build_mgns  # noqa: E402
 from nets.convert import hcmn_to_release  # noqa: E402
 from nets.release_reference import release_hcmn_forward  # noqa: E402
-from utils.constants import CLASS_INDEX, METRIC_KEYS, NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
-from utils.cuda_graph import GraphedTrainStep  # noqa: E402
-from utils.feature_cache import PackedFeatureCache, default_cache_dir  # noqa: E402
-from utils.feature_files import feature_file_name, pool_frames_per_segment  # noqa: E402
+from avvp_data.llp import CLASS_INDEX, NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
+from utils.eval_metrics import METRIC_KEYS  # noqa: E402
+from engine.cuda_graph import GraphedTrainStep  # noqa: E402
+from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir  # noqa: E402
+from avvp_data.feature_files import feature_file_name, pool_frames_per_segment  # noqa: E402
 from utils.eval_metrics import event_level, score_outputs, segment_level  # noqa: E402
 from utils.runtime import device_description, resolve_device  # noqa: E402
-from utils.synthetic_llp import generate_synthetic_llp  # noqa: E402
-from utils.tensor_split import FEATURE_KEYS, TensorSplit  # noqa: E402
+from avvp_data.synthetic_llp import generate_synthetic_llp  # noqa: E402
+from avvp_data.tensor_split import FEATURE_KEYS, TensorSplit  # noqa: E402
 
 LLP_SIZES = {"n_train": 10000, "n_val": 649, "n_test": 1200}
 # a few test videos even where only --time_origin uses them: val loading reads the test label file
@@ -219,8 +220,8 @@ def published_style_evaluate(forward, loader, label_csv, eval_audio_csv, eval_vi
 
 def dhhn_step(model, audio_mgn, visual_mgn, optimizers, autocast_dtype=None):
     """The project's DHHN training step (engine.TrainStep with the DHHN criterion) on these nets."""
-    nets = {"model": model, "audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
-    return engine.TrainStep(nets, DHHNCriterion(), optimizers, autocast_dtype)
+    module = DHHNTrainingModule(model, {"audio_mgn": audio_mgn, "visual_mgn": visual_mgn})
+    return engine.TrainStep(module, DHHNCriterion(), optimizers, autocast_dtype)
 
 
 def published_style_epoch(step, loader, device):

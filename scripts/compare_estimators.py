@@ -19,7 +19,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from utils.errors import UserError  # noqa: E402
-from utils.eval_metrics import format_table  # noqa: E402
+from reporting.tables import format_table  # noqa: E402
 
 ESTIMATORS = {"ma": "MA (the published estimator)", "dhhn": "DHHN's best-overall HCMN"}
 DUAL_ROW = "DHHN dual (best-audio + best-visual)"

@@ -10,9 +10,9 @@ The two release files are kept as `need_to_change_MA.pkl` (the MA estimator's la
 flags that DHHN retrained on, published as `need_to_change.pkl`) and `AVVP_eval_audio_2020.csv`
 (the 2020 copy of the audio eval file that the published numbers were scored with); the current
 `AVVP_eval_audio.csv` stays the default eval file. A --from folder may hold them under their kept
-or their published names (utils.constants.REPRODUCTION_SOURCE_NAMES).
+or their published names (avvp_data.llp.REPRODUCTION_SOURCE_NAMES).
 
-Every file is checked against its sha256 (utils/constants.py) and written atomically (temp file
+Every file is checked against its sha256 (avvp_data/llp.py) and written atomically (temp file
 + rename); files already present with the right digest are left alone. A wrong digest is refused
 (exit code 2, nothing written for that file); a file that cannot be obtained (not in the --from
 folder, download failed) is exit code 1, as is --check finding a file missing or wrong. The
@@ -29,7 +29,7 @@ import warnings
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.constants import (ANNOTATION_FILES, ANNOTATION_SHA256, DHHN_RELEASE_BASE_URL,  # noqa: E402
+from avvp_data.llp import (ANNOTATION_FILES, ANNOTATION_SHA256, DHHN_RELEASE_BASE_URL,  # noqa: E402
                              EVAL_AUDIO_2020_CSV, FEATURE_KINDS, OLDER_ANNOTATION_SHA256,
                              PUBLISHED_FLAGS_FILE, REPRODUCTION_FILES, REPRODUCTION_RELEASE_PATHS,
                              REPRODUCTION_SHA256, REPRODUCTION_SOURCE_NAMES)

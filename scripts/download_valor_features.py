@@ -7,7 +7,7 @@ PROTOCOL.md §13) into the LLP root, and validate them against the LLP video lis
     python scripts/download_valor_features.py --llp_root . --sets CLIP      # one of the two sets
 
 The download needs the optional huggingface_hub (pip install -r requirements-hf.txt). Each set
-arrives as one zip (utils.constants.VALOR_ARCHIVES) that unpacks, as VALOR's README has it, into
+arrives as one zip (avvp_data.llp.VALOR_ARCHIVES) that unpacks, as VALOR's README has it, into
 <llp_root>/CLIP/{features,segment_pseudo_labels}/<youtube id>.npy and the same under CLAP/; a zip
 with one more folder level on top is accepted, and members with an absolute path or `..` are refused
 before anything is unpacked. A set is unpacked into a hidden sibling folder, validated there and only
@@ -15,7 +15,7 @@ then renamed into place, so an interrupted or refused run leaves no half-filled 
 in place and valid is left alone; an invalid one is replaced by a valid new copy.
 
 Validation: every video of <llp_root>/data/AVVP_dataset_full.csv (or of the three split files) has
-a file in each folder, with the shape of utils/constants.py; features are finite floats,
+a file in each folder, with the shape of avvp_data/llp.py; features are finite floats,
 pseudo-labels hold only 0 and 1 (VALOR saves them as int64). All problems are reported together in
 one error; files of videos outside the list are a note. Exit codes: 0 in place and valid; 1 when an
 archive cannot be obtained (not in --from, huggingface_hub missing, download failed); 2 when an
@@ -35,12 +35,12 @@ from tqdm import tqdm
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.annotations import read_video_labels  # noqa: E402
-from utils.constants import (CLAP_FEATURE_SHAPE, CLIP_FEATURE_SHAPE, LABEL_FULL_CSV, LABEL_TEST_CSV,  # noqa: E402
+from avvp_data.annotations import read_video_labels  # noqa: E402
+from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLIP_FEATURE_SHAPE, LABEL_FULL_CSV, LABEL_TEST_CSV,  # noqa: E402
                              LABEL_TRAIN_CSV, LABEL_VAL_CSV, PSEUDO_LABEL_SHAPE, VALOR_ARCHIVES,
                              VALOR_FEATURES_FOLDER, VALOR_HF_REPO, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SETS)
 from utils.errors import LLPDataError, UsageError, UserError  # noqa: E402
-from utils.feature_files import feature_file_name  # noqa: E402
+from avvp_data.feature_files import feature_file_name  # noqa: E402
 
 INSTALL_HINT = "pip install -r requirements-hf.txt"
 # set -> {folder: per-video shape}

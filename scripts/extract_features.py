@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args  # noqa: E402
 from modes.common import PROGRESS_SETTINGS  # noqa: E402
-from utils.constants import YOUTUBE_ID_LENGTH  # noqa: E402
+from avvp_data.llp import YOUTUBE_ID_LENGTH  # noqa: E402
 from utils.errors import UsageError, UserError  # noqa: E402
 from utils.runtime import resolve_device  # noqa: E402
 

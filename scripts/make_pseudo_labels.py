@@ -6,7 +6,7 @@
 Writes <out>/CLAP/segment_pseudo_labels/<id>.npy (audio) and <out>/CLIP/segment_pseudo_labels/
 <id>.npy (visual), (10, 25) segment x class in {0, 1} as VALOR's, for every video of the three
 splits, and <out>/synthetic_pseudo_labels.json with the parameters and the measured numbers. The
-labels come from the planted truth (noise model: utils/synthetic_llp.py, write_pseudo_labels), so
+labels come from the planted truth (noise model: avvp_data/synthetic_llp.py, write_pseudo_labels), so
 several noise levels can share one dataset; --out may be --root itself.
 """
 import argparse
@@ -16,7 +16,7 @@ import sys
 # run as `python scripts/...` from the repository root: make the project importable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.synthetic_llp import write_pseudo_labels  # noqa: E402
+from avvp_data.synthetic_llp import write_pseudo_labels  # noqa: E402
 
 
 def get_args_parser():

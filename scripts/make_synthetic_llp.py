@@ -3,7 +3,7 @@
     python scripts/make_synthetic_llp.py --out data/synthetic --size demo --seed 0
 
 The result has the published layout: <out>/data/AVVP_*.csv and <out>/feats/{vggish,res152,
-r2plus1d_18}/<id>.npy, plus <out>/data/synthetic_truth.npz (see utils/synthetic_llp.py).
+r2plus1d_18}/<id>.npy, plus <out>/data/synthetic_truth.npz (see avvp_data/synthetic_llp.py).
 --modern_features adds VALOR's CLIP and CLAP features, <out>/CLIP/features/<id>.npy (10, 768) and
 <out>/CLAP/features/<id>.npy (64, 768); scripts/make_pseudo_labels.py writes segment pseudo-labels.
 Running it again with the same arguments is a no-op.
@@ -16,7 +16,7 @@ import sys
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.synthetic_llp import FEATURE_DTYPES, SIZES, generate_synthetic_llp  # noqa: E402
+from avvp_data.synthetic_llp import FEATURE_DTYPES, SIZES, generate_synthetic_llp  # noqa: E402
 
 
 def get_args_parser():

@@ -27,15 +27,15 @@ import numpy as np
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.annotations import read_segment_truth, read_video_labels  # noqa: E402
-from utils.constants import CLASSES  # noqa: E402
-from utils.decision_rules import (PROBABILITY_SHAPES, RULES, TUNING_SPLIT, DecisionRuleError,  # noqa: E402
+from avvp_data.annotations import read_segment_truth, read_video_labels  # noqa: E402
+from avvp_data.llp import CLASSES  # noqa: E402
+from reporting.decision_rules import (PROBABILITY_SHAPES, RULES, TUNING_SPLIT, DecisionRuleError,  # noqa: E402
                                   load_outputs, score_rule, tune_visual_thresholds)
 from utils.errors import UsageError, UserError  # noqa: E402
-from utils.eval_metrics import format_table  # noqa: E402
-from utils.export import MANIFEST_FILE, load_predictions, rescore_event_files  # noqa: E402
+from reporting.tables import format_table  # noqa: E402
+from reporting.export import MANIFEST_FILE, load_predictions, rescore_event_files  # noqa: E402
 from utils.io import atomic_write_json  # noqa: E402
-from utils.tables import per_class_table  # noqa: E402
+from reporting.tables import per_class_table  # noqa: E402
 
 TITLE_WIDTH = 100   # tuned thresholds are wrapped under a table's title at this width
 

@@ -41,9 +41,9 @@ sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 
-from utils.constants import (COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS, PUBLISHED_FLAGS_FILE,  # noqa: E402
-                             VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY)
-from utils.eval_metrics import format_cells  # noqa: E402
+from avvp_data.llp import PUBLISHED_FLAGS_FILE, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY  # noqa: E402
+from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS  # noqa: E402
+from reporting.tables import format_cells  # noqa: E402
 from utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 MAIN_SCRIPT = os.path.join(REPO_ROOT, "main_DHHN.py")
@@ -160,7 +160,7 @@ PRESETS = {"table1": table1, "table2": table2, "pseudo_labels": pseudo_labels}
 
 def prepare_pseudo_labels(args):
     """pseudo_labels preset: the synthetic LLP's pseudo-labels at every level, from its planted truth."""
-    from utils.synthetic_llp import write_pseudo_labels
+    from avvp_data.synthetic_llp import write_pseudo_labels
     for precision, recall in args.levels:
         write_pseudo_labels(args.llp_root, pseudo_level_folder(args, precision, recall), precision, recall, seed=0)
 
@@ -402,7 +402,7 @@ def csv_text(result):
 
 def draw(configs, result, args):
     """Training curves per configuration (seeds overlaid) and per run, and the table as bars."""
-    from utils.plots import plot_metric_bars, plot_training_curves, read_train_log
+    from reporting.plots import plot_metric_bars, plot_training_curves, read_train_log
     folder = os.path.join(args.out_dir, "plots")
     written = []
     for config in configs:
@@ -520,7 +520,7 @@ def main(argv):
                 print("    " + " ".join(command[1:]))
         return None
     if synthetic:
-        from utils.synthetic_llp import SIZES, generate_synthetic_llp
+        from avvp_data.synthetic_llp import SIZES, generate_synthetic_llp
         generate_synthetic_llp(args.llp_root, *SIZES["demo"], seed=0)
     os.makedirs(args.out_dir, exist_ok=True)
     if args.preset == "pseudo_labels":

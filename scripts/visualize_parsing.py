@@ -21,11 +21,12 @@ import numpy as np
 # so that `utils` imports without installing the project.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.annotations import read_segment_truth, read_video_labels  # noqa: E402
-from utils.constants import CLASSES, LEVELS  # noqa: E402
+from avvp_data.annotations import read_segment_truth, read_video_labels  # noqa: E402
+from avvp_data.llp import CLASSES  # noqa: E402
+from utils.eval_metrics import LEVELS  # noqa: E402
 from utils.eval_metrics import SCORED_MODALITIES, VIDEO_COLUMNS, evaluate_split, gates  # noqa: E402
-from utils.export import load_predictions  # noqa: E402
-from utils.visualize import Panel, rank_videos, render_parsing  # noqa: E402
+from reporting.export import load_predictions  # noqa: E402
+from reporting.visualize import Panel, rank_videos, render_parsing  # noqa: E402
 
 METRICS = tuple(f"{level}_{column}" for level in LEVELS for column in VIDEO_COLUMNS + ("type",))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dataloader import LLPPaths, load_split
-from utils.synthetic_llp import generate_synthetic_llp
+from avvp_data.synthetic_llp import generate_synthetic_llp
 
 # 2-core CI machines: two OpenMP pools fighting over the cores make a step ~10x slower
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -11,8 +11,8 @@ import engine
 from conftest import run_main, train_flags
 from test_speed_paths import small_split, small_training
 from utils import checkpoint
-from utils.cuda_graph import GraphedTrainStep
-from utils.tensor_split import TensorSplit
+from engine.cuda_graph import GraphedTrainStep
+from avvp_data.tensor_split import TensorSplit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

@@ -1,6 +1,6 @@
 """Tests of dataloader.py and the modules it puts together (PROTOCOL.md §2): annotations
-(utils/annotations.py), feature files (utils/feature_files.py), the packed cache
-(utils/feature_cache.py) and LLP splits (dataloader.py).
+(avvp_data/annotations.py), feature files (avvp_data/feature_files.py), the packed cache
+(avvp_data/feature_cache.py) and LLP splits (dataloader.py).
 
 Everything runs on tiny hand-made files under tmp_path; the real-file tests at
 the end use ../shared/llp and skip when it is absent.
@@ -17,19 +17,19 @@ from unittest import mock
 import numpy as np
 import pytest
 
-import utils.feature_files as feature_files_module
+import avvp_data.feature_files as feature_files_module
 from conftest import SHARED_LLP
 
 from dataloader import (LLPPaths, LLPSplit, MAX_SHARE_WITHOUT_TRUTH, MAX_VIDEOS_WITHOUT_TRUTH, load_features,
                         load_split, max_videos_without_truth)
-from utils.annotations import (
+from avvp_data.annotations import (
     annotation_version, looks_like_llp_filename, read_eval_rows, read_segment_truth, read_video_labels,
     segment_truth_with_coverage, unmatched_eval_rows,
 )
 from utils.errors import LLPDataError, LLPDataWarning
-from utils.feature_cache import CACHE_FORMAT, PackedFeatureCache, default_cache_dir
-from utils.feature_files import feature_file_name
-from utils.constants import (
+from avvp_data.feature_cache import CACHE_FORMAT, PackedFeatureCache, default_cache_dir
+from avvp_data.feature_files import feature_file_name
+from avvp_data.llp import (
     CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV,
     LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS,
 )

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import load_script
-from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.decision_rules import (CMPAE_VISUAL_GRID, RULES, DecisionRuleError, rule_predictions, score_rule,
+from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from reporting.decision_rules import (CMPAE_VISUAL_GRID, RULES, DecisionRuleError, rule_predictions, score_rule,
                                   tune_visual_thresholds)
 from utils.eval_metrics import evaluate_split, segment_predictions
-from utils.export import export_predictions
+from reporting.export import export_predictions
 
 AUDIO, VISUAL = 0, 1   # modality index of frame_prob (N, 10, 2, 25)
 SPEECH, CAR, CHEERING, DOG, CAT, FRYING = range(6)

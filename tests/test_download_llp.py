@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import SHARED_LLP, load_script, script_path
-from utils.constants import (ANNOTATION_FILES, EVAL_AUDIO_2020_CSV, EVAL_AUDIO_2020_SHA256, EVAL_AUDIO_2020_URL,
+from avvp_data.llp import (ANNOTATION_FILES, EVAL_AUDIO_2020_CSV, EVAL_AUDIO_2020_SHA256, EVAL_AUDIO_2020_URL,
                              EVAL_AUDIO_CSV, LABEL_TRAIN_CSV, PUBLISHED_FLAGS_FILE, PUBLISHED_FLAGS_SHA256,
                              PUBLISHED_FLAGS_URL, REPRODUCTION_FILES, REPRODUCTION_RELEASE_PATHS,
                              REPRODUCTION_SOURCE_NAMES)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import load_script, script_path
-from utils.constants import (CLAP_FEATURE_SHAPE, CLIP_FEATURE_SHAPE, LABEL_COLUMNS, LABEL_FULL_CSV, LABEL_TEST_CSV,
+from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLIP_FEATURE_SHAPE, LABEL_COLUMNS, LABEL_FULL_CSV, LABEL_TEST_CSV,
                              LABEL_TRAIN_CSV, LABEL_VAL_CSV, PSEUDO_LABEL_SHAPE, VALOR_ARCHIVES, VALOR_HF_REPO,
                              VALOR_SETS)
 

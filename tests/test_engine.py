@@ -8,12 +8,12 @@ import torch
 
 import engine
 from nets import build_han, build_hcmn, build_mgns, default_feature_dims
-from recipes.base import WeakLabelCriterion
-from recipes.dhhn import DHHNCriterion
+from recipes.base import TrainingModule, WeakLabelCriterion
+from recipes.dhhn import DHHNCriterion, DHHNTrainingModule
 from utils.eval_metrics import segment_predictions
-from utils.feature_files import pool_frames_per_segment
-from utils.losses import PROB_EPS, make_targets, mgn_losses, parsing_losses
-from utils.tensor_split import TensorSplit
+from avvp_data.feature_files import pool_frames_per_segment
+from recipes.losses import PROB_EPS, make_targets, mgn_losses, parsing_losses
+from avvp_data.tensor_split import TensorSplit
 
 
 def test_targets_without_and_with_refinement():
@@ -125,15 +125,18 @@ def dhhn_nets():
     return {"model": build_hcmn(default_feature_dims()), "audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
 
 
-@pytest.mark.parametrize("make_nets, criterion, expected", [
-    (dhhn_nets, DHHNCriterion(use_rmse=True), DHHN_LOSSES),
-    (lambda: {"model": build_han(default_feature_dims())}, WeakLabelCriterion(), HAN_LOSSES),
+@pytest.mark.parametrize("make_nets, training_module, criterion, expected", [
+    (dhhn_nets, lambda nets: DHHNTrainingModule(nets["model"], {name: nets[name] for name in ("audio_mgn", "visual_mgn")}),
+     DHHNCriterion(use_rmse=True), DHHN_LOSSES),
+    (lambda: {"model": build_han(default_feature_dims())}, lambda nets: TrainingModule(nets["model"]),
+     WeakLabelCriterion(), HAN_LOSSES),
 ], ids=["dhhn", "han"])
-def test_train_step_returns_the_named_losses_and_updates_every_net(tiny_split, make_nets, criterion, expected):
+def test_train_step_returns_the_named_losses_and_updates_every_net(tiny_split, make_nets, training_module, criterion,
+                                                                   expected):
     torch.manual_seed(0)
     nets = make_nets()
     optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3) for net in nets.values()]
-    step = engine.TrainStep(nets, criterion, optimizers)
+    step = engine.TrainStep(training_module(nets), criterion, optimizers)
     step.train()
     assert all(net.training for net in nets.values())
     before = {name: [p.detach().clone() for p in net.parameters()] for name, net in nets.items()}

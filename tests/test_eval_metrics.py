@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from scripts.bench_eval import random_labels, random_predictions  # the benchmark's generator, shared
-from utils.constants import NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import (_event_counts_batched, _event_masks, _pattern_codes,
-                                _popcount, _popcount_swar, _segment_counts_batched,
-                                event_counts, event_level, evaluate_split, extract_events,
-                                format_table, segment_level)
+from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS
+from reporting.tables import format_table
+from utils.eval_metrics import _event_counts_batched, _event_masks, _pattern_codes, _popcount, _popcount_swar, _segment_counts_batched, evaluate_split, event_counts, event_level, extract_events, segment_level
 
 ALL_CODES = np.arange(2 ** NUM_SEGMENTS)
 
@@ -125,8 +123,8 @@ def test_without_one_to_one_matching_counts_equal_a_matching():
     # inside it. So "matched predictions" (TP) always equals "matched truth
     # events" (gt events - FN); checked over all 1024 x 1024 pattern pairs.
     pred, gt = np.meshgrid(ALL_CODES, ALL_CODES, indexing="ij")
-    tp, _, fn = _event_counts_batched(pred, gt).astype(int)
-    num_gt_events = _popcount(_event_masks()[0][gt]).astype(int)
+    tp, _, fn = _event_counts_batched(pred, gt, NUM_SEGMENTS).astype(int)
+    num_gt_events = _popcount(_event_masks(NUM_SEGMENTS)[0][gt]).astype(int)
     assert np.array_equal(tp, num_gt_events - fn)
     assert num_gt_events.max() == 5  # 1010101010
 
@@ -260,7 +258,7 @@ def test_batched_counts_equal_reference_on_patterns():
     gt_rows = np.concatenate([every_row, empty, every_row, rows[1]])
     pred, gt = _pattern_codes(pred_rows), _pattern_codes(gt_rows)
     segment = _segment_counts_batched(pred, gt).T.tolist()
-    event = _event_counts_batched(pred, gt).T.tolist()
+    event = _event_counts_batched(pred, gt, NUM_SEGMENTS).T.tolist()
     for i, (pred_row, gt_row) in enumerate(zip(pred_rows, gt_rows)):
         assert event[i] == list(event_counts(pred_row, gt_row))
         assert segment[i] == [int(pred_row[gt_row].sum()), int(pred_row[~gt_row].sum()),

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import SHARED_LLP, run_main, train_flags
-from utils.annotations import read_video_labels
-from utils.label_refinement import (RefinementError, choose_partners, flag_quality, flags_from_predictions,
-                                    read_refined_labels, to_published_lists, write_flags)
-from utils.synthetic_llp import load_planted_truth
+from avvp_data.annotations import read_video_labels
+from avvp_data.refinement_flags import RefinementError, read_refined_labels, to_published_lists, write_flags
+from engine.label_refinement import choose_partners, flag_quality, flags_from_predictions
+from avvp_data.synthetic_llp import load_planted_truth
 
 
 
@@ -223,7 +223,7 @@ def test_estimate_labels_then_retrain(trained_run, synthetic_root):
 
 
 def test_flags_on_unlabelled_classes_are_dropped_and_counted():
-    from utils.label_refinement import restrict_to_labels
+    from engine.label_refinement import restrict_to_labels
     labels = np.zeros((2, 25))
     labels[0, 3] = 1
     audio = np.zeros((2, 25), dtype=bool)

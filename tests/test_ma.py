@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from conftest import run_main, train_flags
 from utils import checkpoint
-from utils.losses import segment_contrast_loss
+from recipes.losses import segment_contrast_loss
 
 
 def test_contrast_term_by_hand():

@@ -16,15 +16,15 @@ from main_DHHN import get_args_parser, resolve_args
 from modes.train import build_training_run, check_resume_args
 from nets import build_han, count_parameters, default_feature_dims
 from recipes import RECIPES
-from recipes.base import WeakLabelCriterion
+from recipes.base import TrainingModule, WeakLabelCriterion
 from recipes.dhhn import DHHNCriterion
-from utils.constants import CLAP_FEATURE_SHAPE, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import CLAP_FEATURE_SHAPE, NUM_CLASSES, NUM_SEGMENTS
 from utils.errors import LLPDataError, UsageError
-from utils.feature_cache import PackedFeatureCache
-from utils.feature_files import clap_maps_to_segments
-from utils.losses import segment_pseudo_label_loss
-from utils.optimization import warm_up_cosine_factor
-from utils.synthetic_llp import load_planted_truth
+from avvp_data.feature_cache import PackedFeatureCache
+from avvp_data.feature_files import clap_maps_to_segments
+from recipes.losses import segment_pseudo_label_loss
+from engine.optimization import warm_up_cosine_factor
+from avvp_data.synthetic_llp import load_planted_truth
 
 VIDEOS = ("aaaaaaaaaaa_0_10", "bbbbbbbbbbb_30_40", "ccccccccccc_5_15")
 CLAP_ROWS, CLAP_DIM = CLAP_FEATURE_SHAPE
@@ -159,8 +159,7 @@ def batch_with_pseudo(num_videos=2):
 def test_every_criterion_adds_the_named_pseudo_terms_with_their_weight():
     torch.manual_seed(0)
     batch = batch_with_pseudo()
-    han = {"model": build_han(default_feature_dims()).eval()}
-    outputs = WeakLabelCriterion().forward(han, batch)
+    outputs = TrainingModule(build_han(default_feature_dims())).eval()(batch)
     plain = WeakLabelCriterion()(outputs, batch)
     assert list(plain) == ["bce_audio", "bce_visual", "bce_global", "pseudo_audio", "pseudo_visual"]
     expected = segment_pseudo_label_loss(outputs["frame_prob"][:, :, 0], batch["audio_pseudo"])
@@ -177,11 +176,9 @@ def test_dhhn_with_pseudo_labels_and_optionally_its_guides():
     batch = batch_with_pseudo()
     args = SimpleNamespace(hier_feat=True, hier_pred=True, audio_mgn=True, visual_mgn=True)
     recipe = RECIPES["dhhn"]
-    nets = {"model": recipe.build_model(recipe.model_config(args, default_feature_dims()))}
-    nets.update(recipe.build_guides(args, default_feature_dims()))
-    for net in nets.values():
-        net.eval()
-    outputs = DHHNCriterion().forward(nets, batch)
+    module = recipe.training_module(recipe.build_model(recipe.model_config(args, default_feature_dims())),
+                                    recipe.build_guides(args, default_feature_dims())).eval()
+    outputs = module(batch)
     losses = DHHNCriterion()(outputs, batch)
     assert {"pseudo_audio", "pseudo_visual"} <= set(losses) and not any(key.startswith("mgn_pseudo") for key in losses)
     with_guides = DHHNCriterion(pseudo_mgn=True)(outputs, batch)

@@ -11,7 +11,7 @@ from nets import (AudioMGN, DualHHN, HANBaseline, HANLayer, HCMN, VisualMGN, bui
 from nets.hcmn import upsample_nearest
 from nets.projections import InputProjection
 from recipes import RECIPES
-from utils.constants import FRAMES_PER_SEGMENT, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import FRAMES_PER_SEGMENT, NUM_CLASSES, NUM_SEGMENTS
 from utils.errors import UsageError
 
 OUTPUT_SHAPES = {"global_prob": (NUM_CLASSES,), "audio_prob": (NUM_CLASSES,),

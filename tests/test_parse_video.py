@@ -21,9 +21,9 @@ from extraction.windows import Window
 from extraction_stubs import StubExtractor
 from modes.evaluate import assemble_rows
 from recipes import RECIPES
-from utils.constants import CLASSES
+from avvp_data.llp import CLASSES
 from utils.eval_metrics import segment_predictions
-from utils.synthetic_llp import generate_synthetic_llp
+from avvp_data.synthetic_llp import generate_synthetic_llp
 from video_fixtures import write_test_video
 
 

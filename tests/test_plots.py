@@ -1,4 +1,4 @@
-"""Seed-sweep pictures (utils/plots.py): reading training logs, the epochs selection kept, and the
+"""Seed-sweep pictures (reporting/plots.py): reading training logs, the epochs selection kept, and the
 training-curve and bar-chart PNGs, on hand-made logs and aggregates."""
 import json
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from utils.constants import METRIC_KEYS
+from utils.eval_metrics import METRIC_KEYS
 from utils.errors import UserError
-from utils.plots import (PlotInputError, TrainLogError, metric_bars_figure, panel_titles, plot_metric_bars,
+from reporting.plots import (PlotInputError, TrainLogError, metric_bars_figure, panel_titles, plot_metric_bars,
                          plot_training_curves, read_train_log, selected_epochs, training_curves_figure)
 
 DHHN_TERMS = ("bce_audio", "bce_visual", "bce_global", "guide_audio", "guide_visual", "rmse")

@@ -18,7 +18,7 @@ from main_DHHN import MODES, get_args_parser
 from modes.common import RUN_MODES
 from utils import checkpoint
 from utils.run_lock import RunLock
-from utils.synthetic_llp import generate_synthetic_llp
+from avvp_data.synthetic_llp import generate_synthetic_llp
 
 
 @pytest.fixture(scope="module")
@@ -263,8 +263,8 @@ def test_refinement_script_uses_the_published_flags_when_present(tiny_root, tmp_
     import shutil
     root = tmp_path / "llp"
     shutil.copytree(tiny_root, root)
-    from utils.label_refinement import write_flags
-    from utils.annotations import read_video_labels
+    from avvp_data.refinement_flags import write_flags
+    from avvp_data.annotations import read_video_labels
     import numpy as np
     filenames, labels = read_video_labels(str(root / "data" / "AVVP_train.csv"))
     flags = np.zeros_like(labels, dtype=bool)

@@ -11,14 +11,14 @@ import torch
 from conftest import data_flags, load_script, load_test_split, run_main
 from dataloader import LLPPaths, load_split
 from utils import checkpoint
-from utils.constants import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from utils.eval_metrics import evaluate_split, event_rows, score_outputs, segment_predictions
-from utils.export import (export_predictions, load_predictions, read_event_csv, rescore_event_files, row_slug,
+from reporting.export import (export_predictions, load_predictions, read_event_csv, rescore_event_files, row_slug,
                           write_event_csv)
-from utils.synthetic_llp import generate_synthetic_llp
-from utils.tables import (MODALITY_STATES, format_confusion, modality_confusion, per_class_csv_text,
+from avvp_data.synthetic_llp import generate_synthetic_llp
+from reporting.tables import (MODALITY_STATES, format_confusion, modality_confusion, per_class_csv_text,
                           per_class_table, write_per_class_csv)
-from utils.visualize import Panel, classes_to_show, rank_videos, render_parsing, segment_spans
+from reporting.visualize import Panel, classes_to_show, rank_videos, render_parsing, segment_spans
 
 HEADLINE = [f"{level}_{column}" for level in ("seg", "evt") for column in ("audio", "visual", "av", "type", "event")]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +63,7 @@ def test_row_slug_and_event_rows():
     pred[0, 3, [0, 1, 2, 5, 9]] = True
     pred[1, 0, :] = True
     pred[1, 24, 4] = True
-    assert event_rows(["a", "b"], pred) == [("a", 0, 3, "Dog"), ("a", 5, 6, "Dog"), ("a", 9, 10, "Dog"),
+    assert event_rows(["a", "b"], pred, CLASSES) == [("a", 0, 3, "Dog"), ("a", 5, 6, "Dog"), ("a", 9, 10, "Dog"),
                                             ("b", 0, 10, "Speech"), ("b", 4, 5, "Clapping")]
 
 

@@ -15,11 +15,11 @@ import engine
 from conftest import load_script, run_main
 from dataloader import LLPPaths, load_split
 from nets import HCMN, AudioMGN, VisualMGN, build_hcmn
-from recipes.dhhn import DHHNCriterion
-from utils.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
+from recipes.dhhn import DHHNCriterion, DHHNTrainingModule
+from engine.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
                               preserved_training_state)
 from utils.eval_metrics import evaluate_split, segment_predictions
-from utils.tensor_split import TensorSplit
+from avvp_data.tensor_split import TensorSplit
 
 SMALL_DIMS = {"audio": 16, "frames": 24, "snippets": 20}
 SMALL_WIDTH = 32
@@ -45,9 +45,9 @@ def small_training(seed=0, device="cpu", dropout=0.1, fused=None, autocast_dtype
     audio_mgn = AudioMGN(SMALL_DIMS["audio"], d_model=SMALL_WIDTH, dim_feedforward=SMALL_WIDTH, dropout=dropout)
     visual_mgn = VisualMGN(SMALL_DIMS["frames"], SMALL_DIMS["snippets"], d_model=SMALL_WIDTH,
                            dim_feedforward=SMALL_WIDTH, dropout=dropout)
-    nets = {"model": model.to(device), "audio_mgn": audio_mgn.to(device), "visual_mgn": visual_mgn.to(device)}
-    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused) for net in nets.values()]
-    return engine.TrainStep(nets, DHHNCriterion(use_rmse=True), optimizers, autocast_dtype)
+    module = DHHNTrainingModule(model, {"audio_mgn": audio_mgn, "visual_mgn": visual_mgn}).to(device)
+    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, fused=fused) for net in module.nets.values()]
+    return engine.TrainStep(module, DHHNCriterion(use_rmse=True), optimizers, autocast_dtype)
 
 
 def state_of(nets, optimizers):

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import data_flags, load_script, run_main
-from utils.constants import METRIC_KEYS
-from utils.synthetic_llp import generate_synthetic_llp
+from utils.eval_metrics import METRIC_KEYS
+from avvp_data.synthetic_llp import generate_synthetic_llp
 
 sweep = load_script("sweep")
 HAN_FAST = "--model han --epochs 1 --batch-size 16 --device cpu"

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import load_script, script_path
-from utils.constants import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
+from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
                              EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
                              LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS, PSEUDO_LABEL_SHAPE,
                              VALOR_FEATURES_FOLDER, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY, VALOR_SETS)
 from utils.eval_metrics import extract_events
-from utils.synthetic_llp import (COMPLETE_MARKER, CONFUSABLE_PAIRS, FALSE_POSITIVE_SOURCES, PARTIAL_MARKER,
+from avvp_data.synthetic_llp import (COMPLETE_MARKER, CONFUSABLE_PAIRS, FALSE_POSITIVE_SOURCES, PARTIAL_MARKER,
                                  PSEUDO_LABEL_NOISE, PSEUDO_LABELS_PARTIAL, PSEUDO_LABELS_SIDECAR, RECIPE,
                                  SIZES, SPLIT_LABEL_CSV, SPLITS, _build_modern_world, _build_world,
                                  _sample_annotations, generate_synthetic_llp, is_complete, load_planted_truth,

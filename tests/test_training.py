@@ -12,7 +12,7 @@ from conftest import TRAIN_EPOCHS, load_test_split, run_main, train_flags
 from main_DHHN import get_args_parser
 from nets import build_hcmn
 from utils import checkpoint
-from utils.tensor_split import TensorSplit
+from avvp_data.tensor_split import TensorSplit
 
 
 def untrained_test_metrics(root):

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from extraction.timeline import timeline_events, video_timeline, write_parsed_video
+from reporting.timeline import timeline_events, video_timeline, write_parsed_video
 from extraction.windows import VideoTooShort, Window, describe_plan, plan_windows, stitch, whole_segments
-from utils.constants import CLASS_INDEX, NUM_CLASSES
+from avvp_data.llp import CLASS_INDEX, NUM_CLASSES
 
 
 @pytest.mark.parametrize("duration, segments", [(0.95, 1), (3.0, 3), (3.5, 3), (9.96, 10), (10.0, 10),

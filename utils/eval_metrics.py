@@ -9,8 +9,9 @@ Two layers:
   equal averaging the reference functions over the videos (tests check this
   to 1e-12). `format_table` prints its result in the published layout.
 
-All label arrays are (class, segment) = (NUM_CLASSES, NUM_SEGMENTS) per video,
-0/1 valued; a split is (N, NUM_CLASSES, NUM_SEGMENTS).
+All label arrays are (class, segment) = (C, T) per video, 0/1 valued; a split is
+(N, C, T). LLP has C = 25 classes and T = 10 segments; the module knows no dataset:
+the class and segment counts come from the arrays, the class names from the caller.
 """
 
 import functools
@@ -18,8 +19,16 @@ import functools
 import numpy as np
 import torch
 
-from utils.constants import (CLASSES, COLUMN_TITLES, LEVEL_TITLES, LEVELS, METRIC_KEYS, NUM_CLASSES,
-                             NUM_SEGMENTS, TABLE_COLUMNS)
+
+# Metric keys: "<level>_<column>", level in LEVELS, column in TABLE_COLUMNS (PROTOCOL.md §9).
+LEVELS = ("seg", "evt")
+LEVEL_TITLES = {"seg": "Seg.", "evt": "Eve."}
+TABLE_COLUMNS = ("audio", "visual", "av", "type", "event")
+COLUMN_TITLES = {"audio": "Audio", "visual": "Visual", "av": "Audio-Visual",
+                 "type": "Type@AV", "event": "Event@AV"}
+METRIC_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)   # the 10 of a table
+# the batched scorer keeps a row's events as bits of one uint64: at most 10 segments (55 intervals)
+MAX_BATCHED_SEGMENTS = 10
 
 SCORED_MODALITIES = ("audio", "visual", "av")   # audio-visual = audio AND visual (PROTOCOL.md §9)
 DECISION_THRESHOLD = 0.5   # PROTOCOL.md §9, for segment and video-level probabilities alike
@@ -88,19 +97,19 @@ def extract_events(row):
     return events
 
 
-def event_rows(filenames, labels):
-    """[(filename, onset, offset, class name)] of (N, 25, T) 0/1 labels, numpy or torch: one per
+def event_rows(filenames, labels, class_names):
+    """[(filename, onset, offset, class name)] of (N, C, T) 0/1 labels, numpy or torch: one per
     maximal run of positive segments (PROTOCOL.md §9 events), in video, class, onset order; the rows of
     an eval file (PROTOCOL.md §2). T is 10 for LLP clips, the stitched length for parse_video.py."""
     labels = as_numpy(labels)
-    if labels.ndim != 3 or labels.shape[:2] != (len(filenames), NUM_CLASSES) or not labels.shape[2]:
-        raise ValueError(f"labels must have shape ({len(filenames)}, {NUM_CLASSES}, T), e.g. T = {NUM_SEGMENTS}; "
+    if labels.ndim != 3 or labels.shape[:2] != (len(filenames), len(class_names)) or not labels.shape[2]:
+        raise ValueError(f"labels must have shape ({len(filenames)}, {len(class_names)}, T), e.g. T = 10; "
                          f"got {labels.shape}")
     labels = labels.astype(bool)
     rows = []
     for video, cls in zip(*np.nonzero(labels.any(axis=2))):
         for onset, offset in extract_events(labels[video, cls]):
-            rows.append((filenames[video], onset, offset, CLASSES[cls]))
+            rows.append((filenames[video], onset, offset, class_names[cls]))
     return rows
 
 
@@ -146,7 +155,7 @@ def event_level(SO_a, SO_v, SO_av, GT_a, GT_v, GT_av):
 # Batched evaluation of a split
 # --------------------------------------------------------------------------
 
-# A row of NUM_SEGMENTS 0/1 segments is handled as a bit mask, its pattern code
+# A row of T <= MAX_BATCHED_SEGMENTS 0/1 segments is handled as a bit mask, its pattern code
 # sum_t row[t] << t. Counts then become bit counts of masks (PROTOCOL.md §9):
 #   segments: TP = |p & g|, FP = |p & ~g|, FN = |~p & g| for codes p, g;
 #   events: over the 55 intervals [start, end) of a row, runs[c] marks the
@@ -155,18 +164,18 @@ def event_level(SO_a, SO_v, SO_av, GT_a, GT_v, GT_av):
 #   FN = |runs[g] & ~close[p]| (IoU is symmetric).
 
 @functools.lru_cache(maxsize=None)
-def _event_masks():
-    """(runs, close): two read-only (2**NUM_SEGMENTS,) uint64 arrays of interval
+def _event_masks(num_segments):
+    """(runs, close): two read-only (2**num_segments,) uint64 arrays of interval
     bit masks per row pattern, as described above. Built once (about 1 ms)."""
-    starts, ends = np.triu_indices(NUM_SEGMENTS + 1, k=1)  # all 0 <= start < end <= S
+    starts, ends = np.triu_indices(num_segments + 1, k=1)  # all 0 <= start < end <= S
     if len(starts) > 64:
-        raise ValueError(f"{NUM_SEGMENTS} segments have {len(starts)} intervals; "
+        raise ValueError(f"{num_segments} segments have {len(starts)} intervals; "
                          "interval masks need them to fit one uint64 (<= 10 segments)")
     # An interval is a maximal run of a pattern iff all its segments are on and
     # its neighbours (where they exist) are off.
     inside = (1 << ends) - (1 << starts)
-    border = ((1 << starts) >> 1) | ((1 << ends) & ((1 << NUM_SEGMENTS) - 1))
-    codes = np.arange(2 ** NUM_SEGMENTS)[:, None]
+    border = ((1 << starts) >> 1) | ((1 << ends) & ((1 << num_segments) - 1))
+    codes = np.arange(2 ** num_segments)[:, None]
     is_run = ((codes & inside) == inside) & ((codes & border) == 0)  # (P, 55)
 
     inter = np.clip(np.minimum(ends[:, None], ends) - np.maximum(starts[:, None], starts),
@@ -207,18 +216,18 @@ def _segment_counts_batched(pred, gt):
     return np.stack([_popcount(pred & gt), _popcount(pred & ~gt), _popcount(~pred & gt)])
 
 
-def _event_counts_batched(pred, gt):
-    """(...) int64 pattern codes of pred and gt rows -> (3, ...) uint8 event TP, FP, FN."""
-    runs, close = _event_masks()
+def _event_counts_batched(pred, gt, num_segments):
+    """(...) int64 pattern codes of pred and gt rows of `num_segments` -> (3, ...) uint8 event TP, FP, FN."""
+    runs, close = _event_masks(num_segments)
     return np.stack([_popcount(runs[pred] & close[gt]), _popcount(runs[pred] & ~close[gt]),
                      _popcount(runs[gt] & ~close[pred])])
 
 
 def _pattern_codes(labels):
-    """(..., 10) bool rows -> (...) int64 pattern codes, sum_t row[t] << t."""
+    """(..., T) bool rows -> (...) int64 pattern codes, sum_t row[t] << t."""
     # A small int16 matmul is ~5x faster here than np.packbits on 10-long rows;
     # int64 (not uint64) codes index arrays without a conversion.
-    codes = labels.astype(np.int16) @ (1 << np.arange(NUM_SEGMENTS, dtype=np.int16))
+    codes = labels.astype(np.int16) @ (1 << np.arange(labels.shape[-1], dtype=np.int16))
     return codes.astype(np.int64)
 
 
@@ -228,12 +237,12 @@ def as_numpy(value):
 
 
 def _to_codes(labels, name):
-    """(N, 25, 10) 0/1 array or tensor (any dtype, any device) -> (N, 25) int64
+    """(N, C, T) 0/1 array or tensor (any dtype, any device) -> (N, 25) int64
     pattern codes; raises ValueError on a wrong shape or non-binary values."""
     labels = as_numpy(labels)
-    if labels.ndim != 3 or labels.shape[1:] != (NUM_CLASSES, NUM_SEGMENTS):
-        raise ValueError(f"{name} must have shape (N, {NUM_CLASSES}, {NUM_SEGMENTS}), "
-                         f"got {labels.shape}")
+    if labels.ndim != 3 or not 1 <= labels.shape[2] <= MAX_BATCHED_SEGMENTS:
+        raise ValueError(f"{name} must have shape (N, classes, segments) with 1 to {MAX_BATCHED_SEGMENTS} "
+                         f"segments (LLP: (N, 25, 10)), got {labels.shape}")
     if labels.dtype != bool:
         binary = labels != 0
         if not np.array_equal(binary, labels == 1):
@@ -305,9 +314,12 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
     """
     pred_a, pred_v = _to_codes(pred_audio, "pred_audio"), _to_codes(pred_visual, "pred_visual")
     gt_a, gt_v = _to_codes(gt_audio, "gt_audio"), _to_codes(gt_visual, "gt_visual")
-    shapes = {codes.shape for codes in (pred_a, pred_v, gt_a, gt_v)}
-    if len(shapes) != 1:
+    shapes = {tuple(as_numpy(labels).shape) for labels in (pred_audio, pred_visual, gt_audio, gt_visual)}
+    if len({shape[0] for shape in shapes}) != 1:
         raise ValueError(f"all inputs must have the same number of videos, got {sorted(shapes)}")
+    if len(shapes) != 1:
+        raise ValueError(f"all inputs must have the same shape (videos, classes, segments), got {sorted(shapes)}")
+    num_segments = next(iter(shapes))[2]
     if pred_a.shape[0] == 0:
         raise ValueError("cannot evaluate an empty split")
     # Rows are bit patterns from here on, so AND of the labels is AND of the codes.
@@ -315,7 +327,8 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
     gt = np.stack([gt_a, gt_v, gt_a & gt_v])
 
     results = {"per_video": {}, "per_class": {}}
-    for level, count in (("seg", _segment_counts_batched), ("evt", _event_counts_batched)):
+    event_counts_batched = functools.partial(_event_counts_batched, num_segments=num_segments)
+    for level, count in (("seg", _segment_counts_batched), ("evt", event_counts_batched)):
         counts = count(pred, gt)  # (3, 3, N, 25): TP/FP/FN, modality, video, class
         # Event@AV pools audio and visual counts per class before the F-score.
         column_counts = np.concatenate([counts, counts[:, :1] + counts[:, 1:2]], axis=1)
@@ -331,24 +344,3 @@ def evaluate_split(pred_audio, pred_visual, gt_audio, gt_visual):
             results["per_class"][f"{level}_{modality}"] = class_scores[i]
             results["per_class"][f"{level}_{modality}_counts"] = split_counts[:, i].T
     return results
-
-
-def format_table(results, title=None):
-    """The published table: rows Seg./Eve., columns Audio ... Event@AV, x100 with
-    one decimal (PROTOCOL.md §9). `results` needs the "<level>_<column>" keys."""
-    return format_cells({key: f"{100 * results[key]:.1f}" for key in METRIC_KEYS}, title)
-
-
-def format_cells(cells, title=None):
-    """The published table layout around given cell texts, {"<level>_<column>": text} (e.g.
-    "61.4 ± 0.3"); each column as wide as its title or its widest cell, two spaces apart."""
-    widths = {c: max(len(COLUMN_TITLES[c]), *(len(cells[f"{level}_{c}"]) for level in LEVELS))
-              for c in TABLE_COLUMNS}
-    label_width = max(len(t) for t in LEVEL_TITLES.values())
-    lines = [] if title is None else [title]
-    lines.append(" " * label_width + "".join(
-        f"  {COLUMN_TITLES[c]:>{widths[c]}}" for c in TABLE_COLUMNS))
-    for level in LEVELS:
-        lines.append(f"{LEVEL_TITLES[level]:<{label_width}}" + "".join(
-            f"  {cells[f'{level}_{c}']:>{widths[c]}}" for c in TABLE_COLUMNS))
-    return "\n".join(lines)

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from extraction.windows import SEGMENT_SECONDS, stitch
-from utils.constants import CLASSES, MODALITIES
+from avvp_data.llp import CLASSES, MODALITIES
 from utils.eval_metrics import extract_events, gates, segment_predictions
-from utils.export import write_event_csv
+from reporting.export import write_event_csv
 from utils.io import atomic_write_bytes, atomic_write_json
-from utils.visualize import Panel, render_parsing
+from reporting.visualize import Panel, render_parsing
 
 EVENT_MODALITIES = ("audio", "visual", "audio-visual")
 

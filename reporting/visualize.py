@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from utils.constants import CLASSES, MODALITIES, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import CLASSES, MODALITIES, NUM_CLASSES, NUM_SEGMENTS
 from utils.eval_metrics import extract_events
 
 # Okabe-Ito colours (colour-blind safe); FN is also hatched so it survives greyscale printing

@@ -16,8 +16,8 @@ import re
 
 import numpy as np
 
-from utils.annotations import read_segment_truth
-from utils.constants import EVAL_COLUMNS
+from avvp_data.annotations import read_segment_truth
+from avvp_data.llp import CLASSES, EVAL_COLUMNS
 from utils.eval_metrics import as_numpy, evaluate_split, event_rows, segment_predictions
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -34,7 +34,7 @@ def row_slug(name):
 def write_event_csv(path, filenames, pred):
     """Write (N, 25, 10) predictions as an eval-format event file; read back with `read_event_csv`."""
     lines = ["\t".join(EVAL_COLUMNS)]
-    lines += [f"{name}\t{onset}\t{offset}\t{label}" for name, onset, offset, label in event_rows(filenames, pred)]
+    lines += [f"{name}\t{onset}\t{offset}\t{label}" for name, onset, offset, label in event_rows(filenames, pred, CLASSES)]
     atomic_write_text("\n".join(lines) + "\n", path)
 
 

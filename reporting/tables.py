@@ -1,4 +1,5 @@
-"""Tables beyond the headline one: per-class F1 and the modality confusion of segment predictions.
+"""The printed tables: the published headline table (`format_table`), per-class F1 and the modality
+confusion of segment predictions.
 
 Per-class F1 comes from `evaluate_split(...)["per_class"]` (counts pooled over the split, PROTOCOL.md §9).
 The modality confusion counts, over every (video, class, segment), the truth state against the
@@ -10,8 +11,9 @@ import io
 
 import numpy as np
 
-from utils.constants import CLASSES, LEVEL_TITLES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import SCORED_MODALITIES, as_numpy
+from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from utils.eval_metrics import (COLUMN_TITLES, LEVEL_TITLES, LEVELS, METRIC_KEYS, SCORED_MODALITIES, TABLE_COLUMNS,
+                                as_numpy)
 from utils.io import atomic_write_text
 
 MODALITY_TITLES = {"audio": "A", "visual": "V", "av": "AV"}
@@ -19,6 +21,27 @@ PER_CLASS_COLUMNS = tuple(f"{level}_{modality}" for level in LEVEL_TITLES for mo
 # state code = audio + 2 * visual
 MODALITY_STATES = ("none", "audio only", "visual only", "both")
 
+
+
+def format_table(results, title=None):
+    """The published table: rows Seg./Eve., columns Audio ... Event@AV, x100 with
+    one decimal (PROTOCOL.md §9). `results` needs the "<level>_<column>" keys."""
+    return format_cells({key: f"{100 * results[key]:.1f}" for key in METRIC_KEYS}, title)
+
+
+def format_cells(cells, title=None):
+    """The published table layout around given cell texts, {"<level>_<column>": text} (e.g.
+    "61.4 ± 0.3"); each column as wide as its title or its widest cell, two spaces apart."""
+    widths = {c: max(len(COLUMN_TITLES[c]), *(len(cells[f"{level}_{c}"]) for level in LEVELS))
+              for c in TABLE_COLUMNS}
+    label_width = max(len(t) for t in LEVEL_TITLES.values())
+    lines = [] if title is None else [title]
+    lines.append(" " * label_width + "".join(
+        f"  {COLUMN_TITLES[c]:>{widths[c]}}" for c in TABLE_COLUMNS))
+    for level in LEVELS:
+        lines.append(f"{LEVEL_TITLES[level]:<{label_width}}" + "".join(
+            f"  {cells[f'{level}_{c}']:>{widths[c]}}" for c in TABLE_COLUMNS))
+    return "\n".join(lines)
 
 def per_class_values(metrics):
     """{column: (25,) float64 F x 100} for PER_CLASS_COLUMNS; NaN where a class is never present

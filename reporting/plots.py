@@ -8,7 +8,7 @@ loss}, "val": {metric key: fraction}, "saved": [selection roles saved at this ep
 checkpoint is rewritten whenever its score improves, so the last save wins).
 
 Scores are drawn in percent (x100), as the tables print them. Rendering uses matplotlib's Agg canvas
-directly (no pyplot, no global backend change), as utils/visualize.py does; every PNG is written
+directly (no pyplot, no global backend change), as reporting/visualize.py does; every PNG is written
 atomically.
 """
 import io
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from utils.constants import COLUMN_TITLES, LEVEL_TITLES
+from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES
 from utils.errors import UserError
 from utils.io import atomic_write_bytes
 

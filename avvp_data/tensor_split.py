@@ -5,7 +5,7 @@ evaluation never read files or copy host memory per step.
 """
 import torch
 
-from utils.feature_files import pool_frames_per_segment
+from avvp_data.feature_files import pool_frames_per_segment
 
 FEATURE_KEYS = ("audio", "frames", "snippets")
 

@@ -40,14 +40,6 @@ YOUTUBE_ID_LENGTH = 11
 ANNOTATION_FILES = (LABEL_TRAIN_CSV, LABEL_VAL_CSV, LABEL_TEST_CSV, LABEL_FULL_CSV,
                     EVAL_AUDIO_CSV, EVAL_VISUAL_CSV)
 
-# Metric keys: "<level>_<column>", level in LEVELS, column in TABLE_COLUMNS (PROTOCOL.md §9).
-LEVELS = ("seg", "evt")
-LEVEL_TITLES = {"seg": "Seg.", "evt": "Eve."}
-TABLE_COLUMNS = ("audio", "visual", "av", "type", "event")
-COLUMN_TITLES = {"audio": "Audio", "visual": "Visual", "av": "Audio-Visual",
-                 "type": "Type@AV", "event": "Event@AV"}
-METRIC_KEYS = tuple(f"{level}_{column}" for level in LEVELS for column in TABLE_COLUMNS)   # the 10 of a table
-
 # sha256 of the current published annotation files (PROTOCOL.md §2, ../shared/llp/SHA256SUMS); kept in
 # code because the project must run without ../shared.
 ANNOTATION_SHA256 = {

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from utils.constants import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
+from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
                              EVAL_COLUMNS, EVAL_VISUAL_CSV, FEATURE_KINDS, FRAMES_PER_SEGMENT, LABEL_FULL_CSV,
                              LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, MODALITIES, NUM_CLASSES,
                              NUM_SEGMENTS, PSEUDO_LABEL_SHAPE, VALOR_FEATURES_FOLDER, VALOR_PSEUDO_LABELS_FOLDER,
@@ -816,7 +816,7 @@ def _write_annotation_csvs(data_dir, filenames, truth):
                  [line for split in SPLITS for line in weak[split]])
     for file_name, modality in ((EVAL_AUDIO_CSV, 0), (EVAL_VISUAL_CSV, 1)):
         lines = ["\t".join(map(str, row)) for split in EVAL_SPLITS
-                 for row in event_rows(filenames[split], truth[split][modality])]
+                 for row in event_rows(filenames[split], truth[split][modality], CLASSES)]
         _write_lines(os.path.join(data_dir, file_name), "\t".join(EVAL_COLUMNS), lines)
 
 

@@ -17,10 +17,10 @@ import zipfile
 
 import numpy as np
 
-from utils.constants import NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS
 from utils.errors import UserError
 from utils.eval_metrics import DECISION_THRESHOLD, evaluate_split
-from utils.export import load_predictions
+from reporting.export import load_predictions
 
 DEFAULT_RULE = "dhhn"   # the DHHN protocol (PROTOCOL.md §9)
 TUNING_SPLIT = "val"    # thresholds are tuned on val only (PROTOCOL.md §14)
@@ -173,7 +173,7 @@ def tune_visual_thresholds(outputs, gt_audio, gt_visual, split, rule="cmpae"):
 
 
 def load_outputs(npz_path):
-    """The probabilities of an exported row (utils.export, `--export_dir`) for the rules: a dict with
+    """The probabilities of an exported row (reporting.export, `--export_dir`) for the rules: a dict with
     filenames (list of str), row and split (str), audio_prob / visual_prob / global_prob (N, 25) and
     frame_prob (N, 10, 2, 25) float arrays. Raises DecisionRuleError naming `npz_path` when the file
     is missing or unreadable, lacks an array, or has a wrong shape or a value outside [0, 1]."""

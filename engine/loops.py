@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from utils.errors import TrainingDiverged
 from utils.eval_metrics import score_outputs
-from utils.label_refinement import choose_partners, flags_from_predictions
+from engine.label_refinement import choose_partners, flags_from_predictions
 
 EVAL_BATCH_SIZE = 256
 # what torch's binary_cross_entropy says (CPU) when a probability is NaN: the run has diverged
@@ -28,7 +28,7 @@ def _autocast(device, dtype):
     """Autocast to `dtype` on `device`, or nothing when dtype is None (float32, as published)."""
     if dtype is None:
         return contextlib.nullcontext()
-    # the autocast weight cache must be off inside a CUDA graph capture (utils/cuda_graph.py)
+    # the autocast weight cache must be off inside a CUDA graph capture (engine/cuda_graph.py)
     capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
     return torch.autocast(device.type, dtype=dtype, cache_enabled=not capturing)
 
@@ -36,29 +36,34 @@ def _autocast(device, dtype):
 class TrainStep:
     """One optimisation step of every net on one batch: batch dict -> loss tensors by name.
 
-    nets: {name: module}, "model" (the parsing network) first; criterion: a recipe's criterion
-    (recipes/base.py), whose forward pass runs under autocast when `autocast_dtype` is set (e.g.
-    torch.bfloat16; None keeps the published float32) while its losses stay float32. grad_norm:
-    clip the gradient norm of each net to it before its step (0: never, as published). The losses
-    come back on the device, not synchronised with the host, so that the step can be captured in
-    a CUDA graph (utils/cuda_graph.py).
+    module: a recipe's TrainingModule (recipes/base.py: the parsing network and its training-only
+    nets); criterion: the recipe's criterion. The step reads `outputs = module(batch); losses =
+    criterion(outputs, batch)`. The forward pass runs under autocast when `autocast_dtype` is set
+    (e.g. torch.bfloat16; None keeps the published float32) while the losses stay float32.
+    grad_norm: clip the gradient norm of each net to it before its step (0: never, as published).
+    The losses come back on the device, not synchronised with the host, so that the step can be
+    captured in a CUDA graph (engine/cuda_graph.py).
     """
 
-    def __init__(self, nets, criterion, optimizers, autocast_dtype=None, grad_norm=0.0):
-        self.nets, self.criterion = nets, criterion
+    def __init__(self, module, criterion, optimizers, autocast_dtype=None, grad_norm=0.0):
+        self.module, self.criterion = module, criterion
         self.optimizers = list(optimizers)
         self.autocast_dtype = autocast_dtype
         self.grad_norm = grad_norm
 
+    @property
+    def nets(self):
+        """{name: net} of the module, "model" first."""
+        return self.module.nets
+
     def train(self):
-        for net in self.nets.values():
-            net.train()
+        self.module.train()
 
     def __call__(self, batch):
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         with _autocast(batch["labels"].device, self.autocast_dtype):
-            outputs = self.criterion.forward(self.nets, batch)
+            outputs = self.module(batch)
         if self.autocast_dtype is not None:
             outputs = {key: value.float() for key, value in outputs.items()}
         losses = self.criterion(outputs, batch)
@@ -77,7 +82,7 @@ def train_one_epoch(step, data, batch_size, generator, graphed_step=None, on_ste
 
     step: a TrainStep. When the split carries "audio_flags"/"visual_flags" (label refinement,
     PROTOCOL.md §10) the batches carry them too and the criterion refines the targets.
-    graphed_step: optional utils.cuda_graph.GraphedTrainStep running this same step as one CUDA
+    graphed_step: optional engine.cuda_graph.GraphedTrainStep running this same step as one CUDA
     graph; it takes the batches it accepts (the full ones), the others run eagerly.
     on_step: optional callback(step, num_steps, losses) after every step (losses still on the
     device: reading them forces a sync, so a caller should do that only now and then).

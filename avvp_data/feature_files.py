@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from utils.constants import (CLAP_FEATURE_SHAPE, FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS, PSEUDO_LABEL_SHAPE,
+from avvp_data.llp import (CLAP_FEATURE_SHAPE, FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS, PSEUDO_LABEL_SHAPE,
                              YOUTUBE_ID_LENGTH)
 
 FRAME_DTYPES = ("float32", "float16")
