@@ -7,5 +7,5 @@ set -e
 [ -z "${LLP_ROOT:-}" ] || LLP_ROOT=$(cd "$LLP_ROOT" && pwd)
 cd "$(dirname "$0")"
 . scripts/llp_paths.sh
-python main_DHHN.py --mode train --llp_root "$LLP_ROOT" --model_save_dir models/ --checkpoint DHHN "$@"
-python main_DHHN.py --mode test --llp_root "$LLP_ROOT" --model_save_dir models/ --checkpoint DHHN "$@"
+python main_DHHN.py --mode train --llp_root "$LLP_ROOT" --model_save_dir models/ --checkpoint DHHN --unused_flags note "$@"
+python main_DHHN.py --mode test --llp_root "$LLP_ROOT" --model_save_dir models/ --checkpoint DHHN --unused_flags note "$@"

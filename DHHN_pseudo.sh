@@ -10,7 +10,7 @@ set -e
 . "$(dirname "$0")/scripts/pseudo_paths.sh"   # LLP_ROOT, PSEUDO_FLAGS, FEATURE_FLAGS; moves to the repository
 # shellcheck disable=SC2086  # the flag strings are meant to split into words
 python main_DHHN.py --mode train --model dhhn --llp_root "$LLP_ROOT" $FEATURE_FLAGS $PSEUDO_FLAGS \
-  --model_save_dir models/ --checkpoint DHHN_pseudo "$@"
+  --model_save_dir models/ --checkpoint DHHN_pseudo --unused_flags note "$@"
 # shellcheck disable=SC2086
 python main_DHHN.py --mode test --model dhhn --llp_root "$LLP_ROOT" $FEATURE_FLAGS \
-  --model_save_dir models/ --checkpoint DHHN_pseudo "$@"
+  --model_save_dir models/ --checkpoint DHHN_pseudo --unused_flags note "$@"

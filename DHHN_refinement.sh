@@ -46,9 +46,9 @@ if [ -z "${REFINED_LABELS:-}" ]; then
   esac
   REFINED_LABELS="$SAVE_DIR/${ESTIMATOR_RUN}_refined_labels.pkl"
   python main_DHHN.py --model "$ESTIMATOR" --mode train --llp_root "$LLP_ROOT" --model_save_dir "$SAVE_DIR" \
-    --checkpoint "$ESTIMATOR_RUN" "$@"
+    --checkpoint "$ESTIMATOR_RUN" --unused_flags note "$@"
   python main_DHHN.py --model "$ESTIMATOR" --mode estimate_labels --llp_root "$LLP_ROOT" --model_save_dir "$SAVE_DIR" \
-    --checkpoint "$ESTIMATOR_RUN" --refine_out "${REFINED_LABELS%.pkl}" "$@"
+    --checkpoint "$ESTIMATOR_RUN" --refine_out "${REFINED_LABELS%.pkl}" --unused_flags note "$@"
 fi
-python main_DHHN.py --mode retrain --refined_labels "$REFINED_LABELS" --llp_root "$LLP_ROOT" --model_save_dir "$SAVE_DIR" --checkpoint "${NAME}_refined" "$@"
-python main_DHHN.py --mode test --llp_root "$LLP_ROOT" --model_save_dir "$SAVE_DIR" --checkpoint "${NAME}_refined" "$@"
+python main_DHHN.py --mode retrain --refined_labels "$REFINED_LABELS" --llp_root "$LLP_ROOT" --model_save_dir "$SAVE_DIR" --checkpoint "${NAME}_refined" --unused_flags note "$@"
+python main_DHHN.py --mode test --llp_root "$LLP_ROOT" --model_save_dir "$SAVE_DIR" --checkpoint "${NAME}_refined" --unused_flags note "$@"

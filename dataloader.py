@@ -14,11 +14,25 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from avvp_data.annotations import published_eval_videos, read_video_labels, segment_truth_with_coverage
-from avvp_data.llp import (EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
-                             LABEL_VAL_CSV, NUM_SEGMENTS)
+from avvp_data.feature_files import (
+    ROW_FORMATS,
+    feature_paths,
+    loaded_rows,
+    read_feature_kind,
+    read_pseudo_labels,
+    source_shape,
+    storage_dtype,
+)
+from avvp_data.llp import (
+    EVAL_AUDIO_CSV,
+    EVAL_VISUAL_CSV,
+    FEATURE_KINDS,
+    LABEL_TEST_CSV,
+    LABEL_TRAIN_CSV,
+    LABEL_VAL_CSV,
+    NUM_SEGMENTS,
+)
 from utils.errors import LLPDataError, LLPDataWarning, bulleted
-from avvp_data.feature_files import (ROW_FORMATS, feature_paths, loaded_rows, read_feature_kind, read_pseudo_labels,
-                                 source_shape, storage_dtype)
 
 SPLITS = ("train", "val", "test")
 # the data flags of main_DHHN.py and where the official layout keeps each (PROTOCOL.md §2)

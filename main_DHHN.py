@@ -1,14 +1,17 @@
 """DHHN for weakly-supervised audio-visual video parsing on LLP: the command-line entry point.
 
-Parses arguments, seeds, and dispatches to one of the modes (modes/); nothing else.
+Parses arguments, resolves them into the run's Config (config.py), seeds, and dispatches to one of
+the modes (modes/); nothing else.
 Flag names of the original release are kept so existing scripts keep working.
 """
 import argparse
-import os
 import sys
 
 import engine
-from dataloader import OFFICIAL_LAYOUT, LLPPaths
+from avvp_data.llp import EVAL_AUDIO_2020_CSV
+from config import EVAL_AUDIO_VERSIONS, MODEL_ALIASES, flag_modes_help, resolve_config
+from dataloader import OFFICIAL_LAYOUT
+from engine.optimization import OPTIMIZERS, SCHEDULERS
 from modes.common import exclusive_run
 from modes.estimate_labels import run_estimate_labels
 from modes.evaluate import run_evaluate
@@ -16,10 +19,8 @@ from modes.train import run_retrain, run_train
 from nets.han_baseline import HAN_UPDATES
 from recipes import RECIPES
 from recipes.base import WEAK_LOSSES
-from avvp_data.llp import EVAL_AUDIO_2020_CSV
-from utils.errors import UsageError, UserError
-from engine.optimization import OPTIMIZERS, SCHEDULERS
-from utils.runtime import MAX_SEED, set_seed, termination_as_interrupt
+from utils.errors import UserError
+from utils.runtime import print_warnings_plainly, set_seed, termination_as_interrupt
 
 MODES = {
     "train": run_train,
@@ -29,14 +30,6 @@ MODES = {
     "estimate_labels": run_estimate_labels,
 }
 DEFAULT_MODEL_SAVE_DIR = "models/"
-# another codebase's --model name -> (our model, flags it implies unless given, what it means)
-MODEL_ALIASES = {
-    "MMIL_Net": ("han", {"weak_loss": "global", "han_update": "sequential"},
-                 "VALOR's name for its network: --model han --weak_loss global --han_update sequential "
-                 "(PROTOCOL.md §13)"),
-}
-# --eval_audio_version -> the file under <llp_root> (PROTOCOL.md §2)
-EVAL_AUDIO_VERSIONS = {"current": OFFICIAL_LAYOUT["eval_audio_csv"], "2020": os.path.join("data", EVAL_AUDIO_2020_CSV)}
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130   # as a shell reports a Ctrl-C
 DATA_FLAG_HELP = {
@@ -51,13 +44,17 @@ DATA_FLAG_HELP = {
 }
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except for on/off switches, whose help says what they do."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Each default shown once: appended as "(default: X)" unless the help already says it, the
+    flag has no default of its own (None: the published value of --model, or filled from
+    --llp_root), or it is an on/off switch, whose help says what it does."""
 
     def _get_help_string(self, action):
-        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-            return action.help
-        return super()._get_help_string(action)
+        text = action.help or ""
+        if (isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) or "default" in text
+                or action.default in (None, "", argparse.SUPPRESS) or not action.option_strings):
+            return text
+        return f"{text} (default: {action.default})"
 
 
 def get_args_parser():
@@ -75,14 +72,15 @@ def get_args_parser():
                            "(corrected upstream in 2024) or 2020 (<llp_root>/data/" + EVAL_AUDIO_2020_CSV +
                            ", the copy the published numbers were scored with; scripts/download_llp.py fetches it)")
     data.add_argument("--feature_cache", default=None,
-                      help="folder of packed feature arrays reused across runs (default: .packed_cache beside the feature folders); 'none' disables it")
+                      help="folder of packed feature arrays reused across runs (default: .packed_cache beside the "
+                           "feature folders); 'none' disables it")
     data.add_argument("--frame_dtype", default="float32", choices=("float32", "float16"),
                       help="storage precision of the ResNet frame features in memory (float16 halves their size)")
     data.add_argument("--audio_pseudo_dir", "--a_pseudo_data_dir", dest="audio_pseudo_dir", default=None,
-                      help="train/retrain: audio segment pseudo-labels, <youtube id>.npy (10, 25) in {0, 1} (VALOR's "
+                      help="audio segment pseudo-labels, <youtube id>.npy (10, 25) in {0, 1} (VALOR's "
                            "CLAP/segment_pseudo_labels); adds the segment loss pseudo_audio (PROTOCOL.md §13)")
     data.add_argument("--visual_pseudo_dir", "--v_pseudo_data_dir", dest="visual_pseudo_dir", default=None,
-                      help="train/retrain: visual segment pseudo-labels (VALOR's CLIP/segment_pseudo_labels); adds "
+                      help="visual segment pseudo-labels (VALOR's CLIP/segment_pseudo_labels); adds "
                            "pseudo_visual")
     data.add_argument("--allow_random_weight_features", action="store_true",
                       help="use feature folders whose extraction record says random weights (a smoke test of "
@@ -100,23 +98,30 @@ def get_args_parser():
     run.add_argument("--model_save_dir", default=DEFAULT_MODEL_SAVE_DIR, help="folder of checkpoints and run records")
     run.add_argument("--checkpoint", "--model_name", dest="checkpoint", default="DHHN",
                      help="name prefix of this run's checkpoints and records (--model_name: VALOR's name for it)")
-    run.add_argument("--seed", type=int, default=1, help="random seed (PROTOCOL.md §7: 1)")
-    run.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
-    run.add_argument("--resume", action="store_true", help="continue an interrupted train/retrain run from <checkpoint>_last.pt")
+    run.add_argument("--seed", type=int, default=1, help="random seed (PROTOCOL.md §7)")
+    run.add_argument("--device", default="auto",
+                     help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run from <checkpoint>_last.pt")
     run.add_argument("--log-interval", dest="log_interval", type=int, default=50,
                      help="print the total training loss every N steps (0: never), as the release did")
     run.add_argument("--no-log", dest="no_log", action="store_true", help="do not write per-epoch JSON records")
     run.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                      help="tqdm progress bars: auto shows them on a terminal")
+    run.add_argument("--unused_flags", default="refuse", choices=("refuse", "note"),
+                     help="a given flag that does nothing in this --mode: refuse it, or note it in one line and go "
+                          "on (the shell scripts, which pass their extra flags to every step)")
     run.add_argument("--eval_batch_size", type=int, default=engine.EVAL_BATCH_SIZE,
                      help="videos per forward pass in evaluation")
 
     optim = parser.add_argument_group("optimisation (unset = published value for --model/--mode)")
-    optim.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None, help="dhhn 64, han 16")
+    optim.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+                       help="dhhn 64, han 16")
     optim.add_argument("--epochs", type=int, default=None, help="dhhn train 10, retrain 5; han 40")
     optim.add_argument("--lr", type=float, default=None, help="learning rate of the parsing network (3e-4)")
-    optim.add_argument("--lr_audio_mgn", type=float, default=None, help="audio MGN learning rate (train 2 x --lr, retrain --lr)")
-    optim.add_argument("--lr_visual_mgn", type=float, default=None, help="visual MGN learning rate (train 0.2 x --lr, retrain --lr)")
+    optim.add_argument("--lr_audio_mgn", type=float, default=None,
+                       help="audio MGN learning rate (train 2 x --lr, retrain --lr)")
+    optim.add_argument("--lr_visual_mgn", type=float, default=None,
+                       help="visual MGN learning rate (train 0.2 x --lr, retrain --lr)")
     optim.add_argument("--lr_step", type=int, default=10, help="StepLR step size in epochs")
     optim.add_argument("--lr_gamma", type=float, default=0.1, help="StepLR decay factor")
     optim.add_argument("--optimizer", default="adam", choices=tuple(OPTIMIZERS),
@@ -128,10 +133,12 @@ def get_args_parser():
     optim.add_argument("--scheduler", default="steplr", choices=SCHEDULERS,
                        help="steplr (--lr_step, --lr_gamma) as published; warm_up_cos_anneal: VALOR's linear warm-up "
                             "over --warm_up_epoch epochs, then a cosine down to --lr_min at the last epoch")
-    optim.add_argument("--warm_up_epoch", type=int, default=5, help="warm_up_cos_anneal: warm-up epochs (VALOR: 10)")
-    optim.add_argument("--lr_min", type=float, default=1e-6, help="warm_up_cos_anneal: learning rate of the last epoch")
+    optim.add_argument("--warm_up_epoch", type=int, default=5, help="warm-up epochs of warm_up_cos_anneal (VALOR: 10)")
+    optim.add_argument("--lr_min", type=float, default=1e-6,
+                       help="learning rate of the last epoch of warm_up_cos_anneal")
     optim.add_argument("--grad_norm", type=float, default=0.0,
-                       help="clip each net's gradient norm to this before its step; 0: never, as published (VALOR: 1.0)")
+                       help="clip each net's gradient norm to this before its step; 0: never, as published "
+                            "(VALOR: 1.0)")
     optim.add_argument("--weak_loss", default=None, choices=tuple(WEAK_LOSSES),
                        help="video-level BCE terms: all (global, audio, visual: the HAN, MA and DHHN releases) or "
                             "global (VALOR's release); default all")
@@ -157,8 +164,10 @@ def get_args_parser():
                           help="F-H off: single temporal scale (k=1) only")
     ablation.add_argument("--no_hier_pred", dest="hier_pred", action="store_false",
                           help="P-H off: predict from the last hierarchical feature instead of averaging the scales")
-    ablation.add_argument("--no_audio_mgn", dest="audio_mgn", action="store_false", help="A-M off: no audio guiding network")
-    ablation.add_argument("--no_visual_mgn", dest="visual_mgn", action="store_false", help="V-M off: no visual guiding network")
+    ablation.add_argument("--no_audio_mgn", dest="audio_mgn", action="store_false",
+                          help="A-M off: no audio guiding network")
+    ablation.add_argument("--no_visual_mgn", dest="visual_mgn", action="store_false",
+                          help="V-M off: no visual guiding network")
     ablation.add_argument("--no_rmse", dest="rmse", action="store_false", help="L_rmse off: drop -MSE(a_prob, v_prob)")
 
     research = parser.add_argument_group("research outputs (val/test)")
@@ -177,105 +186,38 @@ def get_args_parser():
 
     refine = parser.add_argument_group("label refinement (PROTOCOL.md §10)")
     refine.add_argument("--refined_labels", default=None,
-                        help="retrain: flags from estimate_labels (.csv or .pkl), or a pickle in the published format")
+                        help="flags from estimate_labels (.csv or .pkl), or a pickle in the published format")
     refine.add_argument("--refine_source", default=None,
                         choices=tuple(dict.fromkeys(role for recipe in RECIPES.values() for role in recipe.role_names)),
-                        help="estimate_labels: which selected checkpoint of --checkpoint judges the labels "
+                        help="which selected checkpoint of --checkpoint judges the labels "
                              "(default: the model's own, dhhn and han overall, ma final)")
     refine.add_argument("--refine_out", default=None,
-                        help="estimate_labels: output prefix (default <model_save_dir>/<checkpoint>_refined_labels)")
+                        help="output prefix (default <model_save_dir>/<checkpoint>_refined_labels)")
+    for action in parser._actions:   # the modes a flag acts in, from the one table that also refuses it
+        if action.option_strings and action.help:
+            action.help = flag_modes_help(action.dest) + action.help
     return parser
 
 
-def resolve_data_paths(args):
-    """Fill every data flag left unset from --llp_root's official layout (the audio truth by
-    --eval_audio_version); explicit flags win."""
-    if args.eval_audio_csv is None:
-        args.eval_audio_csv = os.path.join(args.llp_root, EVAL_AUDIO_VERSIONS[args.eval_audio_version])
-    elif args.eval_audio_version != "current":
-        raise UsageError("--eval_audio_version picks the file under --llp_root; it cannot apply to an explicit "
-                         "--eval_audio_csv (give one or the other)")
-    official = LLPPaths.official(args.llp_root)
-    for flag in OFFICIAL_LAYOUT:
-        if getattr(args, flag) is None:
-            setattr(args, flag, getattr(official, flag))
-    return args
+def given_flags(parser, args):
+    """(dest, flag, value) of every setting that differs from the parser's default, in the parser's
+    order, under its first long option string (e.g. ("rmse", "--no_rmse", False), ("lr", "--lr", 0.001))."""
+    given = []
+    for action in parser._actions:
+        if action.dest in vars(args) and action.option_strings and getattr(args, action.dest) != action.default:
+            flag = next(option for option in action.option_strings if option.startswith("--"))
+            given.append((action.dest, flag, getattr(args, action.dest)))
+    return tuple(given)
 
 
-def resolve_model_alias(args):
-    """--model MMIL_Net (VALOR's scripts) becomes --model han with the flags VALOR's network and loss imply."""
-    if args.model not in MODEL_ALIASES:
-        return
-    model, implied, _ = MODEL_ALIASES[args.model]
-    for flag, value in implied.items():
-        if getattr(args, flag) is None:
-            setattr(args, flag, value)
-    print(f"--model {args.model}: --model {model} " + " ".join(f"--{flag} {getattr(args, flag)}" for flag in implied))
-    args.model = model
-
-
-def resolve_training_losses(args):
-    """--weak_loss defaults to all; --pseudo_weight to 1, and only with pseudo-labels."""
-    if args.weak_loss is None:
-        args.weak_loss = "all"
-    has_pseudo = bool(args.audio_pseudo_dir or args.visual_pseudo_dir)
-    if not has_pseudo and args.mode in ("train", "retrain"):
-        for flag, value in (("pseudo_weight", args.pseudo_weight), ("pseudo_mgn", args.pseudo_mgn)):
-            if value:
-                raise UsageError(f"--{flag}: no pseudo-labels to weigh; give --audio_pseudo_dir and/or "
-                                 "--visual_pseudo_dir")
-    if args.pseudo_weight is None:
-        args.pseudo_weight = 1.0
-
-
-def check_numbers(args):
-    """Flags whose values cannot work are refused before any work, naming the flag."""
-    at_least_one = {"epochs": "--epochs", "batch_size": "--batch-size", "eval_batch_size": "--eval_batch_size",
-                    "lr_step": "--lr_step"}
-    problems = [f"{flag} {getattr(args, key)}: must be at least 1" for key, flag in at_least_one.items()
-                if getattr(args, key) < 1]
-    problems += [f"--{key} {getattr(args, key)}: must be positive"
-                 for key in ("lr", "lr_audio_mgn", "lr_visual_mgn", "lr_gamma")
-                 if getattr(args, key) is not None and not getattr(args, key) > 0]
-    if not 0 <= args.seed <= MAX_SEED:
-        problems.append(f"--seed {args.seed}: must be in 0..{MAX_SEED}")
-    if args.log_interval < 0:
-        problems.append(f"--log-interval {args.log_interval}: must be 0 (never) or more")
-    problems += [f"--{key} {getattr(args, key)}: must be 0 or more"
-                 for key in ("weight_decay", "grad_norm", "pseudo_weight", "lr_min", "warm_up_epoch")
-                 if not getattr(args, key) >= 0]
-    problems += [f"--{key} {getattr(args, key)}: must be in [0, 1)" for key in ("beta1", "beta2")
-                 if not 0 <= getattr(args, key) < 1]
-    if not args.eps > 0:
-        problems.append(f"--eps {args.eps}: must be positive")
-    if args.scheduler == "warm_up_cos_anneal" and args.warm_up_epoch >= args.epochs:
-        problems.append(f"--warm_up_epoch {args.warm_up_epoch}: must be below --epochs {args.epochs} "
-                        "(the cosine needs epochs after the warm-up)")
-    problems += [f"--{key} {getattr(args, key)}: must be at least 1" for key in ("hidden_dim", "nhead", "ff_dim", "num_layers")
-                 if getattr(args, key) is not None and getattr(args, key) < 1]
-    if args.hidden_dim and args.nhead and args.hidden_dim % args.nhead:
-        problems.append(f"--hidden_dim {args.hidden_dim}: must be divisible by --nhead {args.nhead}")
-    if problems:
-        raise UsageError("; ".join(problems))
-
-
-def resolve_args(args):
-    """Data paths from --llp_root, then the published values and ablation switches of --model;
-    impossible values are refused."""
-    resolve_data_paths(args)
-    resolve_model_alias(args)
-    resolve_training_losses(args)
-    RECIPES[args.model].resolve_args(args)
-    check_numbers(args)
-    return args
-
-
-def main(args):
+def main(args, parser=None):
+    """Resolve the parsed flags into the run's frozen Config, seed, and run its mode."""
+    print_warnings_plainly()
     try:
-        resolve_args(args)
-        set_seed(args.seed)
-        with termination_as_interrupt(), exclusive_run(args):
-            return MODES[args.mode](args)
+        config = resolve_config(args, given_flags(parser or get_args_parser(), args))
+        set_seed(config.run.seed)
+        with termination_as_interrupt(), exclusive_run(config):
+            return MODES[config.run.mode](config)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", EXIT_USER_ERROR))
@@ -285,4 +227,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    args_parser = get_args_parser()
+    main(args_parser.parse_args(), args_parser)

@@ -18,19 +18,20 @@ import numpy as np
 
 import engine
 import main_DHHN
+from avvp_data.llp import NUM_CLASSES
+from avvp_data.synthetic_llp import COMPLETE_MARKER
+from config import recorded_flags, resolve_config
 from dataloader import FEATURE_FLAGS, LLPSplit, load_features
 from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args, feature_folder
 from extraction.records import differences_from_training
-from reporting.timeline import video_timeline, write_parsed_video
 from extraction.windows import Window
 from modes.common import progress_setting, to_device
 from modes.evaluate import assemble_rows
 from recipes import RECIPES
+from reporting.timeline import video_timeline, write_parsed_video
 from utils import checkpoint
-from avvp_data.llp import NUM_CLASSES
 from utils.errors import UsageError, UserError
-from utils.runtime import resolve_device
-from avvp_data.synthetic_llp import COMPLETE_MARKER
+from utils.runtime import print_warnings_plainly, resolve_device
 
 SMOKE_TEST_WARNING = ("features from RANDOM weights (--random_weights, a smoke test): the events below say nothing "
                       "about the videos")
@@ -70,8 +71,8 @@ def selected_checkpoint(folder, name):
 
 def training_folders(content):
     """kind -> the feature folder the run was trained on (its args), for the kinds it recorded."""
-    trained_args = (content or {}).get("args", {})
-    return {kind: trained_args.get(flag) for kind, flag in FEATURE_FLAGS.items() if trained_args.get(flag)}
+    trained = recorded_flags(content or {})
+    return {kind: trained.get(flag) for kind, flag in FEATURE_FLAGS.items() if trained.get(flag)}
 
 
 def training_data_note(content, name):
@@ -94,8 +95,8 @@ def check_extraction_matches_training(content, extractor):
 
 
 def model_arguments(args):
-    """(main_DHHN's namespace for evaluating --checkpoint, resolved as main_DHHN does, the content
-    of one of its selected checkpoints or None)."""
+    """(the Config of evaluating --checkpoint with main_DHHN.py, resolved as main_DHHN does, the
+    content of one of its selected checkpoints or None)."""
     folder, name = checkpoint_location(args.checkpoint)
     content = selected_checkpoint(folder, name)
     model = args.model or (content or {}).get("model_config", {}).get("model_name")
@@ -107,13 +108,12 @@ def model_arguments(args):
                          f"give --model ({', '.join(RECIPES)})")
     if model not in RECIPES:
         raise UsageError(f"--checkpoint {args.checkpoint} holds a {model} model, which this project cannot build")
-    model_args = main_DHHN.get_args_parser().parse_args(
+    model_config = resolve_config(main_DHHN.get_args_parser().parse_args(
         ["--mode", "test", "--model", model, "--model_save_dir", folder, "--checkpoint", name,
-         "--device", args.device, "--progress", args.progress])
-    main_DHHN.resolve_args(model_args)
+         "--device", args.device, "--progress", args.progress]))
     for role in RECIPES[model].required_roles():   # refused now, not after the extraction
         checkpoint.find_selected(folder, name, role)
-    return model_args, content
+    return model_config, content
 
 
 def check_videos(paths):
@@ -133,10 +133,10 @@ def load_windows(features_dir, ids):
 
 def run(args):
     check_videos(args.videos)
-    model_args, content = model_arguments(args)
-    recipe = RECIPES[model_args.model]
+    model_config, content = model_arguments(args)
+    recipe = RECIPES[model_config.model.name]
     device = resolve_device(args.device)
-    note = training_data_note(content, model_args.checkpoint)
+    note = training_data_note(content, model_config.run.checkpoint)
     if note:
         print(f"warning: {note}", file=sys.stderr)
     if args.random_weights:
@@ -144,14 +144,14 @@ def run(args):
     features_dir = args.features_dir or os.path.join(args.out_dir, "features")
     extractor = extractor_from_args(args, device)
     check_extraction_matches_training(content, extractor)
-    progress = progress_setting(model_args)
+    progress = progress_setting(model_config)
     entries = extract_videos(extractor, args.videos, features_dir,
                              allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)
     names = [os.path.splitext(os.path.basename(path))[0] for path in args.videos]
     ids = [fid for name in names for fid in entries[name]["ids"]]
     split = load_windows(features_dir, ids)
-    title, model = next(iter(assemble_rows(recipe, model_args, split, device).items()))
-    outputs = engine.predict(model, to_device(model_args, split, device), model_args.eval_batch_size,
+    title, model = next(iter(assemble_rows(recipe, model_config, split, device).items()))
+    outputs = engine.predict(model, to_device(model_config, split, device), model_config.run.eval_batch_size,
                              progress=progress, desc="parsing")
     outputs = {key: value.float().cpu().numpy() for key, value in outputs.items()}
     warnings = [text for text in (note, SMOKE_TEST_WARNING if args.random_weights else None) if text]
@@ -178,6 +178,7 @@ def write_results(args, entries, names, outputs, recipe, title, warnings):
 
 
 def main(args):
+    print_warnings_plainly()
     try:
         return run(args)
     except UserError as error:

@@ -16,8 +16,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from avvp_data.llp import (ANNOTATION_SHA256, CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_COLUMNS, LABEL_COLUMNS,
-                             LABEL_TEST_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS, OLDER_ANNOTATION_SHA256)
+from avvp_data.llp import (
+    ANNOTATION_SHA256,
+    CLASS_INDEX,
+    EVAL_AUDIO_CSV,
+    EVAL_COLUMNS,
+    LABEL_COLUMNS,
+    LABEL_TEST_CSV,
+    LABEL_VAL_CSV,
+    NUM_CLASSES,
+    NUM_SEGMENTS,
+    OLDER_ANNOTATION_SHA256,
+)
 from utils.errors import LLPDataError, LLPDataWarning, bulleted
 
 

@@ -6,8 +6,9 @@ the source folder, the file list, the storage dtype and, of every source file, i
 inode change time (ctime) and inode number. Size and mtime alone are not enough: `cp -p`,
 `rsync -a` and `tar` replace a file with one of the same size and copy the old mtime onto it.
 No tool can set ctime (the kernel sets it to the current time on every write, chmod or utime, on
-most file systems also on a rename), and a file replaced by rename gets a new inode. A damaged or stale entry is rebuilt, never served; the
-price is a rebuild after a chmod, chown or move of the features, which also change ctime.
+most file systems also on a rename), and a file replaced by rename gets a new inode. A damaged or
+stale entry is rebuilt, never served; the price is a rebuild after a chmod, chown or move of the
+features, which also change ctime.
 
 Layout in the cache folder, per (split, entry): `<split>_<entry>.npy` and `<split>_<entry>.json`
 (the manifest, written last so that it never vouches for a half-written array).

@@ -11,8 +11,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from avvp_data.llp import (CLAP_FEATURE_SHAPE, FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS, PSEUDO_LABEL_SHAPE,
-                             YOUTUBE_ID_LENGTH)
+from avvp_data.llp import (
+    CLAP_FEATURE_SHAPE,
+    FEATURE_KINDS,
+    FRAMES_PER_SEGMENT,
+    NUM_SEGMENTS,
+    PSEUDO_LABEL_SHAPE,
+    YOUTUBE_ID_LENGTH,
+)
 
 FRAME_DTYPES = ("float32", "float16")
 ACCEPTED_FLOAT_SIZES = (2, 4, 8)  # float16/32/64, either byte order
@@ -207,5 +213,6 @@ def pool_frames_per_segment(frames, num_segments, chunk=1024):
     pooled = np.empty((num_videos, num_segments, dim), dtype=np.float32)
     for start in range(0, num_videos, chunk):
         block = frames[start:start + chunk].astype(np.float32)
-        pooled[start:start + chunk] = block.reshape(len(block), num_segments, num_frames // num_segments, dim).mean(axis=2)
+        frames_per_segment = num_frames // num_segments
+        pooled[start:start + chunk] = block.reshape(len(block), num_segments, frames_per_segment, dim).mean(axis=2)
     return pooled

@@ -76,7 +76,8 @@ def _flags_from_pickle(path, num_videos):
                 try:
                     row = int(index)
                 except (TypeError, ValueError):
-                    raise RefinementError(f"{path}: {modality} list of {CLASSES[column]} holds a non-integer {index!r}") from None
+                    raise RefinementError(f"{path}: {modality} list of {CLASSES[column]} holds a non-integer "
+                                          f"{index!r}") from None
                 if not 0 <= row < num_videos:
                     raise RefinementError(f"{path}: {modality} index {row} of {CLASSES[column]} is outside "
                                           f"the {num_videos} training videos")

@@ -48,11 +48,30 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
-                             EVAL_COLUMNS, EVAL_VISUAL_CSV, FEATURE_KINDS, FRAMES_PER_SEGMENT, LABEL_FULL_CSV,
-                             LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, MODALITIES, NUM_CLASSES,
-                             NUM_SEGMENTS, PSEUDO_LABEL_SHAPE, VALOR_FEATURES_FOLDER, VALOR_PSEUDO_LABELS_FOLDER,
-                             VALOR_SET_MODALITY, VALOR_SETS, YOUTUBE_ID_LENGTH)
+from avvp_data.llp import (
+    CLAP_FEATURE_SHAPE,
+    CLASS_INDEX,
+    CLASSES,
+    CLIP_FEATURE_SHAPE,
+    EVAL_AUDIO_CSV,
+    EVAL_COLUMNS,
+    EVAL_VISUAL_CSV,
+    FEATURE_KINDS,
+    FRAMES_PER_SEGMENT,
+    LABEL_FULL_CSV,
+    LABEL_TEST_CSV,
+    LABEL_TRAIN_CSV,
+    LABEL_VAL_CSV,
+    MODALITIES,
+    NUM_CLASSES,
+    NUM_SEGMENTS,
+    PSEUDO_LABEL_SHAPE,
+    VALOR_FEATURES_FOLDER,
+    VALOR_PSEUDO_LABELS_FOLDER,
+    VALOR_SET_MODALITY,
+    VALOR_SETS,
+    YOUTUBE_ID_LENGTH,
+)
 from utils.eval_metrics import event_rows
 from utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 

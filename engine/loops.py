@@ -10,9 +10,9 @@ import sys
 import torch
 from tqdm import tqdm
 
+from engine.label_refinement import choose_partners, flags_from_predictions
 from utils.errors import TrainingDiverged
 from utils.eval_metrics import score_outputs
-from engine.label_refinement import choose_partners, flags_from_predictions
 
 EVAL_BATCH_SIZE = 256
 # what torch's binary_cross_entropy says (CPU) when a probability is NaN: the run has diverged

@@ -14,7 +14,7 @@ from PIL import Image
 from extraction.windows import SEGMENT_SECONDS, whole_segments
 from utils.errors import UserError
 
-VIDEO_INSTALL = "pip install -r requirements-video.txt"
+VIDEO_INSTALL = 'pip install -e ".[video]"'
 AUDIO_RATE = 16000          # the original wrote the audio at 16 kHz (moviepy, fps=16000)
 AUDIO_LAYOUT = "stereo"     # moviepy asked ffmpeg for 2 channels; VGGish then takes their mean
 S16_SCALE = 32768.0         # VGGish's reader: int16 samples / 32768

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from extraction import decode, image_transforms, records, visual_nets, vggish, weights
-from extraction.windows import SEGMENT_SECONDS, WINDOW_SECONDS, VideoTooShort, describe_plan, plan_windows
 from avvp_data.llp import FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS
+from extraction import decode, image_transforms, records, vggish, visual_nets, weights
+from extraction.windows import SEGMENT_SECONDS, WINDOW_SECONDS, VideoTooShort, describe_plan, plan_windows
 from utils.errors import UsageError
 from utils.io import atomic_write_bytes
 

@@ -6,19 +6,20 @@ import shutil
 import time
 from contextlib import contextmanager
 
-from dataloader import LLPPaths, load_split
+from avvp_data.annotations import annotation_version
+from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
+from avvp_data.llp import FEATURE_KINDS
+from avvp_data.tensor_split import TensorSplit
+from dataloader import load_split
 from extraction.records import refuse_random_weight_features
 from nets.convert import load_any_state_dict
+from recipes import RECIPES
 from utils import checkpoint
-from avvp_data.annotations import annotation_version
-from avvp_data.llp import FEATURE_KINDS
-from utils.eval_metrics import METRIC_KEYS
 from utils.errors import FileWriteError, UsageError
-from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
+from utils.eval_metrics import METRIC_KEYS
 from utils.io import atomic_write_json, check_writable
 from utils.run_lock import RunLock
 from utils.runtime import provenance
-from avvp_data.tensor_split import TensorSplit
 
 PROGRESS_SETTINGS = {"auto": None, "on": True, "off": False}   # --progress
 NO_CACHE = "none"   # --feature_cache none
@@ -30,11 +31,11 @@ PREVIOUS_RUNS_FOLDER = "previous"
 PUBLISHED_LAYOUT = {kind: shape for kind, (_, shape) in FEATURE_KINDS.items()}
 
 
-def progress_setting(args):
-    return PROGRESS_SETTINGS[args.progress]
+def progress_setting(config):
+    return PROGRESS_SETTINGS[config.run.progress]
 
 
-def check_inputs(args, split_names):
+def check_inputs(config, split_names):
     """Every file and folder the run needs exists; all problems reported at once, by flag."""
     needed = [("audio_dir", True), ("video_dir", True), ("st_dir", True)]
     needed += [(f"label_{name}", False) for name in split_names]
@@ -42,38 +43,38 @@ def check_inputs(args, split_names):
         needed += [(flag, False) for flag in EVAL_FLAGS]
     problems = []
     for flag, is_dir in needed:
-        path = getattr(args, flag)
+        path = getattr(config.data, flag)
         if not (os.path.isdir(path) if is_dir else os.path.isfile(path)):
             problems.append(f"--{flag} {path}: {'folder' if is_dir else 'file'} not found")
     if problems:
         raise UsageError("missing inputs (see README 'Real LLP'; --llp_root sets them all):\n  "
                          + "\n  ".join(problems))
-    used = refuse_random_weight_features([getattr(args, flag) for flag, is_dir in needed if is_dir],
-                                         args.allow_random_weight_features)
+    used = refuse_random_weight_features([getattr(config.data, flag) for flag, is_dir in needed if is_dir],
+                                         config.data.allow_random_weight_features)
     if used:
         print(f"warning: --allow_random_weight_features: {', '.join(used)} hold features of random weights")
 
 
-def feature_cache(args):
+def feature_cache(config):
     """The packed cache of --feature_cache: beside the feature folders by default, off with 'none'."""
-    if args.feature_cache == NO_CACHE:
+    if config.data.feature_cache == NO_CACHE:
         return None
-    return PackedFeatureCache(args.feature_cache or default_cache_dir(args.audio_dir))
+    return PackedFeatureCache(config.data.feature_cache or default_cache_dir(config.data.audio_dir))
 
 
-def pseudo_label_dirs(args):
+def pseudo_label_dirs(config):
     """{"audio": folder, "visual": folder} of the segment pseudo-labels asked for (PROTOCOL.md §13)."""
-    dirs = {"audio": args.audio_pseudo_dir, "visual": args.visual_pseudo_dir}
+    dirs = {"audio": config.data.audio_pseudo_dir, "visual": config.data.visual_pseudo_dir}
     return {modality: folder for modality, folder in dirs.items() if folder}
 
 
-def load(args, split_name, with_pseudo_labels=False):
+def load(config, split_name, with_pseudo_labels=False):
     """The LLPSplit `split_name` (train/val/test), with segment truth for val and test, and with the
     segment pseudo-labels of --audio_pseudo_dir / --visual_pseudo_dir when asked."""
-    split = load_split(LLPPaths.from_args(args), split_name, cache=feature_cache(args),
-                       frame_dtype=args.frame_dtype, pool_frames=args.frame_pooling == "load",
-                       progress=progress_setting(args),
-                       pseudo_dirs=pseudo_label_dirs(args) if with_pseudo_labels else None)
+    split = load_split(config.data.paths, split_name, cache=feature_cache(config),
+                       frame_dtype=config.data.frame_dtype, pool_frames=config.data.frame_pooling == "load",
+                       progress=progress_setting(config),
+                       pseudo_dirs=pseudo_label_dirs(config) if with_pseudo_labels else None)
     # the layout holds every kind's (rows, dim), so it also tells other sizes apart
     if split.feature_layout != PUBLISHED_LAYOUT:
         # allowed on purpose (other feature sets), but never silently: a wrong feature folder shows here
@@ -82,13 +83,13 @@ def load(args, split_name, with_pseudo_labels=False):
     return split
 
 
-def to_device(args, split, device):
-    return TensorSplit(split, device, pool_frames=args.frame_pooling == "load")
+def to_device(config, split, device):
+    return TensorSplit(split, device, pool_frames=config.data.frame_pooling == "load")
 
 
-def record_path(args, kind):
+def record_path(config, kind):
     """<model_save_dir>/<checkpoint>_<mode>_<kind>: the run's records (args.json, summary.json, ...)."""
-    return os.path.join(args.model_save_dir, f"{args.checkpoint}_{args.mode}_{kind}")
+    return os.path.join(config.run.model_save_dir, f"{config.run.checkpoint}_{config.run.mode}_{kind}")
 
 
 def headline(metrics):
@@ -96,82 +97,100 @@ def headline(metrics):
     return {key: float(metrics[key]) for key in METRIC_KEYS}
 
 
-def annotation_versions(args):
+def annotation_versions(config):
     """{flag: which published copy it is} of the eval files a run scores with (none for
     estimate_labels, which scores nothing); recorded in every args.json and summary (PROTOCOL.md §2)."""
-    if args.mode == "estimate_labels":
+    if config.run.mode == "estimate_labels":
         return {}
-    return {flag: annotation_version(getattr(args, flag)) for flag in EVAL_FLAGS}
+    return {flag: annotation_version(getattr(config.data, flag)) for flag in EVAL_FLAGS}
 
 
-def start_run(args, device):
+def start_run(config, device):
     """Print what runs where and write <checkpoint>_<mode>_args.json first; returns the provenance,
     which every summary records."""
-    os.makedirs(args.model_save_dir, exist_ok=True)
-    info = provenance(device, args.seed)
-    info["annotations"] = annotation_versions(args)
-    print(f"DHHN {args.mode} | model {args.model} | commit {info['git_commit']} | device {info['device']}")
+    os.makedirs(config.run.model_save_dir, exist_ok=True)
+    info = provenance(device, config.run.seed)
+    info["annotations"] = annotation_versions(config)
+    title = RECIPES[config.model.name].title
+    print(f"{title} {config.run.mode} | commit {info['git_commit']} | device {info['device']}")
     # the audio eval file was corrected upstream in 2024: say which copy produces the numbers
-    for version in info["annotations"].values():
-        print(f"annotations: {version}")
-    print("args: " + " ".join(f"{key}={value}" for key, value in sorted(vars(args).items())))
-    if not args.no_log:
-        atomic_write_json({"args": vars(args), "provenance": info}, record_path(args, "args.json"))
+    for flag, version in info["annotations"].items():
+        print(f"annotations: --{flag} {getattr(config.data, flag)}: {version}")
+    args_file = record_path(config, "args.json")
+    where = "not written (--no-log)" if config.run.no_log else args_file
+    print(f"flags: {format_flags(config.given) or '(the defaults)'}; the full configuration: {where}")
+    if not config.run.no_log:
+        atomic_write_json({"config": config.as_dict(), "given": config.given, "provenance": info}, args_file)
     return info
 
 
-def load_selected_model(recipe, args, role, split, device):
+def format_flags(given):
+    """'--epochs 3 --lr 6e-05 --no_rmse' of the (dest, flag, value) triples given on the command line
+    (Config.given); floats as short as they print, not 5.9999999999999995e-05; switches alone."""
+    words = []
+    for _, flag, value in given:
+        if isinstance(value, bool):
+            words.append(flag)
+        elif isinstance(value, float):
+            words.append(f"{flag} {value:.10g}")
+        else:
+            words.append(f"{flag} {value}")
+    return " ".join(words)
+
+
+def load_selected_model(recipe, config, role, split, device):
     """(model in eval mode, model_config) of the `role` checkpoint of --checkpoint, in the project's
     or the original release's format, built by `recipe`, for the features of `split` (an LLPSplit);
     a checkpoint of another model, or trained on another kind of features, is refused."""
     feature_dims = split.feature_dims()
-    path = checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
+    path = checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role)
     content = checkpoint.load(path)
     if "model" in content and "model_config" in content:
-        config, state_dict = content["model_config"], content["model"]
+        model_config, state_dict = content["model_config"], content["model"]
     else:  # a raw state_dict saved by the original release
-        config = recipe.model_config(args, feature_dims)
+        model_config = recipe.model_config(config, feature_dims)
         try:
             state_dict = load_any_state_dict(content, recipe.release_kind)
         except (KeyError, ValueError) as error:
             raise checkpoint.CheckpointError(f"{path}: {error}") from None
-    if config.get("model_name") != recipe.name:
+    if model_config.get("model_name") != recipe.name:
         raise checkpoint.CheckpointError(
-            f"{path} holds a {config.get('model_name')} model, not a --model {recipe.name} one; "
-            f"pass --model {config.get('model_name')} or another --checkpoint")
-    if dict(config["feature_dims"]) != dict(feature_dims):
+            f"{path} holds a {model_config.get('model_name')} model, not a --model {recipe.name} one; "
+            f"pass --model {model_config.get('model_name')} or another --checkpoint")
+    if dict(model_config["feature_dims"]) != dict(feature_dims):
         raise checkpoint.CheckpointError(
-            f"{path} was trained on feature sizes {config['feature_dims']}, the data has {dict(feature_dims)}")
-    trained_on, data_formats = config.get("feature_formats"), split.feature_formats()   # absent in release files
+            f"{path} was trained on feature sizes {model_config['feature_dims']}, the data has {dict(feature_dims)}")
+    trained_on, data_formats = model_config.get("feature_formats"), split.feature_formats()   # absent in release files
     if None not in (trained_on, data_formats) and trained_on != data_formats:
-        raise checkpoint.CheckpointError(f"{path} was trained on other features: {trained_on}; the data has {data_formats}")
-    model = recipe.build_model(config)
+        raise checkpoint.CheckpointError(f"{path} was trained on other features: {trained_on}; "
+                                         f"the data has {data_formats}")
+    model = recipe.build_model(model_config)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as error:   # missing / unexpected keys or shapes
-        raise checkpoint.CheckpointError(f"{path} does not fit a {config['model_name']} model: {error}") from None
-    return model.to(device).eval(), config
+        raise checkpoint.CheckpointError(f"{path} does not fit a {model_config['model_name']} model: {error}") from None
+    return model.to(device).eval(), model_config
 
 
 EVALUATION_MODES = ("val", "test")
 
 
 @contextmanager
-def exclusive_run(args):
+def exclusive_run(config):
     """Hold the lock of this run's name (utils/run_lock.py) after checking that --model_save_dir can
     be written, so that a read-only folder or a concurrent run is reported before any work.
 
     One exception: val/test with --no-log write nothing there, so they may score checkpoints in a
     read-only folder (e.g. published weights); nobody can be training into such a folder."""
     try:
-        check_writable(args.model_save_dir)
+        check_writable(config.run.model_save_dir)
     except FileWriteError:
-        if not (args.no_log and args.mode in EVALUATION_MODES):
+        if not (config.run.no_log and config.run.mode in EVALUATION_MODES):
             raise
-        print(f"--model_save_dir {args.model_save_dir} is read-only: scoring its checkpoints without a run lock")
+        print(f"--model_save_dir {config.run.model_save_dir} is read-only: scoring its checkpoints without a run lock")
         yield
         return
-    with RunLock(args.model_save_dir, args.checkpoint, args.mode):
+    with RunLock(config.run.model_save_dir, config.run.checkpoint, config.run.mode):
         yield
 
 
@@ -185,22 +204,22 @@ def run_files(save_dir, name):
     return sorted(os.path.join(save_dir, entry) for entry in os.listdir(save_dir) if pattern.fullmatch(entry))
 
 
-def move_aside_previous_run(args):
+def move_aside_previous_run(config):
     """A new training run under the name of an earlier one keeps the earlier files: they move to
     <model_save_dir>/previous/<checkpoint>_<time>/, and the move is printed. Returns that folder
     (None when there was nothing to keep)."""
-    files = run_files(args.model_save_dir, args.checkpoint)
+    save_dir, name = config.run.model_save_dir, config.run.checkpoint
+    files = run_files(save_dir, name)
     if not files:
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = os.path.join(args.model_save_dir, PREVIOUS_RUNS_FOLDER, f"{args.checkpoint}_{stamp}")
+    target = os.path.join(save_dir, PREVIOUS_RUNS_FOLDER, f"{name}_{stamp}")
     suffix = 1
     while os.path.exists(target):
         suffix += 1
-        target = os.path.join(args.model_save_dir, PREVIOUS_RUNS_FOLDER, f"{args.checkpoint}_{stamp}_{suffix}")
+        target = os.path.join(save_dir, PREVIOUS_RUNS_FOLDER, f"{name}_{stamp}_{suffix}")
     os.makedirs(target)
     for path in files:
         shutil.move(path, os.path.join(target, os.path.basename(path)))
-    print(f"--checkpoint {args.checkpoint} was used before in {args.model_save_dir}: its {len(files)} file(s) "
-          f"moved to {target}")
+    print(f"--checkpoint {name} was used before in {save_dir}: its {len(files)} file(s) moved to {target}")
     return target

@@ -4,34 +4,49 @@ import os
 import time
 
 import engine
-from modes.common import (check_inputs, headline, load, load_selected_model, progress_setting, record_path,
-                          start_run, to_device)
+from modes.common import (
+    check_inputs,
+    headline,
+    load,
+    load_selected_model,
+    progress_setting,
+    record_path,
+    start_run,
+    to_device,
+)
 from nets.dual import DualHHN
 from recipes import RECIPES
-from utils import checkpoint
-from reporting.tables import format_table
-from utils.eval_metrics import score_outputs, segment_predictions
-from utils.errors import UsageError
 from reporting.export import export_predictions
+from reporting.tables import (
+    confusion_dict,
+    format_confusion,
+    format_table,
+    modality_confusion,
+    per_class_table,
+    write_per_class_csv,
+)
+from utils import checkpoint
+from utils.errors import UsageError
+from utils.eval_metrics import score_outputs, segment_predictions
 from utils.io import atomic_write_json, check_writable
 from utils.runtime import resolve_device
-from reporting.tables import confusion_dict, format_confusion, modality_confusion, per_class_table, write_per_class_csv
 
 
-def assemble_rows(recipe, args, split, device):
+def assemble_rows(recipe, config, split, device):
     """{row title: model} for the recipe's rows: one selected checkpoint, or two combined as the dual
     model (audio predictions from one, visual from the other; PROTOCOL.md §8). A row that is not
     required is skipped, with a note, when its checkpoint file does not exist."""
     models, rows = {}, {}
     for row in recipe.rows:
         missing = [role for role in row.roles
-                   if not checkpoint.selected_exists(args.model_save_dir, args.checkpoint, role)]
+                   if not checkpoint.selected_exists(config.run.model_save_dir, config.run.checkpoint, role)]
         if missing and not row.required:
-            print(f"row '{row.title}' skipped: no {'/'.join(missing)} checkpoint for --checkpoint {args.checkpoint}")
+            print(f"row '{row.title}' skipped: no {'/'.join(missing)} checkpoint for "
+                  f"--checkpoint {config.run.checkpoint}")
             continue
         for role in row.roles:
             if role not in models:
-                models[role], _ = load_selected_model(recipe, args, role, split, device)
+                models[role], _ = load_selected_model(recipe, config, role, split, device)
         if row.audio_role == row.visual_role:
             rows[row.title] = models[row.audio_role]
         else:
@@ -39,42 +54,43 @@ def assemble_rows(recipe, args, split, device):
     return rows
 
 
-def run_evaluate(args):
-    recipe = RECIPES[args.model]
-    device = resolve_device(args.device)
-    split_name = args.mode
-    check_inputs(args, (split_name,))
-    if args.export_dir:   # refused now, not after the evaluation
-        if os.path.exists(args.export_dir) and not os.path.isdir(args.export_dir):
-            raise UsageError(f"--export_dir {args.export_dir}: exists and is not a folder")
-        check_writable(args.export_dir)
+def run_evaluate(config):
+    recipe = RECIPES[config.model.name]
+    device = resolve_device(config.run.device)
+    split_name = config.run.mode
+    check_inputs(config, (split_name,))
+    if config.run.export_dir:   # refused now, not after the evaluation
+        if os.path.exists(config.run.export_dir) and not os.path.isdir(config.run.export_dir):
+            raise UsageError(f"--export_dir {config.run.export_dir}: exists and is not a folder")
+        check_writable(config.run.export_dir)
     for role in recipe.required_roles():   # missing checkpoints are reported before loading features
-        checkpoint.find_selected(args.model_save_dir, args.checkpoint, role)
-    split = load(args, split_name)
-    rows = assemble_rows(recipe, args, split, device)
-    info = start_run(args, device)
+        checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role)
+    split = load(config, split_name)
+    rows = assemble_rows(recipe, config, split, device)
+    info = start_run(config, device)
     started = time.time()
-    data = to_device(args, split, device)
+    data = to_device(config, split, device)
     tables, results = {}, {}
     for name, model in rows.items():
-        outputs = engine.predict(model, data, args.eval_batch_size, progress=progress_setting(args), desc=name)
+        outputs = engine.predict(model, data, config.run.eval_batch_size, progress=progress_setting(config), desc=name)
         metrics = score_outputs(outputs, split.gt_audio, split.gt_visual, recipe.gating)
         results[name] = (outputs, metrics)
         tables[name] = headline(metrics)
         print(format_table(metrics, title=f"{split_name}: {name}"))
-    summary = {"provenance": info, "args": vars(args), "split": split_name, "num_videos": split.num_videos,
+    summary = {"provenance": info, "config": config.as_dict(), "split": split_name, "num_videos": split.num_videos,
                "tables": tables, "wall_seconds": round(time.time() - started, 3)}
     main_name = next(iter(results))   # the first row is the method's own (dual DHHN, or HAN)
     main_outputs, main_metrics = results[main_name]
     print(per_class_table(main_metrics, title=f"{split_name}: per-class F1 of {main_name}"))
     confusion = modality_confusion(*segment_predictions(main_outputs, recipe.gating), split.gt_audio, split.gt_visual)
-    print(format_confusion(confusion, title=f"{split_name}: modality confusion of {main_name} (video x class x segment)"))
+    print(format_confusion(confusion,
+                           title=f"{split_name}: modality confusion of {main_name} (video x class x segment)"))
     summary["modality_confusion"] = confusion_dict(confusion)
-    if not args.no_log:
-        write_per_class_csv(main_metrics, record_path(args, "per_class.csv"))
-        atomic_write_json(summary, record_path(args, "summary.json"))
-    if args.export_dir:
-        export_predictions(args.export_dir, split,
+    if not config.run.no_log:
+        write_per_class_csv(main_metrics, record_path(config, "per_class.csv"))
+        atomic_write_json(summary, record_path(config, "summary.json"))
+    if config.run.export_dir:
+        export_predictions(config.run.export_dir, split,
                            {name: (outputs, recipe.gating) for name, (outputs, _) in results.items()})
-        print(f"predictions exported to {args.export_dir}")
+        print(f"predictions exported to {config.run.export_dir}")
     return summary

@@ -15,45 +15,56 @@ from dataclasses import dataclass, field
 import torch
 
 import engine
-from dataloader import OFFICIAL_LAYOUT
-from modes.common import (check_inputs, headline, load, move_aside_previous_run, progress_setting, record_path,
-                          start_run, to_device)
-from recipes import RECIPES
-from utils import checkpoint
 from avvp_data.annotations import read_video_labels
 from avvp_data.llp import MODALITIES
-from engine.cuda_graph import GraphedTrainStep, check_device as check_cuda_graph_device
-from utils.errors import LLPDataError, RunInterrupted, UsageError
-from reporting.tables import format_table
-from utils.io import atomic_write_json
 from avvp_data.refinement_flags import read_refined_labels
+from config import changed_fields, recorded_flags
+from dataloader import OFFICIAL_LAYOUT
+from engine.cuda_graph import GraphedTrainStep
+from engine.cuda_graph import check_device as check_cuda_graph_device
 from engine.label_refinement import restrict_to_labels
 from engine.optimization import build_optimizer, build_scheduler
+from modes.common import (
+    check_inputs,
+    headline,
+    load,
+    move_aside_previous_run,
+    progress_setting,
+    record_path,
+    start_run,
+    to_device,
+)
+from recipes import RECIPES
+from reporting.tables import format_table
+from utils import checkpoint
+from utils.errors import LLPDataError, RunInterrupted, UsageError
+from utils.io import atomic_write_json
 from utils.runtime import resolve_device
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
+EPOCH_LINE_METRICS = ("seg_audio", "seg_visual", "seg_av", "seg_type", "evt_type")   # val scores of an epoch line
 # flags that may differ on --resume: they change neither the trained weights nor the scores
-# (--epochs may grow too: see check_resume_args)
+# (--epochs may grow too: see check_resume_config); a moved --model_save_dir changes no result
 RESUME_FREE_FLAGS = ("resume", "progress", "log_interval", "no_log", "eval_batch_size", "feature_cache",
-                     "export_dir", "refine_out")
-PATH_FLAGS = ("model_save_dir", "llp_root", "refined_labels", "audio_pseudo_dir",
+                     "export_dir", "refine_out", "model_save_dir", "device")
+PATH_FLAGS = ("llp_root", "refined_labels", "audio_pseudo_dir",
               "visual_pseudo_dir") + tuple(OFFICIAL_LAYOUT)
 # fused Adam is the same update in one pass over the weights (CPU: 3x faster than the
 # per-parameter loop, measured in scripts/benchmark.py); CUDA and CPU have it
 FUSED_ADAM_DEVICES = ("cuda", "cpu")
 
 
-def run_train(args):
-    return fit(args)
+def run_train(config):
+    return fit(config)
 
 
-def run_retrain(args):
-    if not args.refined_labels:
+def run_retrain(config):
+    if not config.data.refined_labels:
         raise UsageError("--mode retrain needs --refined_labels (a .csv or .pkl from --mode estimate_labels, "
                          "or a pickle in the published format)")
-    if not os.path.isfile(args.refined_labels):
-        raise UsageError(f"--refined_labels {args.refined_labels}: file not found")
-    return fit(args, flags_file=args.refined_labels)
+    if not os.path.isfile(config.data.refined_labels):
+        raise UsageError(f"--refined_labels {config.data.refined_labels}: file not found")
+    return fit(config, flags_file=config.data.refined_labels)
 
 
 @dataclass
@@ -74,27 +85,29 @@ class TrainingRun:
         return self.module.nets
 
 
-def build_training_run(recipe, args, feature_dims, device):
+def build_training_run(recipe, config, feature_dims, device):
     """A fresh TrainingRun: the recipe's nets on `device`, one optimizer and one schedule per net
     (as published Adam + StepLR, PROTOCOL.md §7; --optimizer / --scheduler, PROTOCOL.md §13)."""
-    module = recipe.training_module(recipe.build_model(recipe.model_config(args, feature_dims)),
-                                    recipe.build_guides(args, feature_dims)).to(device)
-    learning_rates = recipe.learning_rates(args)
+    module = recipe.training_module(recipe.build_model(recipe.model_config(config, feature_dims)),
+                                    recipe.build_guides(config, feature_dims)).to(device)
+    learning_rates = recipe.learning_rates(config)
+    optim = config.optim
     optimizers, schedulers = {}, {}
     for name, net in module.nets.items():
-        optimizers[name] = build_optimizer(args.optimizer, net.parameters(), learning_rates[name], args.weight_decay,
-                                           (args.beta1, args.beta2), args.eps, fused=device.type in FUSED_ADAM_DEVICES)
-        schedulers[name] = build_scheduler(args.scheduler, optimizers[name], args.lr_step, args.lr_gamma,
-                                           args.warm_up_epoch, args.epochs, args.lr_min / args.lr)
+        optimizers[name] = build_optimizer(optim.optimizer, net.parameters(), learning_rates[name], optim.weight_decay,
+                                           (optim.beta1, optim.beta2), optim.eps,
+                                           fused=device.type in FUSED_ADAM_DEVICES)
+        schedulers[name] = build_scheduler(optim.scheduler, optimizers[name], optim.lr_step, optim.lr_gamma,
+                                           optim.warm_up_epoch, optim.epochs, optim.lr_min / optim.lr)
     roles = recipe.role_names
-    return TrainingRun(module, optimizers, schedulers, torch.Generator().manual_seed(args.seed),
+    return TrainingRun(module, optimizers, schedulers, torch.Generator().manual_seed(config.run.seed),
                        best={role: -math.inf for role in roles}, best_epoch={role: None for role in roles})
 
 
-def save_resume_state(writer, path, run, args, model_config, device):
+def save_resume_state(writer, path, run, config, model_config, device):
     """Queue the write of `<checkpoint>_last.pt`: all a resume needs to continue exactly."""
     writer.save(
-        path, epoch=run.epoch, args=vars(args), model_config=model_config,
+        path, epoch=run.epoch, config=config.as_dict(), model_config=model_config,
         nets={name: net.state_dict() for name, net in run.nets.items()},
         optimizers={name: opt.state_dict() for name, opt in run.optimizers.items()},
         schedulers={name: sch.state_dict() for name, sch in run.schedulers.items()},
@@ -103,35 +116,36 @@ def save_resume_state(writer, path, run, args, model_config, device):
         best=run.best, best_epoch=run.best_epoch, history=run.history)
 
 
-def load_resume_state(path, args):
-    """The state `save_resume_state` wrote, after checking that the run can go on with `args`:
-    the same mode, model and every flag that changes the result (check_resume_args)."""
+def load_resume_state(path, config):
+    """The state `save_resume_state` wrote, after checking that the run can go on with `config`:
+    the same mode, model and every setting that changes the result (check_resume_config)."""
     state = checkpoint.load(path)
-    recorded = state["args"]
-    if recorded["mode"] != args.mode or recorded["model"] != args.model:
+    recorded = recorded_flags(state)
+    if recorded["mode"] != config.run.mode or recorded["model"] != config.model.name:
         raise UsageError(f"--resume: {path} is a {recorded['model']} {recorded['mode']} run")
-    check_resume_args(recorded, args, state["epoch"], path)
+    check_resume_config(recorded, config, state["epoch"], path)
     return state
 
 
-def check_resume_args(recorded, args, finished_epochs, path):
-    """Refuse a resume whose flags differ from the run's own in anything that changes its result;
-    only RESUME_FREE_FLAGS and a larger --epochs may differ. Data paths compare as absolute paths."""
+def check_resume_config(recorded, config, finished_epochs, path):
+    """Refuse a resume whose settings differ from the run's own (`recorded`: {flag: value},
+    config.recorded_flags) in anything that changes its result, field by field; only
+    RESUME_FREE_FLAGS and a larger --epochs may differ. Data paths compare as absolute paths."""
     def comparable(key, value):
         return os.path.abspath(value) if key in PATH_FLAGS and isinstance(value, str) and value else value
-    changed = [f"{key} {recorded[key]!r} -> {value!r}" for key, value in sorted(vars(args).items())
-               if key in recorded and key not in RESUME_FREE_FLAGS + ("epochs",)
-               and comparable(key, recorded[key]) != comparable(key, value)]
-    if args.epochs < recorded["epochs"]:
-        changed.append(f"epochs {recorded['epochs']} -> {args.epochs} (only more epochs may be asked for)")
-    elif args.epochs != recorded["epochs"] and args.scheduler != "steplr":
-        changed.append(f"epochs {recorded['epochs']} -> {args.epochs} (--scheduler {args.scheduler} is "
+    changed = changed_fields(recorded, config, ignore=RESUME_FREE_FLAGS + ("epochs",), comparable=comparable)
+    epochs = config.optim.epochs
+    if epochs < recorded["epochs"]:
+        changed.append(f"optim.epochs {recorded['epochs']} -> {epochs} (only more epochs may be asked for)")
+    elif epochs != recorded["epochs"] and config.optim.scheduler != "steplr":
+        changed.append(f"optim.epochs {recorded['epochs']} -> {epochs} (--scheduler {config.optim.scheduler} is "
                        "shaped by the number of epochs)")
     if changed:
-        raise UsageError(f"--resume: {path} was trained with other flags: {'; '.join(changed)}. Resume with the "
+        raise UsageError(f"--resume: {path} was trained with other settings: {'; '.join(changed)}. Resume with the "
                          f"run's own flags (its _args.json lists them), or start a new run under another --checkpoint")
-    if args.epochs <= finished_epochs:
-        print(f"--resume: {path} already holds {finished_epochs} epoch(s); nothing left to train up to --epochs {args.epochs}")
+    if epochs <= finished_epochs:
+        print(f"--resume: {path} already holds {finished_epochs} epoch(s); nothing left to train up to "
+              f"--epochs {epochs}")
 
 
 def restore_resume_state(state, run, device):
@@ -162,17 +176,17 @@ def select_checkpoints(selection, metrics, epoch, run):
     return improved
 
 
-def _load_training_data(args, flags_file, device):
+def _load_training_data(config, flags_file, device):
     """(train TensorSplit with refinement flags and segment pseudo-labels when given, val
     TensorSplit, val LLPSplit)."""
     # a bad flags file is reported before the features are read, not after
-    raw_flags = read_refined_labels(flags_file, read_video_labels(args.label_train)[0]) if flags_file else None
-    train_split = load(args, "train", with_pseudo_labels=True)
-    val_split = load(args, "val")
+    raw_flags = read_refined_labels(flags_file, read_video_labels(config.data.label_train)[0]) if flags_file else None
+    train_split = load(config, "train", with_pseudo_labels=True)
+    val_split = load(config, "val")
     if val_split.feature_formats() != train_split.feature_formats():
         raise LLPDataError(f"the features of train {train_split.feature_formats()} and val "
                            f"{val_split.feature_formats()} are not of one kind")
-    train_data = to_device(args, train_split, device)
+    train_data = to_device(config, train_split, device)
     for modality in MODALITIES:   # the batches carry them, and the criterion adds their loss (PROTOCOL.md §13)
         pseudo = getattr(train_split, f"pseudo_{modality}")
         if pseudo is not None:
@@ -184,80 +198,85 @@ def _load_training_data(args, flags_file, device):
                   "labelled with are ignored")
         train_data.add("audio_flags", torch.as_tensor(audio_flags, dtype=torch.bool))
         train_data.add("visual_flags", torch.as_tensor(visual_flags, dtype=torch.bool))
-    return train_data, to_device(args, val_split, device), val_split
+    return train_data, to_device(config, val_split, device), val_split
 
 
-def fit(args, flags_file=None):
+def fit(config, flags_file=None):
     """Train the recipe of --model on the training split (refined targets with `flags_file`),
     selecting checkpoints on val; returns the run's summary."""
-    recipe = RECIPES[args.model]
-    device = resolve_device(args.device)
-    if args.cuda_graph:
+    recipe = RECIPES[config.model.name]
+    device = resolve_device(config.run.device)
+    if config.optim.cuda_graph:
         check_cuda_graph_device(device)
-    check_inputs(args, ("train", "val"))
-    last_file = checkpoint.last_path(args.model_save_dir, args.checkpoint)
-    if args.resume and not os.path.isfile(last_file):
+    check_inputs(config, ("train", "val"))
+    last_file = checkpoint.last_path(config.run.model_save_dir, config.run.checkpoint)
+    if config.run.resume and not os.path.isfile(last_file):
         raise UsageError(f"--resume: no {last_file} to resume from")
     # checked before anything is written, so that a refused resume leaves the run as it was
-    resume_state = load_resume_state(last_file, args) if args.resume else None
-    train_data, val_data, val_split = _load_training_data(args, flags_file, device)
+    resume_state = load_resume_state(last_file, config) if config.run.resume else None
+    train_data, val_data, val_split = _load_training_data(config, flags_file, device)
     if resume_state is None:
-        move_aside_previous_run(args)
-    info = start_run(args, device)
+        move_aside_previous_run(config)
+    info = start_run(config, device)
     started = time.time()
 
     feature_dims = val_split.feature_dims()
     # the kind of features is recorded, so that val/test refuse to score the model on another kind
-    model_config = {**recipe.model_config(args, feature_dims), "feature_formats": val_split.feature_formats()}
-    run = build_training_run(recipe, args, feature_dims, device)
+    model_config = {**recipe.model_config(config, feature_dims), "feature_formats": val_split.feature_formats()}
+    run = build_training_run(recipe, config, feature_dims, device)
     if resume_state is not None:
         restore_resume_state(resume_state, run, device)
-    step = engine.TrainStep(run.module, recipe.criterion(args), run.optimizers.values(), AUTOCAST_DTYPES[args.autocast],
-                            grad_norm=args.grad_norm)
+    step = engine.TrainStep(run.module, recipe.criterion(config), run.optimizers.values(),
+                            AUTOCAST_DTYPES[config.optim.autocast], grad_norm=config.optim.grad_norm)
     # built after a resume, so that the captured graph sees the restored optimizer state
-    graphed_step = (GraphedTrainStep(step, train_data, args.batch_size, run.nets.values(), run.optimizers.values())
-                    if args.cuda_graph else None)
+    graphed_step = None
+    if config.optim.cuda_graph:
+        graphed_step = GraphedTrainStep(step, train_data, config.optim.batch_size, run.nets.values(),
+                                        run.optimizers.values())
     saved_epoch = run.epoch   # the last epoch whose _last.pt is written (or queued)
+    first_epoch = run.epoch + 1
     try:
         # checkpoints are written on a worker thread; leaving the block (normally, on an error or on
         # Ctrl-C / SIGTERM) first finishes every queued write
         with checkpoint.BackgroundWriter() as writer:
-            for epoch in range(run.epoch + 1, args.epochs + 1):
+            for epoch in range(run.epoch + 1, config.optim.epochs + 1):
                 epoch_start = time.time()
-                losses = engine.train_one_epoch(step, train_data, args.batch_size, run.generator, graphed_step,
-                                                _step_logger(args, epoch), progress_setting(args), f"epoch {epoch}")
+                losses = engine.train_one_epoch(step, train_data, config.optim.batch_size, run.generator, graphed_step,
+                                                _step_logger(config, epoch), progress_setting(config), f"epoch {epoch}")
                 for scheduler in run.schedulers.values():
                     scheduler.step()
                 metrics = engine.evaluate(run.nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
-                                          recipe.gating, args.eval_batch_size, progress_setting(args))
+                                          recipe.gating, config.run.eval_batch_size, progress_setting(config))
                 saved = select_checkpoints(recipe.selection, metrics, epoch, run)
                 for role in saved:
-                    writer.save(checkpoint.best_path(args.model_save_dir, args.checkpoint, role),
+                    writer.save(checkpoint.best_path(config.run.model_save_dir, config.run.checkpoint, role),
                                 model=run.nets["model"].state_dict(), model_config=model_config, role=role,
-                                epoch=epoch, score=run.best[role], val=headline(metrics), args=vars(args))
+                                epoch=epoch, score=run.best[role], val=headline(metrics), config=config.as_dict())
                 run.history.append({"epoch": epoch, "losses": losses, "val": headline(metrics), "saved": saved,
                                     "seconds": round(time.time() - epoch_start, 3)})
                 run.epoch = epoch
-                save_resume_state(writer, last_file, run, args, model_config, device)
+                save_resume_state(writer, last_file, run, config, model_config, device)
                 saved_epoch = epoch
-                if not args.no_log:   # queued behind _last.pt: the log never runs ahead of the checkpoints
-                    writer.write_text(record_path(args, "log.jsonl"),
+                if not config.run.no_log:   # queued behind _last.pt: the log never runs ahead of the checkpoints
+                    writer.write_text(record_path(config, "log.jsonl"),
                                       "".join(json.dumps(item) + "\n" for item in run.history))
                 print(_epoch_line(run.history[-1]))
+                if epoch == first_epoch and _rmse_note(losses):
+                    print(_rmse_note(losses))
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted(last_file, saved_epoch)) from None
-    return _finish(args, run, info, started)
+    return _finish(config, run, info, started)
 
 
-def _finish(args, run, info, started):
+def _finish(config, run, info, started):
     """Print the val table of every selected checkpoint and write the run's summary."""
-    summary = {"provenance": info, "args": vars(args), "best_epoch": run.best_epoch, "best_score": run.best,
+    summary = {"provenance": info, "config": config.as_dict(), "best_epoch": run.best_epoch, "best_score": run.best,
                "history": run.history, "wall_seconds": round(time.time() - started, 3)}
     for role, epoch in run.best_epoch.items():
         if epoch is not None:
             print(format_table(run.history[epoch - 1]["val"], title=f"val, best-{role} checkpoint (epoch {epoch})"))
-    if not args.no_log:
-        atomic_write_json(summary, record_path(args, "summary.json"))
+    if not config.run.no_log:
+        atomic_write_json(summary, record_path(config, "summary.json"))
     return summary
 
 
@@ -267,21 +286,30 @@ def _interrupted(last_file, saved_epoch):
     return f"interrupted after epoch {saved_epoch} ({last_file} holds it); continue with --resume"
 
 
-def _step_logger(args, epoch):
+def _step_logger(config, epoch):
     """Every --log-interval steps, the batch's total loss, as the release printed it."""
-    if args.log_interval <= 0:
+    if config.run.log_interval <= 0:
         return None
 
     def log(step, num_steps, losses):
-        if step % args.log_interval == 0:
+        if step % config.run.log_interval == 0:
             total = float(sum(value.detach() for value in losses.values()))
             print(f"epoch {epoch} step {step}/{num_steps} | loss {total:.4f}")
     return log
 
 
+def _rmse_note(losses):
+    """Why the *rmse terms print negative, said once per run (None without such a term)."""
+    terms = [name for name in losses if name.endswith("rmse")]
+    if not terms:
+        return None
+    return (f"note: {' and '.join(terms)} = -MSE(audio, visual predictions): negative by design, it pushes the "
+            "two modalities' predictions apart (PROTOCOL.md §7); a more negative value is a larger gap")
+
+
 def _epoch_line(record):
     val = record["val"]
     losses = " ".join(f"{name}={value:.4f}" for name, value in record["losses"].items())
-    scores = " ".join(f"{key}={100 * val[key]:.1f}" for key in ("seg_audio", "seg_visual", "seg_av", "seg_type", "evt_type"))
+    scores = " ".join(f"{key}={100 * val[key]:.1f}" for key in EPOCH_LINE_METRICS)
     saved = f" saved: {','.join(record['saved'])}" if record["saved"] else ""
     return f"epoch {record['epoch']:3d} ({record['seconds']:.1f}s) | {losses} | val {scores}{saved}"

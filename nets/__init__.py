@@ -1,12 +1,12 @@
 """Networks of the project and the builders that turn options into constructor calls."""
 from torch import nn
 
+from avvp_data.llp import FEATURE_KINDS
 from nets.dual import DualHHN
 from nets.han_baseline import HANBaseline
 from nets.han_layer import HANLayer
 from nets.hcmn import HCMN
 from nets.mgn import AudioMGN, VisualMGN
-from avvp_data.llp import FEATURE_KINDS
 
 __all__ = ["AudioMGN", "DualHHN", "HANBaseline", "HANLayer", "HCMN", "VisualMGN", "build_han", "build_hcmn",
            "build_mgns", "count_parameters", "default_feature_dims"]

@@ -102,7 +102,7 @@ def strip_wrapper_prefix(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return state_dict
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def our_keys(kind: str, hier_feat: bool = True) -> frozenset[str]:
     """State-dict keys of our model of `kind` (built on the meta device: no memory)."""
     _check_kind(kind)

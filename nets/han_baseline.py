@@ -5,11 +5,10 @@ import copy
 import torch
 from torch import nn
 
+from avvp_data.llp import NUM_CLASSES
 from nets.han_layer import HANLayer
 from nets.mmil_head import MMILHead
 from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, InputProjection
-from avvp_data.llp import NUM_CLASSES
-
 
 HAN_UPDATES = ("parallel", "sequential")
 

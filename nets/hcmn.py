@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avvp_data.llp import NUM_CLASSES
 from nets.han_layer import HANLayer
 from nets.mmil_head import MMILHead
 from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, InputProjection
-from avvp_data.llp import NUM_CLASSES
 
 # (kernel, stride) of the temporal scales; on T=10 they give T = 10, 5, 2 (PROTOCOL.md §5)
 SCALES = ((1, 1), (3, 2), (5, 5))

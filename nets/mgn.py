@@ -4,9 +4,9 @@ import copy
 import torch
 from torch import nn
 
+from avvp_data.llp import NUM_CLASSES
 from nets.mmil_head import MILHead
 from nets.projections import AUDIO_DIM, FRAME_DIM, SNIPPET_DIM, VisualProjection
-from avvp_data.llp import NUM_CLASSES
 
 
 class ResidualEncoder(nn.Module):

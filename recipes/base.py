@@ -7,14 +7,14 @@ keeps and by which val score, which rows val/test report, how segments are gated
 which ablation switches exist, and the published hyper-parameters per mode. Nothing outside
 `recipes/` branches on a model name.
 """
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from torch import nn
 
 from avvp_data.llp import MODALITIES
-from utils.errors import UsageError
 from recipes.losses import make_targets, parsing_losses, segment_pseudo_label_loss
+from utils.errors import UsageError
 
 # every ablation switch of the command line (paper Table 2), by argparse dest; a recipe lists the
 # ones its model has
@@ -118,21 +118,23 @@ class WeakLabelCriterion:
         return losses
 
 
-def criterion_settings(args):
-    """The WeakLabelCriterion arguments every model shares, from the command line."""
-    return {"weak_loss": args.weak_loss, "pseudo_weight": args.pseudo_weight}
+def criterion_settings(config):
+    """The WeakLabelCriterion arguments every model shares, from the run's Config (config.py)."""
+    return {"weak_loss": config.optim.weak_loss, "pseudo_weight": config.optim.pseudo_weight}
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything model-specific; see the module docstring. `args` below is main_DHHN's namespace."""
+    """Everything model-specific; see the module docstring. `config` below is the run's frozen Config
+    (config.py); `values` the {flag: value} dict that config.resolve_config turns into one."""
     name: str
+    title: str                  # how outputs name the model: "DHHN train", "HAN test"
     help: str
-    model_config: Callable      # (args, feature_dims) -> dict recorded in every checkpoint
+    model_config: Callable      # (config, feature_dims) -> dict recorded in every checkpoint
     build_model: Callable       # model_config -> the parsing network (nn.Module)
-    build_guides: Callable      # (args, feature_dims) -> {name: training-only net}, in optimizer order
-    learning_rates: Callable    # args -> {net name: learning rate} for "model" and the guides
-    criterion: Callable         # args -> a WeakLabelCriterion (or subclass)
+    build_guides: Callable      # (config, feature_dims) -> {name: training-only net}, in optimizer order
+    learning_rates: Callable    # config -> {net name: learning rate} for "model" and the guides
+    criterion: Callable         # config -> a WeakLabelCriterion (or subclass)
     training_module: Callable   # (model, guides) -> the TrainingModule whose outputs the criterion reads
     gating: str                 # utils.eval_metrics.GATINGS
     selection: tuple            # SelectionRole, ...
@@ -141,7 +143,7 @@ class Recipe:
     release_kind: str           # nets.convert kind of the original release's checkpoint files
     switches: tuple = field(default=())   # the ABLATION_SWITCHES this model has
     options: dict = field(default_factory=dict)   # MODEL_OPTIONS this model has -> published value
-    derive_flags: Callable = None   # (args, training_mode) -> None: flags that follow others (e.g. from --lr)
+    derive_flags: Callable = None   # (values, training_mode) -> None: fills flags that follow others (e.g. from --lr)
     refine_source: str = "overall"  # the selected checkpoint estimate_labels judges labels with by default
 
     @property
@@ -152,33 +154,32 @@ class Recipe:
         """Selected checkpoints val/test cannot do without."""
         return tuple(dict.fromkeys(role for row in self.rows if row.required for role in row.roles))
 
-    def resolve_args(self, args):
-        """Fill unset optimisation flags with the published values of args.mode (val, test and
-        estimate_labels take train's) and the flags that follow them (derive_flags), refuse
-        ablation switches the model does not have and record them as None (not applicable);
-        returns args."""
-        training_mode = "retrain" if args.mode == "retrain" else "train"
+    def resolve_flags(self, values):
+        """In {flag: value} (config.resolve_config): fill unset optimisation flags with the published
+        values of the mode (val, test and estimate_labels take train's) and the flags that follow
+        them (derive_flags), refuse ablation switches the model does not have and record them as
+        None (not applicable), fill or refuse the model's options."""
+        training_mode = "retrain" if values["mode"] == "retrain" else "train"
         for key in HYPER_PARAMETERS:
-            if getattr(args, key) is None:
-                setattr(args, key, self.published[training_mode][key])
+            if values[key] is None:
+                values[key] = self.published[training_mode][key]
         if self.derive_flags is not None:
-            self.derive_flags(args, training_mode)
-        if args.refine_source is None:
-            args.refine_source = self.refine_source
+            self.derive_flags(values, training_mode)
+        if values["refine_source"] is None:
+            values["refine_source"] = self.refine_source
         for switch in ABLATION_SWITCHES:
             if switch in self.switches:
                 continue
-            if getattr(args, switch) is False:
+            if values[switch] is False:
                 raise UsageError(f"--no_{switch}: --model {self.name} has no such part to switch off")
-            setattr(args, switch, None)
+            values[switch] = None
         for option in MODEL_OPTIONS:
             if option in self.options:
-                if getattr(args, option) is None:
-                    setattr(args, option, self.options[option])
-            elif getattr(args, option) not in (None, False):
+                if values[option] is None:
+                    values[option] = self.options[option]
+            elif values[option] not in (None, False):
                 raise UsageError(f"--{option}: --model {self.name} has no such setting "
                                  f"(it has {', '.join('--' + name for name in self.options) or 'none'})")
-        return args
 
     def check_role(self, flag, role):
         if role not in self.role_names:
@@ -189,16 +190,16 @@ class Recipe:
 def feature_sizes_config(model_name, options=()):
     """model_config for a model that has no switches: its name, the feature sizes and the values
     of its MODEL_OPTIONS `options`."""
-    def model_config(args, feature_dims):
+    def model_config(config, feature_dims):
         return {"model_name": model_name, "feature_dims": dict(feature_dims),
-                **{option: getattr(args, option) for option in options}}
+                **{option: getattr(config.model, option) for option in options}}
     return model_config
 
 
-def no_guides(args, feature_dims):
+def no_guides(config, feature_dims):
     """For models trained without guiding networks."""
     return {}
 
 
-def model_learning_rate(args):
-    return {"model": args.lr}
+def model_learning_rate(config):
+    return {"model": config.optim.lr}

@@ -1,8 +1,8 @@
 """DHHN (ACM MM 2022): the HCMN parsing network, two guiding networks in training, three selected
 checkpoints and the dual-stream model at val/test; PROTOCOL.md §5-§10."""
+from avvp_data.llp import MODALITIES
 from nets import build_hcmn, build_mgns
 from recipes.base import Recipe, ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings
-from avvp_data.llp import MODALITIES
 from recipes.losses import mgn_losses, parsing_losses, segment_pseudo_label_loss
 
 # as published, the MGN learning rates follow --lr: 2x (audio) and 0.2x (visual) in train, 1x in
@@ -62,42 +62,44 @@ class DHHNCriterion(WeakLabelCriterion):
         return losses
 
 
-def _model_config(args, feature_dims):
+def _model_config(config, feature_dims):
     return {"model_name": "dhhn", "feature_dims": dict(feature_dims),
-            "hier_feat": args.hier_feat, "hier_pred": args.hier_pred}
+            "hier_feat": config.model.hier_feat, "hier_pred": config.model.hier_pred}
 
 
 def _build_model(config):
     return build_hcmn(config["feature_dims"], hier_feat=config["hier_feat"], hier_pred=config["hier_pred"])
 
 
-def _build_guides(args, feature_dims):
+def _build_guides(config, feature_dims):
     # both are built whatever the switches, so that the random initialisation of every net is the
     # same with and without an ablation; each net shares its name with its switch (--no_audio_mgn)
     audio_mgn, visual_mgn = build_mgns(feature_dims)
     built = {"audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
-    return {name: net for name, net in built.items() if getattr(args, name)}
+    return {name: net for name, net in built.items() if getattr(config.model, name)}
 
 
-def _derive_mgn_learning_rates(args, training_mode):
+def _derive_mgn_learning_rates(values, training_mode):
     for guide, factor in MGN_LR_FACTORS[training_mode].items():
         flag = f"lr_{guide}"
-        if getattr(args, flag) is None:
-            setattr(args, flag, factor * args.lr)   # computed as the release did: factor * lr
+        if values[flag] is None:
+            values[flag] = factor * values["lr"]   # computed as the release did: factor * lr
 
 
-def _learning_rates(args):
-    return {"model": args.lr, "audio_mgn": args.lr_audio_mgn, "visual_mgn": args.lr_visual_mgn}
+def _learning_rates(config):
+    return {"model": config.optim.lr, "audio_mgn": config.optim.lr_audio_mgn, "visual_mgn": config.optim.lr_visual_mgn}
 
 
 RECIPE = Recipe(
     name="dhhn",
+    title="DHHN",
     help="DHHN: HCMN + MGNs, three selected checkpoints, dual-stream test (PROTOCOL.md §5-§8)",
     model_config=_model_config,
     build_model=_build_model,
     build_guides=_build_guides,
     learning_rates=_learning_rates,
-    criterion=lambda args: DHHNCriterion(use_rmse=args.rmse, pseudo_mgn=args.pseudo_mgn, **criterion_settings(args)),
+    criterion=lambda config: DHHNCriterion(use_rmse=config.model.rmse, pseudo_mgn=config.model.pseudo_mgn,
+                                           **criterion_settings(config)),
     training_module=DHHNTrainingModule,
     gating="modality",
     # PROTOCOL.md §7: each kept when its own val score strictly improves

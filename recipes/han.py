@@ -1,8 +1,17 @@
 """The HAN baseline (Tian et al., ECCV 2020): one HAN layer at one scale, the weak-label loss only,
 one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
 from nets import build_han
-from recipes.base import (Recipe, ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings,
-                          feature_sizes_config, model_learning_rate, no_guides)
+from recipes.base import (
+    Recipe,
+    ReportRow,
+    SelectionRole,
+    TrainingModule,
+    WeakLabelCriterion,
+    criterion_settings,
+    feature_sizes_config,
+    model_learning_rate,
+    no_guides,
+)
 
 # the network's settings as published (PROTOCOL.md §11), under VALOR's flag names (PROTOCOL.md §13)
 NETWORK_OPTIONS = {"hidden_dim": 512, "nhead": 1, "ff_dim": 512, "num_layers": 1, "han_update": "parallel"}
@@ -16,12 +25,13 @@ def build_model(config):
 
 RECIPE = Recipe(
     name="han",
+    title="HAN",
     help="the HAN baseline: one selected checkpoint, global gating (PROTOCOL.md §11)",
     model_config=feature_sizes_config("han", NETWORK_OPTIONS),
     build_model=build_model,
     build_guides=no_guides,
     learning_rates=model_learning_rate,
-    criterion=lambda args: WeakLabelCriterion(**criterion_settings(args)),
+    criterion=lambda config: WeakLabelCriterion(**criterion_settings(config)),
     training_module=TrainingModule,
     gating="global",
     # the best val Type@AV segment score, ties going to the later epoch

@@ -3,7 +3,6 @@
 Every loss comes back as a named dict so each term can be logged and switched off by name.
 """
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +21,8 @@ class Targets:
     global_: torch.Tensor
 
 
-def make_targets(labels, audio_flags: Optional[torch.Tensor] = None,
-                 visual_flags: Optional[torch.Tensor] = None, smoothing=VISUAL_SMOOTHING):
+def make_targets(labels, audio_flags: torch.Tensor | None = None,
+                 visual_flags: torch.Tensor | None = None, smoothing=VISUAL_SMOOTHING):
     """labels: (B, 25) weak multi-hot; *_flags: (B, 25) bool, labels judged wrong (PROTOCOL.md §10).
 
     Without flags: P_a = y, P_v = (1-s)*y + s/2, global = y.

@@ -4,7 +4,14 @@ epoch's weights kept (no selection on val); PROTOCOL.md §12."""
 import dataclasses
 
 from recipes import han
-from recipes.base import ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings, feature_sizes_config
+from recipes.base import (
+    ReportRow,
+    SelectionRole,
+    TrainingModule,
+    WeakLabelCriterion,
+    criterion_settings,
+    feature_sizes_config,
+)
 from recipes.losses import parsing_losses, segment_contrast_loss
 
 
@@ -32,9 +39,10 @@ class MACriterion(WeakLabelCriterion):
 RECIPE = dataclasses.replace(
     han.RECIPE,
     name="ma",
+    title="MA",
     help="MA: HAN + segment contrastive term, last epoch kept, the published flags' estimator (PROTOCOL.md §12)",
     model_config=feature_sizes_config("ma", han.NETWORK_OPTIONS),
-    criterion=lambda args: MACriterion(**criterion_settings(args)),
+    criterion=lambda config: MACriterion(**criterion_settings(config)),
     training_module=MATrainingModule,
     # as the MA release scores (its step 1 and step 3): segments gated by a_prob / v_prob
     gating="modality",

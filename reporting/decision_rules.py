@@ -18,9 +18,9 @@ import zipfile
 import numpy as np
 
 from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS
+from reporting.export import load_predictions
 from utils.errors import UserError
 from utils.eval_metrics import DECISION_THRESHOLD, evaluate_split
-from reporting.export import load_predictions
 
 DEFAULT_RULE = "dhhn"   # the DHHN protocol (PROTOCOL.md §9)
 TUNING_SPLIT = "val"    # thresholds are tuned on val only (PROTOCOL.md §14)
@@ -106,7 +106,8 @@ def visual_gate_thresholds(rule, visual_thresholds=None):
                                 "tune them first (tune_visual_thresholds)")
     thresholds = np.asarray(visual_thresholds, dtype=np.float64)
     if thresholds.shape != (NUM_CLASSES,):
-        raise DecisionRuleError(f"rule {rule.name}: {NUM_CLASSES} visual thresholds needed, got shape {thresholds.shape}")
+        raise DecisionRuleError(f"rule {rule.name}: {NUM_CLASSES} visual thresholds needed, "
+                                f"got shape {thresholds.shape}")
     return thresholds
 
 
@@ -158,7 +159,8 @@ def tune_visual_thresholds(outputs, gt_audio, gt_visual, split, rule="cmpae"):
                                 f"not on {split!r} (PROTOCOL.md §14)")
     default = np.full(NUM_CLASSES, rule.visual_gate_threshold)
     pred_audio, pred_visual = rule_predictions(outputs, rule, default)
-    visual_on = np.asarray(outputs["frame_prob"], dtype=np.float64)[:, :, 1, :] >= rule.segment_threshold   # (N, 10, 25)
+    # (N, 10, 25)
+    visual_on = np.asarray(outputs["frame_prob"], dtype=np.float64)[:, :, 1, :] >= rule.segment_threshold
     visual_gate = np.asarray(outputs[rule.visual_gate], dtype=np.float64)   # (N, 25)
     tuned = default.copy()
     for cls in range(NUM_CLASSES):
@@ -182,12 +184,14 @@ def load_outputs(npz_path):
     except FileNotFoundError:
         raise DecisionRuleError(f"{npz_path}: no such file") from None
     except KeyError as error:   # load_predictions reads "filenames" first
-        raise DecisionRuleError(f"{npz_path}: lacks {error.args[0]} (an export of main_DHHN.py --export_dir has it)") from None
+        raise DecisionRuleError(f"{npz_path}: lacks {error.args[0]} "
+                                "(an export of main_DHHN.py --export_dir has it)") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:   # truncated or not an .npz
         raise DecisionRuleError(f"{npz_path}: not a readable .npz ({error})") from None
     missing = [key for key in (*PROBABILITY_SHAPES, "split") if key not in loaded]
     if missing:
-        raise DecisionRuleError(f"{npz_path}: lacks {', '.join(missing)} (an export of main_DHHN.py --export_dir has them)")
+        raise DecisionRuleError(f"{npz_path}: lacks {', '.join(missing)} "
+                                "(an export of main_DHHN.py --export_dir has them)")
     num_videos = len(loaded["filenames"])
     if num_videos == 0:
         raise DecisionRuleError(f"{npz_path}: no videos")

@@ -34,7 +34,8 @@ def row_slug(name):
 def write_event_csv(path, filenames, pred):
     """Write (N, 25, 10) predictions as an eval-format event file; read back with `read_event_csv`."""
     lines = ["\t".join(EVAL_COLUMNS)]
-    lines += [f"{name}\t{onset}\t{offset}\t{label}" for name, onset, offset, label in event_rows(filenames, pred, CLASSES)]
+    lines += [f"{name}\t{onset}\t{offset}\t{label}"
+              for name, onset, offset, label in event_rows(filenames, pred, CLASSES)]
     atomic_write_text("\n".join(lines) + "\n", path)
 
 

@@ -7,7 +7,9 @@ loss}, "val": {metric key: fraction}, "saved": [selection roles saved at this ep
 `selected_epochs` says which epoch each selection role finally kept (PROTOCOL.md §7: a role's
 checkpoint is rewritten whenever its score improves, so the last save wins).
 
-Scores are drawn in percent (x100), as the tables print them. Rendering uses matplotlib's Agg canvas
+Scores are drawn in percent (x100), as the tables print them. A sweep's runs are often 1-3 epochs
+long: every epoch of a short run is a dot (a one-epoch run is then visible at all) and the epoch
+axis carries integer ticks only. Rendering uses matplotlib's Agg canvas
 directly (no pyplot, no global backend change), as reporting/visualize.py does; every PNG is written
 atomically.
 """
@@ -22,8 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES
 from utils.errors import UserError
+from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES
 from utils.io import atomic_write_bytes
 
 DEFAULT_CURVE_METRICS = ("seg_type", "evt_type", "seg_audio", "seg_visual")
@@ -41,6 +43,12 @@ GROUP_WIDTH = 0.8                  # of the distance between two metric groups, 
 LEGEND_FONT_SIZE = 8
 LEGEND_LINE_HEIGHT = 0.19          # inches per text line of a legend at LEGEND_FONT_SIZE
 LEGEND_LABEL_CHARS = 60            # longer row titles are wrapped in the legend
+TITLE_FONT_SIZE = 11
+TITLE_LINE_HEIGHT = 0.2            # inches per text line of a title at TITLE_FONT_SIZE
+# average glyph width of DejaVu Sans, in ems, rounded up so that a wrapped title fits its figure
+CHAR_WIDTH_EMS = 0.6
+DOT_EPOCHS = 20                    # runs of at most this many epochs draw a dot per epoch; longer, a line
+DOT_SIZE = 4
 DPI = 100
 
 
@@ -177,13 +185,14 @@ def training_curves_figure(runs, title, metrics=DEFAULT_CURVE_METRICS):
     markers = role_markers(roles)
     # each later role is drawn smaller, on top, so that roles kept at the same epoch all stay visible
     sizes = {role: 9 - 2 * (index % 3) for index, role in enumerate(roles)}
-    handles = [Line2D([], [], color=style_of(index)[0], linestyle=style_of(index)[1], label=label)
-               for index, label in enumerate(runs)]
+    handles = [Line2D([], [], color=style_of(index)[0], linestyle=style_of(index)[1], label=label,
+                      **_dots(records)) for index, (label, records) in enumerate(runs.items())]
     handles += [Line2D([], [], marker=markers[role], markersize=sizes[role], linestyle="none", color="#777777",
                        markeredgecolor="#222222", label=f"selected: {role}") for role in roles]
     legend_columns = min(len(handles), 6)
     legend_height = LEGEND_LINE_HEIGHT * math.ceil(len(handles) / legend_columns) + 0.15
-    height = PANEL_SIZE[1] * (loss_rows + metric_rows) + legend_height
+    title = wrap_title(title, PANEL_SIZE[0] * columns) if title else ""
+    height = PANEL_SIZE[1] * (loss_rows + metric_rows) + legend_height + TITLE_LINE_HEIGHT * title.count("\n")
     fig = Figure(figsize=(PANEL_SIZE[0] * columns, height), dpi=DPI)
     FigureCanvasAgg(fig)
     grid = fig.subplots(loss_rows + metric_rows, columns, squeeze=False)
@@ -199,35 +208,57 @@ def training_curves_figure(runs, title, metrics=DEFAULT_CURVE_METRICS):
         for term, ax in zip(terms, panels):
             values = np.array([record["losses"].get(term, np.nan) for record in records], dtype=np.float64)
             if not np.isnan(values).all():   # a run without this term draws nothing here
-                ax.plot(epochs, values, color=colour, linestyle=line_style, linewidth=1.2, label=label)
+                ax.plot(epochs, values, color=colour, linestyle=line_style, linewidth=1.2, label=label,
+                        **_dots(records))
         kept = selected_epochs(records)
         for key, ax in zip(metrics, panels[len(terms):]):
             values = 100 * np.array([record["val"][key] for record in records], dtype=np.float64)
-            ax.plot(epochs, values, color=colour, linestyle=line_style, linewidth=1.2, label=label)
+            ax.plot(epochs, values, color=colour, linestyle=line_style, linewidth=1.2, label=label,
+                    **_dots(records))
             for role, epoch in kept.items():
                 at = int(np.flatnonzero(epochs == epoch)[0])
                 ax.plot([epoch], [values[at]], marker=markers[role], markersize=sizes[role], linestyle="none",
-                        color=colour, markeredgecolor="#222222", zorder=3 + roles.index(role),
+                        color=colour, markeredgecolor="#222222", zorder=3 + roles.index(role), clip_on=False,
                         label=f"{label}: selected {role}")
+    first = min(record["epoch"] for records in runs.values() for record in records)
+    last = max(record["epoch"] for records in runs.values() for record in records)
     for ax, panel_title in zip(panels, titles):
-        _style_curve_panel(ax, panel_title, "mean loss" if panel_title.startswith("loss ") else "%")
+        _style_curve_panel(ax, panel_title, "mean loss" if panel_title.startswith("loss ") else "%", (first, last))
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=TITLE_FONT_SIZE)
     fig.legend(handles=handles, loc="lower center", ncol=legend_columns, fontsize=LEGEND_FONT_SIZE, frameon=False)
     fig.tight_layout(rect=(0, legend_height / height, 1, 1))   # tight_layout makes room for the suptitle
     return fig
 
 
-def _style_curve_panel(ax, panel_title, y_label):
+def _dots(records):
+    """Line2D markers of a run's curve: a dot per epoch for a short run, none for a long one."""
+    if len(records) > DOT_EPOCHS:
+        return {}
+    return {"marker": "o", "markersize": DOT_SIZE}
+
+
+def _style_curve_panel(ax, panel_title, y_label, epoch_range):
     ax.set_title(panel_title, fontsize=9)
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel(y_label, fontsize=8)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # half an epoch either side: one epoch is not a degenerate range, whose ticks would be fractional
+    first, last = epoch_range
+    pad = max(0.5, 0.03 * (last - first))
+    ax.set_xlim(first - pad, last + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.tick_params(labelsize=7)
     ax.grid(color="#DDDDDD", linewidth=0.5)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def wrap_title(title, width_inches, font_size=TITLE_FONT_SIZE):
+    """`title` with each of its lines wrapped to fit a figure `width_inches` wide: a sweep's titles
+    name the split, the dataset and the flags of every run, longer than a narrow bar chart."""
+    chars = max(20, int(width_inches * 72 / (CHAR_WIDTH_EMS * font_size)))
+    return "\n".join(textwrap.fill(line, chars) or line for line in str(title).split("\n"))
 
 
 def plot_training_curves(runs, out_path, title, metrics=DEFAULT_CURVE_METRICS):
@@ -273,7 +304,8 @@ def metric_bars_figure(rows, title, metrics=DEFAULT_BAR_METRICS, baseline=None):
     lines = max(sum(label.count("\n") + 1 for label in column)
                 for column in np.array_split(np.array(labels, dtype=object), legend_columns))
     legend_height = LEGEND_LINE_HEIGHT * lines + 0.2
-    height = 3.8 + legend_height
+    title = wrap_title(title, width) if title else ""
+    height = 3.8 + legend_height + TITLE_LINE_HEIGHT * title.count("\n")
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -302,7 +334,7 @@ def metric_bars_figure(rows, title, metrics=DEFAULT_BAR_METRICS, baseline=None):
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=TITLE_FONT_SIZE)
     fig.legend(handles=handles, loc="lower center", ncol=legend_columns,
                fontsize=LEGEND_FONT_SIZE, frameon=False)
     fig.tight_layout(rect=(0, legend_height / height, 1, 1))   # tight_layout makes room for the suptitle

@@ -12,12 +12,21 @@ import io
 import numpy as np
 
 from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import (COLUMN_TITLES, LEVEL_TITLES, LEVELS, METRIC_KEYS, SCORED_MODALITIES, TABLE_COLUMNS,
-                                as_numpy)
+from utils.eval_metrics import (
+    COLUMN_TITLES,
+    LEVEL_TITLES,
+    LEVELS,
+    METRIC_KEYS,
+    SCORED_MODALITIES,
+    TABLE_COLUMNS,
+    as_numpy,
+)
 from utils.io import atomic_write_text
 
 MODALITY_TITLES = {"audio": "A", "visual": "V", "av": "AV"}
 PER_CLASS_COLUMNS = tuple(f"{level}_{modality}" for level in LEVEL_TITLES for modality in SCORED_MODALITIES)
+PER_CLASS_LEGEND = ("-: the class neither occurs nor is predicted in this split (F undefined); "
+                    "class mean: over the classes where F is defined")
 # state code = audio + 2 * visual
 MODALITY_STATES = ("none", "audio only", "visual only", "both")
 
@@ -91,6 +100,7 @@ def per_class_table(metrics, title=None):
         lines.append(line(name, [values[column][index] for column in PER_CLASS_COLUMNS]))
     means = [np.nanmean(values[c]) if not np.isnan(values[c]).all() else np.nan for c in PER_CLASS_COLUMNS]
     lines.append(line("class mean", means))
+    lines.append(PER_CLASS_LEGEND)
     return "\n".join(lines)
 
 

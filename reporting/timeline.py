@@ -5,6 +5,9 @@ Segments are decided per window exactly as in evaluation (segment probability an
 video-level gate both at least 0.5, PROTOCOL.md §9), then stitched (extraction/windows.py), so
 every stitched decision is one a window made. An event is a maximal run of positive segments
 of one class; runs that meet at a window boundary are one event.
+
+The timeline picture carries the description's "warnings" (parse_video.py puts the random-weights
+and synthetic-training warnings there), so the PNG says them without its JSON.
 """
 import io
 import os
@@ -12,12 +15,12 @@ import os
 import numpy as np
 import torch
 
-from extraction.windows import SEGMENT_SECONDS, stitch
 from avvp_data.llp import CLASSES, MODALITIES
-from utils.eval_metrics import extract_events, gates, segment_predictions
+from extraction.windows import SEGMENT_SECONDS, stitch
 from reporting.export import write_event_csv
+from reporting.visualize import Panel, parsing_figure
+from utils.eval_metrics import extract_events, gates, segment_predictions
 from utils.io import atomic_write_bytes, atomic_write_json
-from reporting.visualize import Panel, render_parsing
 
 EVENT_MODALITIES = ("audio", "visual", "audio-visual")
 
@@ -62,7 +65,8 @@ def timeline_events(timeline):
 
 def write_parsed_video(folder, name, timeline, description, with_picture=True, dpi=110):
     """Write `name`'s events JSON, eval-format CSVs and (optionally) timeline PNG into `folder`;
-    returns ({kind: path}, events). description: what the JSON says besides the events (source, model, windows)."""
+    returns ({kind: path}, events). description: what the JSON says besides the events (source, model, windows,
+    warnings); the picture is `timeline_figure`'s."""
     os.makedirs(folder, exist_ok=True)
     paths = {"events": os.path.join(folder, f"{name}_events.json"),
              "audio_csv": os.path.join(folder, f"{name}_audio.csv"),
@@ -74,8 +78,21 @@ def write_parsed_video(folder, name, timeline, description, with_picture=True, d
     write_event_csv(paths["visual_csv"], [name], timeline["pred_visual"][None])
     if with_picture:
         paths["timeline"] = os.path.join(folder, f"{name}_timeline.png")
-        panel = Panel(label=description.get("model", "prediction"), pred_audio=timeline["pred_audio"],
-                      pred_visual=timeline["pred_visual"], frame_prob=timeline["frame_prob"])
-        picture = render_parsing(io.BytesIO(), None, None, [panel], title=name, dpi=dpi)
+        picture = io.BytesIO()
+        timeline_figure(name, timeline, description, dpi).savefig(picture, format="png")
         atomic_write_bytes(picture.getvalue(), paths["timeline"])
     return paths, events
+
+
+def timeline_figure(name, timeline, description, dpi=110):
+    """The picture of a video's timeline, titled `name`: its decisions, segment probabilities and,
+    right of each track, the video-level gate (the highest of its windows' when they differ), with
+    `description["warnings"]` in a red box at the top."""
+    segment_gates = {modality: np.asarray(timeline[f"gate_{modality}"]) for modality in MODALITIES}
+    # each window gates its own segments; one number per track is their highest
+    several = any(np.ptp(gate, axis=0).any() for gate in segment_gates.values())
+    panel = Panel(label=description.get("model", "prediction"), pred_audio=timeline["pred_audio"],
+                  pred_visual=timeline["pred_visual"], frame_prob=timeline["frame_prob"],
+                  audio_prob=segment_gates["audio"].max(axis=0), visual_prob=segment_gates["visual"].max(axis=0),
+                  gate_title="max gate" if several else "gate")
+    return parsing_figure(None, None, [panel], title=name, dpi=dpi, warnings=description.get("warnings") or ())

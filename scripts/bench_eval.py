@@ -5,18 +5,12 @@ Prints absolute times, the speed-up, and checks that both give the same scores.
 """
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-# Running a file puts scripts/ (not the repo root) on sys.path; add the root so
-# that `utils` imports without installing the project.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
-from utils.eval_metrics import evaluate_split, event_level, segment_level  # noqa: E402
+from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS
+from utils.eval_metrics import evaluate_split, event_level, segment_level
 
 REFERENCE_ORDER = ("audio", "visual", "event", "av")  # published return order
 

@@ -24,15 +24,14 @@ the annotation CSVs) and measures, in one run on one device (its name is printed
       evaluated on float16 frames.
 Training methods run their epochs round-robin (epoch 1 of every method, then epoch 2, ... in
 alternating order), so that load from other processes on a shared machine hits all of them alike;
-ratios use the median epoch (the fastest with fewer than 3 epochs). Every method starts from the same weights and sees the same batches and
-dropout seeds, so their float32 results differ only by rounding.
+ratios use the median epoch (the fastest with fewer than 3 epochs). Every method starts from the same
+weights and sees the same batches and dropout seeds, so their float32 results differ only by rounding.
 """
 import argparse
 import functools
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -41,30 +40,26 @@ import pandas as pd
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-# Running a file puts scripts/ (not the repo root) on sys.path; add the root.
+import engine
+from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
+from avvp_data.feature_files import feature_file_name, pool_frames_per_segment
+from avvp_data.llp import CLASS_INDEX, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.synthetic_llp import generate_synthetic_llp
+from avvp_data.tensor_split import FEATURE_KEYS, TensorSplit
+from config import resolve_config
+from dataloader import LLPPaths, load_split
+from engine.cuda_graph import GraphedTrainStep
+from main_DHHN import get_args_parser as main_args_parser
+from modes.train import FUSED_ADAM_DEVICES, build_training_run
+from nets import build_hcmn, build_mgns
+from nets.convert import hcmn_to_release
+from nets.release_reference import release_hcmn_forward
+from recipes import RECIPES
+from recipes.dhhn import DHHNCriterion, DHHNTrainingModule
+from utils.eval_metrics import METRIC_KEYS, event_level, score_outputs, segment_level
+from utils.runtime import device_description, resolve_device
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-import engine  # noqa: E402
-from dataloader import LLPPaths, load_split  # noqa: E402
-from modes.train import FUSED_ADAM_DEVICES, build_training_run  # noqa: E402
-from recipes import RECIPES  # noqa: E402
-from recipes.dhhn import DHHNCriterion, DHHNTrainingModule  # noqa: E402
-from main_DHHN import resolve_args  # noqa: E402
-from main_DHHN import get_args_parser as main_args_parser  # noqa: E402
-from nets import build_hcmn, build_mgns  # noqa: E402
-from nets.convert import hcmn_to_release  # noqa: E402
-from nets.release_reference import release_hcmn_forward  # noqa: E402
-from avvp_data.llp import CLASS_INDEX, NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
-from utils.eval_metrics import METRIC_KEYS  # noqa: E402
-from engine.cuda_graph import GraphedTrainStep  # noqa: E402
-from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir  # noqa: E402
-from avvp_data.feature_files import feature_file_name, pool_frames_per_segment  # noqa: E402
-from utils.eval_metrics import event_level, score_outputs, segment_level  # noqa: E402
-from utils.runtime import device_description, resolve_device  # noqa: E402
-from avvp_data.synthetic_llp import generate_synthetic_llp  # noqa: E402
-from avvp_data.tensor_split import FEATURE_KEYS, TensorSplit  # noqa: E402
-
 LLP_SIZES = {"n_train": 10000, "n_val": 649, "n_test": 1200}
 # a few test videos even where only --time_origin uses them: val loading reads the test label file
 # to know every video the eval files may name (dataloader.load_split), and an empty one is refused
@@ -252,7 +247,7 @@ def plain_epoch(step, host, batch_size, generator, device):
 
 def plain_nets(feature_dims, device, seed):
     """HCMN + MGNs with the seed's initial weights and plain (unfused) Adam at the published rates."""
-    rates = vars(resolve_args(main_args_parser().parse_args([])))
+    rates = resolve_config(main_args_parser().parse_args([])).flags()
     torch.manual_seed(seed)
     model = build_hcmn(feature_dims).to(device)
     audio_mgn, visual_mgn = (net.to(device) for net in build_mgns(feature_dims))
@@ -263,9 +258,9 @@ def plain_nets(feature_dims, device, seed):
 
 def project_nets(feature_dims, device, seed):
     """The nets and optimizers of `--mode train` (modes.train.build_training_run), seed's initial weights."""
-    args = resolve_args(main_args_parser().parse_args(["--device", str(device)]))
+    config = resolve_config(main_args_parser().parse_args(["--device", str(device)]))
     torch.manual_seed(seed)
-    run = build_training_run(RECIPES["dhhn"], args, feature_dims, device)
+    run = build_training_run(RECIPES["dhhn"], config, feature_dims, device)
     return run.nets["model"], run.nets["audio_mgn"], run.nets["visual_mgn"], list(run.optimizers.values())
 
 
@@ -336,7 +331,8 @@ def measure_loading(paths, work_dir, device):
     times = {}
     for label, cache in (("files, no cache", None), ("files -> packed cache (first run)", cache_dir),
                          ("packed cache (later runs)", cache_dir)):
-        (train, val), seconds = timed(lambda: (load(paths, "train", cache), load(paths, "val", cache)), device)
+        (train, val), seconds = timed(lambda cache=cache: (load(paths, "train", cache), load(paths, "val", cache)),
+                                      device)
         times[label] = seconds
     return times, train, val, cache_dir
 
@@ -352,12 +348,13 @@ def train_methods(args, device, feature_dims, paths, train_split):
         # shuffled as the release (a new permutation per epoch), in the same order as the other loops;
         # the loader's own generator keeps its worker seeding off the global random stream
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=args.batch_size, sampler=EpochPermutation(len(dataset), torch.Generator().manual_seed(seed)),
+            dataset, batch_size=args.batch_size,
+            sampler=EpochPermutation(len(dataset), torch.Generator().manual_seed(seed)),
             num_workers=args.workers, pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
             persistent_workers=args.workers > 0)
         methods["published-style (np.load per video, DataLoader)"] = dict(
-            model=model, run=functools.partial(published_style_epoch, dhhn_step(model, audio_mgn, visual_mgn, optimizers),
-                                               loader, device))
+            model=model, run=functools.partial(published_style_epoch,
+                                               dhhn_step(model, audio_mgn, visual_mgn, optimizers), loader, device))
     model, audio_mgn, visual_mgn, optimizers = plain_nets(feature_dims, device, seed)
     host = preloaded_host_tensors(train_split)
     methods["plain loop (preloaded host tensors)"] = dict(
@@ -474,8 +471,10 @@ def run_benchmark(args, device, paths, work_dir, root):
              "same loop over the project's HCMN": model}
     loop_results = {}
     for name, forward in loops.items():
-        runs = [timed(lambda: published_style_evaluate(forward, val_loader, paths.label_val, paths.eval_audio_csv,
-                                                       paths.eval_visual_csv, device), device) for _ in range(2)]
+        def evaluate_once(forward=forward):
+            return published_style_evaluate(forward, val_loader, paths.label_val, paths.eval_audio_csv,
+                                            paths.eval_visual_csv, device)
+        runs = [timed(evaluate_once, device) for _ in range(2)]
         loop_results[name] = min(runs, key=lambda run: run[1])
     eval_best = min(eval_times)
     print(f"\n(b) validation of the project-trained model ({len(val_split.filenames)} videos)")
@@ -487,7 +486,8 @@ def run_benchmark(args, device, paths, work_dir, root):
     print("  metrics x100, Seg. then Eve.: Audio Visual AV Type@AV Event@AV")
     print(f"    {'project':<52} {metric_line(metrics)}")
     for name, (loop_metrics, _) in loop_results.items():
-        print(f"    {name:<52} {metric_line(loop_metrics)}   max diff {100 * max_metric_difference(metrics, loop_metrics):.2f}")
+        difference = 100 * max_metric_difference(metrics, loop_metrics)
+        print(f"    {name:<52} {metric_line(loop_metrics)}   max diff {difference:.2f}")
     print("    (the batch-1 loops project all 80 frames; the project pools them first: equal up to float "
           "rounding at the 0.5 thresholds)")
     (_, published_seconds), (_, same_loop_seconds) = loop_results.values()
@@ -512,11 +512,12 @@ def run_benchmark(args, device, paths, work_dir, root):
     pooled = nbytes(val_data.tensors["frames"]) / len(val16.filenames)
     unpooled = TensorSplit(val_split, torch.device("cpu"), pool_frames=False)
     print(f"\n(d) frame features in memory (per video, and for all {LLP_TOTAL_VIDEOS:,} LLP videos)")
-    print(f"  host, float32 (80 x 2048)              {per_video32 / 1024:7.0f} KiB   {per_video32 * LLP_TOTAL_VIDEOS / GB:6.2f} GB")
-    print(f"  host, float16 (--frame_dtype float16)  {per_video16 / 1024:7.0f} KiB   {per_video16 * LLP_TOTAL_VIDEOS / GB:6.2f} GB")
-    print(f"  device, pooled per segment (default)   {pooled / 1024:7.0f} KiB   {pooled * LLP_TOTAL_VIDEOS / GB:6.2f} GB")
-    print(f"  device, --frame_pooling model          {nbytes(unpooled.tensors['frames']) / len(val16.filenames) / 1024:7.0f} KiB"
-          f"   {nbytes(unpooled.tensors['frames']) / len(val16.filenames) * LLP_TOTAL_VIDEOS / GB:6.2f} GB")
+    per_video_unpooled = nbytes(unpooled.tensors["frames"]) / len(val16.filenames)
+    for label, per_video in (("host, float32 (80 x 2048)", per_video32),
+                             ("host, float16 (--frame_dtype float16)", per_video16),
+                             ("device, pooled per segment (default)", pooled),
+                             ("device, --frame_pooling model", per_video_unpooled)):
+        print(f"  {label:<38} {per_video / 1024:7.0f} KiB   {per_video * LLP_TOTAL_VIDEOS / GB:6.2f} GB")
     print("  val metrics x100 of the project-trained model with float32 / float16 frames")
     print(f"    float32  {metric_line(metrics)}")
     print(f"    float16  {metric_line(metrics16)}")

@@ -15,12 +15,10 @@ import os
 import subprocess
 import sys
 
+from reporting.tables import format_table
+from utils.errors import UserError
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-from utils.errors import UserError  # noqa: E402
-from reporting.tables import format_table  # noqa: E402
-
 ESTIMATORS = {"ma": "MA (the published estimator)", "dhhn": "DHHN's best-overall HCMN"}
 DUAL_ROW = "DHHN dual (best-audio + best-visual)"
 
@@ -48,8 +46,8 @@ def run_chain(estimator, args):
 
 def main(args):
     if not os.path.isdir(os.path.join(args.root, "data")):
-        subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "make_synthetic_llp.py"), "--out", args.root],
-                       check=True)
+        subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "make_synthetic_llp.py"),
+                        "--out", args.root], check=True)
     args.root, args.save_dir = os.path.abspath(args.root), os.path.abspath(args.save_dir)
     results = {estimator: run_chain(estimator, args) for estimator in ESTIMATORS}
     for estimator, (quality, table) in results.items():

@@ -25,16 +25,21 @@ import sys
 import urllib.request
 import warnings
 
-# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
-# so that `utils` imports without installing the project.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.llp import (ANNOTATION_FILES, ANNOTATION_SHA256, DHHN_RELEASE_BASE_URL,  # noqa: E402
-                             EVAL_AUDIO_2020_CSV, FEATURE_KINDS, OLDER_ANNOTATION_SHA256,
-                             PUBLISHED_FLAGS_FILE, REPRODUCTION_FILES, REPRODUCTION_RELEASE_PATHS,
-                             REPRODUCTION_SHA256, REPRODUCTION_SOURCE_NAMES)
-from utils.errors import UserError  # noqa: E402
-from utils.io import atomic_write_bytes, file_sha256  # noqa: E402
+from avvp_data.llp import (
+    ANNOTATION_FILES,
+    ANNOTATION_SHA256,
+    DHHN_RELEASE_BASE_URL,
+    EVAL_AUDIO_2020_CSV,
+    FEATURE_KINDS,
+    OLDER_ANNOTATION_SHA256,
+    PUBLISHED_FLAGS_FILE,
+    REPRODUCTION_FILES,
+    REPRODUCTION_RELEASE_PATHS,
+    REPRODUCTION_SHA256,
+    REPRODUCTION_SOURCE_NAMES,
+)
+from utils.errors import UserError
+from utils.io import atomic_write_bytes, file_sha256
 
 BASE_URL = "https://raw.githubusercontent.com/YapengTian/AVVP-ECCV20/master/data/"
 FEATURES_URL = "https://drive.google.com/file/d/10CeaI1G9uIyz5dKnd7XTeH9-qOehC7CL/view"

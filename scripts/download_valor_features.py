@@ -6,7 +6,7 @@ PROTOCOL.md §13) into the LLP root, and validate them against the LLP video lis
     python scripts/download_valor_features.py --llp_root . --check_only     # only validate what is there
     python scripts/download_valor_features.py --llp_root . --sets CLIP      # one of the two sets
 
-The download needs the optional huggingface_hub (pip install -r requirements-hf.txt). Each set
+The download needs the optional huggingface_hub (pip install -e ".[hf]"). Each set
 arrives as one zip (avvp_data.llp.VALOR_ARCHIVES) that unpacks, as VALOR's README has it, into
 <llp_root>/CLIP/{features,segment_pseudo_labels}/<youtube id>.npy and the same under CLAP/; a zip
 with one more folder level on top is accepted, and members with an absolute path or `..` are refused
@@ -31,18 +31,25 @@ import zipfile
 import numpy as np
 from tqdm import tqdm
 
-# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
-# so that `utils` imports without installing the project.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from avvp_data.annotations import read_video_labels
+from avvp_data.feature_files import feature_file_name
+from avvp_data.llp import (
+    CLAP_FEATURE_SHAPE,
+    CLIP_FEATURE_SHAPE,
+    LABEL_FULL_CSV,
+    LABEL_TEST_CSV,
+    LABEL_TRAIN_CSV,
+    LABEL_VAL_CSV,
+    PSEUDO_LABEL_SHAPE,
+    VALOR_ARCHIVES,
+    VALOR_FEATURES_FOLDER,
+    VALOR_HF_REPO,
+    VALOR_PSEUDO_LABELS_FOLDER,
+    VALOR_SETS,
+)
+from utils.errors import LLPDataError, UsageError, UserError
 
-from avvp_data.annotations import read_video_labels  # noqa: E402
-from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLIP_FEATURE_SHAPE, LABEL_FULL_CSV, LABEL_TEST_CSV,  # noqa: E402
-                             LABEL_TRAIN_CSV, LABEL_VAL_CSV, PSEUDO_LABEL_SHAPE, VALOR_ARCHIVES,
-                             VALOR_FEATURES_FOLDER, VALOR_HF_REPO, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SETS)
-from utils.errors import LLPDataError, UsageError, UserError  # noqa: E402
-from avvp_data.feature_files import feature_file_name  # noqa: E402
-
-INSTALL_HINT = "pip install -r requirements-hf.txt"
+INSTALL_HINT = 'pip install -e ".[hf]"'
 # set -> {folder: per-video shape}
 VALOR_LAYOUT = {
     "CLIP": {VALOR_FEATURES_FOLDER: CLIP_FEATURE_SHAPE, VALOR_PSEUDO_LABELS_FOLDER: PSEUDO_LABEL_SHAPE},

@@ -7,21 +7,17 @@ feats/res152/<id>.npy (80, 2048) and feats/r2plus1d_18/<id>.npy (10, 512), one p
 (<id> = the video's name, or <name>_<start>_<end> for the windows of a longer video), each
 folder with an extraction.json record of every setting, and videos.jsonl (one line per finished
 video; a rerun resumes after it). The settings and how they compare with the original scripts:
-README, "Feature extraction". Needs: pip install -r requirements-video.txt
+README, "Feature extraction". Needs: pip install -e ".[video]"
 """
 import argparse
 import os
 import sys
 
-# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
-# so that the project imports without installing it.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args  # noqa: E402
-from modes.common import PROGRESS_SETTINGS  # noqa: E402
-from avvp_data.llp import YOUTUBE_ID_LENGTH  # noqa: E402
-from utils.errors import UsageError, UserError  # noqa: E402
-from utils.runtime import resolve_device  # noqa: E402
+from avvp_data.llp import YOUTUBE_ID_LENGTH
+from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args
+from modes.common import PROGRESS_SETTINGS
+from utils.errors import UsageError, UserError
+from utils.runtime import resolve_device
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")
 EXIT_USER_ERROR = 2

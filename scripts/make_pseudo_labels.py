@@ -10,13 +10,9 @@ labels come from the planted truth (noise model: avvp_data/synthetic_llp.py, wri
 several noise levels can share one dataset; --out may be --root itself.
 """
 import argparse
-import os
 import sys
 
-# run as `python scripts/...` from the repository root: make the project importable
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.synthetic_llp import write_pseudo_labels  # noqa: E402
+from avvp_data.synthetic_llp import write_pseudo_labels
 
 
 def get_args_parser():

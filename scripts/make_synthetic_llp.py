@@ -9,14 +9,9 @@ r2plus1d_18}/<id>.npy, plus <out>/data/synthetic_truth.npz (see avvp_data/synthe
 Running it again with the same arguments is a no-op.
 """
 import argparse
-import os
 import sys
 
-# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
-# so that `utils` imports without installing the project.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.synthetic_llp import FEATURE_DTYPES, SIZES, generate_synthetic_llp  # noqa: E402
+from avvp_data.synthetic_llp import FEATURE_DTYPES, SIZES, generate_synthetic_llp
 
 
 def get_args_parser():

@@ -10,15 +10,12 @@ import argparse
 import os
 import sys
 
-# run as `python scripts/...` from the repository root: make the project importable
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.annotations import read_video_labels  # noqa: E402
-from avvp_data.llp import LABEL_TRAIN_CSV  # noqa: E402
-from utils.io import atomic_write_json  # noqa: E402
-from avvp_data.refinement_flags import RefinementError, read_refined_labels  # noqa: E402
-from engine.label_refinement import flag_quality  # noqa: E402
-from avvp_data.synthetic_llp import load_planted_truth  # noqa: E402
+from avvp_data.annotations import read_video_labels
+from avvp_data.llp import LABEL_TRAIN_CSV
+from avvp_data.refinement_flags import RefinementError, read_refined_labels
+from avvp_data.synthetic_llp import load_planted_truth
+from engine.label_refinement import flag_quality
+from utils.io import atomic_write_json
 
 
 def get_args_parser():

@@ -23,19 +23,21 @@ import textwrap
 
 import numpy as np
 
-# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
-# so that `utils` imports without installing the project.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.annotations import read_segment_truth, read_video_labels  # noqa: E402
-from avvp_data.llp import CLASSES  # noqa: E402
-from reporting.decision_rules import (PROBABILITY_SHAPES, RULES, TUNING_SPLIT, DecisionRuleError,  # noqa: E402
-                                  load_outputs, score_rule, tune_visual_thresholds)
-from utils.errors import UsageError, UserError  # noqa: E402
-from reporting.tables import format_table  # noqa: E402
-from reporting.export import MANIFEST_FILE, load_predictions, rescore_event_files  # noqa: E402
-from utils.io import atomic_write_json  # noqa: E402
-from reporting.tables import per_class_table  # noqa: E402
+from avvp_data.annotations import read_segment_truth, read_video_labels
+from avvp_data.llp import CLASSES
+from reporting.decision_rules import (
+    PROBABILITY_SHAPES,
+    RULES,
+    TUNING_SPLIT,
+    DecisionRuleError,
+    load_outputs,
+    score_rule,
+    tune_visual_thresholds,
+)
+from reporting.export import MANIFEST_FILE, load_predictions, rescore_event_files
+from reporting.tables import format_table, per_class_table
+from utils.errors import UsageError, UserError
+from utils.io import atomic_write_json
 
 TITLE_WIDTH = 100   # tuned thresholds are wrapped under a table's title at this width
 
@@ -66,7 +68,8 @@ def check_flags(args):
     if args.pred_audio_csv and (not args.pred_visual_csv or not args.label_csv):
         raise UsageError("--pred_audio_csv needs --pred_visual_csv and --label_csv")
     if args.rule is not None and not args.export_dir:
-        raise UsageError(f"--rule {args.rule} needs --export_dir: the rules start from the exported probabilities (.npz)")
+        raise UsageError(f"--rule {args.rule} needs --export_dir: "
+                         "the rules start from the exported probabilities (.npz)")
     tunes = args.rule is not None and RULES[args.rule].tunes_thresholds
     if tunes and not args.tune_on:
         raise UsageError(f"--rule {args.rule} tunes per-class visual thresholds on val: give --tune_on VAL_EXPORT_DIR")
@@ -152,7 +155,8 @@ def rule_title(name, num_videos, rule, thresholds, args, scored_split):
     title = f"{name} ({num_videos} videos) [rule: {rule.name}, {protocol}]"
     if thresholds is None:
         return title
-    where = f"tuned on {TUNING_SPLIT} ({args.tune_on}{', the scored videos themselves' if scored_split == TUNING_SPLIT else ''})"
+    themselves = ", the scored videos themselves" if scored_split == TUNING_SPLIT else ""
+    where = f"tuned on {TUNING_SPLIT} ({args.tune_on}{themselves})"
     # a class and its value are joined by a no-break space while wrapping, so they stay on one line
     listing = ", ".join(f"{cls}\u00a0{value:.2f}" for cls, value in zip(CLASSES, thresholds))
     wrapped = textwrap.fill(f"visual gate thresholds {where}: {listing}", TITLE_WIDTH, subsequent_indent="  ",

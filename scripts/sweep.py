@@ -20,8 +20,10 @@ The test summaries are aggregated per configuration (its first row: the method's
 the 10 numbers as mean ± sample std x100, and paired per seed against the baseline row (the first
 configuration, or --baseline) with a 95% t interval across seeds. Written to <out_dir>/sweep.
 {txt,md,csv,json}, and pictures to <out_dir>/plots/: training curves per configuration (seeds
-overlaid) and per run, and the table as bars with error bars. SLURM needs submitit
-(pip install -r requirements-sweep.txt).
+overlaid) and per run, and the table as bars with error bars. Every table and picture says what it
+is of (the split, the synthetic LLP or a real root, the flags after `--`), and rows resting on fewer
+than 3 seeds are flagged: with 2, a 95% interval multiplies the std by t = 12.7. SLURM needs submitit
+(pip install -e ".[sweep]").
 """
 import argparse
 import csv
@@ -30,25 +32,26 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from avvp_data.llp import PUBLISHED_FLAGS_FILE, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY
+from config import flags_acting_in, published_flags
+from main_DHHN import get_args_parser as main_args_parser
+from reporting.tables import format_cells
+from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS
+from utils.io import atomic_write_json, atomic_write_text
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-
-import numpy as np  # noqa: E402
-
-from avvp_data.llp import PUBLISHED_FLAGS_FILE, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY  # noqa: E402
-from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS  # noqa: E402
-from reporting.tables import format_cells  # noqa: E402
-from utils.io import atomic_write_json, atomic_write_text  # noqa: E402
-
 MAIN_SCRIPT = os.path.join(REPO_ROOT, "main_DHHN.py")
 DEFAULT_SYNTHETIC_ROOT = os.path.join(REPO_ROOT, "data", "synthetic")
-SUBMITIT_INSTALL = "pip install -r requirements-sweep.txt"
+SUBMITIT_INSTALL = 'pip install -e ".[sweep]"'
 EXECUTORS = ("local", "slurm", "submitit_local")   # submitit_local: the SLURM code path on this machine
 RESERVED_FLAGS = ("--mode", "--seed", "--checkpoint", "--model_name", "--model_save_dir", "--resume", "--no-log")
 # 95% two-sided quantiles of Student's t by degrees of freedom (a table of constants; beyond 30
@@ -57,12 +60,8 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
          20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
          29: 2.045, 30: 2.042}
-# VALOR's published recipe on --model han (PROTOCOL.md §13), as VALOR.sh passes it
-VALOR_FLAGS = ("--model", "han", "--weak_loss", "global", "--han_update", "sequential", "--hidden_dim", "512",
-               "--nhead", "8", "--ff_dim", "1024", "--num_layers", "1", "--optimizer", "adamw",
-               "--weight_decay", "1e-3", "--beta1", "0.5", "--eps", "1e-8", "--scheduler", "warm_up_cos_anneal",
-               "--warm_up_epoch", "10", "--grad_norm", "1.0", "--lr", "1e-4", "--lr_min", "1e-6",
-               "--epochs", "60", "--batch-size", "64")
+# VALOR's published recipe (PROTOCOL.md §13): configs/valor.flags, which VALOR.sh reads too
+VALOR_CONFIG = "valor"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,6 +89,13 @@ def train_and_test(*flags):
     return (Step("train", flags), Step("test", flags))
 
 
+def published_train_and_test(name, *flags):
+    """Train and test under the published configuration configs/<name>.flags, each step with the
+    flags that act in its mode; the sweep sets --seed itself."""
+    return tuple(Step(mode, (*published_flags(name, mode, main_args_parser(), leave_out=("--seed",)), *flags))
+                 for mode in ("train", "test"))
+
+
 def refinement_chain(model, flags_file, *flags):
     """Retrain `model` on refined labels, then test: on `flags_file` when given (the published
     flags), else on flags its own MA estimator makes (train MA, estimate, retrain; PROTOCOL.md §10, §12)."""
@@ -104,7 +110,8 @@ def refinement_chain(model, flags_file, *flags):
 
 def pseudo_flags(folder):
     """--audio_pseudo_dir / --visual_pseudo_dir of a folder in VALOR's layout."""
-    dirs = {modality: os.path.join(folder, name, VALOR_PSEUDO_LABELS_FOLDER) for name, modality in VALOR_SET_MODALITY.items()}
+    dirs = {modality: os.path.join(folder, name, VALOR_PSEUDO_LABELS_FOLDER)
+            for name, modality in VALOR_SET_MODALITY.items()}
     return ("--audio_pseudo_dir", dirs["audio"], "--visual_pseudo_dir", dirs["visual"])
 
 
@@ -150,8 +157,10 @@ def pseudo_labels(args):
     for precision, recall in args.levels:
         folder, name = pseudo_level_folder(args, precision, recall), level_name(precision, recall)
         quality = f"pseudo-labels P={precision:.0%} R={recall:.0%}"
-        configs.append(Config(f"DHHN + {quality}", f"dhhn_{name}", train_and_test("--model", "dhhn", *pseudo_flags(folder))))
-        configs.append(Config(f"VALOR (HAN + {quality})", f"valor_{name}", train_and_test(*VALOR_FLAGS, *pseudo_flags(folder))))
+        configs.append(Config(f"DHHN + {quality}", f"dhhn_{name}",
+                              train_and_test("--model", "dhhn", *pseudo_flags(folder))))
+        configs.append(Config(f"VALOR (HAN + {quality})", f"valor_{name}",
+                              published_train_and_test(VALOR_CONFIG, *pseudo_flags(folder))))
     return configs
 
 
@@ -206,8 +215,11 @@ def step_command(step, run, seed, args, extra):
     if os.path.isfile(summary_file(args.out_dir, checkpoint, step.mode)):
         return None
     flags = [flag.replace("{run}", run).replace("{save_dir}", args.out_dir) for flag in step.flags]
+    # a configuration's and the extra flags go to every step of the chain; each step gets those that
+    # act in its mode, since main_DHHN.py refuses the others
+    flags = flags_acting_in([*flags, *extra], step.mode, main_args_parser(), source=f"the flags of {run}")
     command = [sys.executable, MAIN_SCRIPT, "--mode", step.mode, "--seed", str(seed), "--checkpoint", checkpoint,
-               "--model_save_dir", args.out_dir, "--llp_root", args.llp_root, "--progress", "off", *flags, *extra]
+               "--model_save_dir", args.out_dir, "--llp_root", args.llp_root, "--progress", "off", *flags]
     last = os.path.join(args.out_dir, f"{checkpoint}_last.pt")
     if step.mode in ("train", "retrain") and os.path.isfile(last):
         command.append("--resume")
@@ -218,7 +230,8 @@ def build_jobs(configs, args, extra):
     slugs = [config.slug for config in configs]
     duplicates = sorted({slug for slug in slugs if slugs.count(slug) > 1})
     if duplicates:
-        raise SystemExit(f"error: configurations would share run names: {', '.join(duplicates)}; give them other titles")
+        raise SystemExit(f"error: configurations would share run names: {', '.join(duplicates)}; "
+                         "give them other titles")
     jobs = []
     for config in configs:
         for seed in args.seeds:
@@ -295,6 +308,10 @@ def run_submitit(jobs, args):
 # ------------------------------------------------------------------------------------------------
 # aggregation
 
+AGGREGATED_SPLIT = "test"   # the tables are of the runs' test summaries; the training curves, of val
+MIN_SEEDS = 3               # below it a std or a 95% interval says little (seed_warnings)
+
+
 def t_quantile(degrees_of_freedom):
     """The 97.5% quantile of Student's t (a 95% two-sided interval)."""
     if degrees_of_freedom in T_975:
@@ -354,7 +371,7 @@ def collect(configs, args):
     per_row, missing = {}, []
     for config in configs:
         for seed in args.seeds:
-            path = summary_file(args.out_dir, run_name(config, seed), "test")
+            path = summary_file(args.out_dir, run_name(config, seed), AGGREGATED_SPLIT)
             if not os.path.isfile(path):
                 missing.append(path)
                 continue
@@ -364,6 +381,54 @@ def collect(configs, args):
     return per_row, missing
 
 
+def shown_path(path):
+    """`path` relative to the working directory when it lies inside it, else as given."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def sweep_context(args, extra):
+    """What the tables are of, for their titles: {"sweep", "split", "dataset": {"name", "root",
+    "synthetic", "title"}, "description"}. A synthetic LLP is recognised by the marker its
+    generator leaves in its root (avvp_data/synthetic_llp.py): its scores say nothing about LLP."""
+    from avvp_data.synthetic_llp import COMPLETE_MARKER
+    synthetic = os.path.isfile(os.path.join(args.llp_root, COMPLETE_MARKER))
+    name = "synthetic LLP" if synthetic else "LLP"
+    dataset = {"name": name, "root": args.llp_root, "synthetic": synthetic,
+               "title": f"{name} ({shown_path(args.llp_root)})"}
+    return {"sweep": args.name, "split": AGGREGATED_SPLIT, "dataset": dataset,
+            "description": f"{AGGREGATED_SPLIT} split, {dataset['title']}, extra flags: {flags_text(extra)}"}
+
+
+def flags_text(extra):
+    return shlex.join(extra) if extra else "none"
+
+
+def seed_warnings(result):
+    """Sentences on the rows (and paired differences) resting on fewer than MIN_SEEDS seeds: with
+    one there is no spread at all; with two the std is that of a single difference and the 95%
+    interval multiplies it by t(1 degree of freedom) = 12.7, so almost no difference is significant."""
+    counts = {row: metrics[METRIC_KEYS[0]]["n"] for row, metrics in result["rows"].items()}
+    warnings = []
+    for n in sorted(set(counts.values())):
+        rows = [row for row, count in counts.items() if count == n]
+        if n < MIN_SEEDS:
+            warnings.append(_few_seeds(", ".join(rows) + (f": {n} seed" if n == 1 else f": {n} seeds")
+                                       + (" each" if len(rows) > 1 else ""), n))
+    for row, metrics in result["differences"].items():
+        shared = metrics[METRIC_KEYS[0]]["n"]
+        if shared < MIN_SEEDS and min(counts[row], counts[result["baseline"]]) >= MIN_SEEDS:
+            warnings.append(_few_seeds(f"{row} - {result['baseline']}: {shared} seed(s) in common", shared))
+    return warnings
+
+
+def _few_seeds(what, n):
+    if n < 2:
+        return f"{what}, so no std and no interval: the numbers are one run's; use {MIN_SEEDS} seeds or more"
+    return (f"{what}; with {n} seeds the std is that of one difference and a 95% interval multiplies it by "
+            f"t = {t_quantile(n - 1):.1f}, so almost no difference is significant; use {MIN_SEEDS} seeds or more")
+
+
 def text_tables(result, seeds):
     blocks = [format_cells({key: cell["text"] for key, cell in metrics.items()},
                            title=f"{row}: mean ± std over seeds {', '.join(map(str, seeds))}")
@@ -371,6 +436,10 @@ def text_tables(result, seeds):
     blocks += [format_cells({key: cell["text"] for key, cell in metrics.items()},
                             title=f"{row} - {result['baseline']}: paired mean difference [95% interval]")
                for row, metrics in result["differences"].items()]
+    if result.get("description"):
+        blocks.insert(0, f"sweep {result['sweep']}: {result['description']}")
+    if result.get("warnings"):
+        blocks.append("\n".join(f"note: {warning}" for warning in result["warnings"]))
     return "\n\n".join(blocks)
 
 
@@ -379,32 +448,43 @@ def markdown(result, seeds):
                                     for level, column in (key.split("_", 1) for key in METRIC_KEYS)) + " |"
     rule = "|---" * (len(METRIC_KEYS) + 1) + "|"
     lines = [f"Mean ± std over seeds {', '.join(map(str, seeds))}:", "", header, rule]
+    if result.get("description"):
+        lines[:0] = [f"**Sweep {result['sweep']}**: {result['description']}.", ""]
     lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
               for row, metrics in result["rows"].items()]
     if result["differences"]:
         lines += ["", f"Paired difference to {result['baseline']} (mean [95% interval over seeds]):", "", header, rule]
         lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
                   for row, metrics in result["differences"].items()]
+    if result.get("warnings"):
+        lines += [""] + [f"> **Note:** {warning}." for warning in result["warnings"]]
     return "\n".join(lines) + "\n"
 
 
 def csv_text(result):
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["row", "metric", "n", "mean", "std", "diff_mean", "diff_low", "diff_high"])
+    # what the numbers are of, on every line: a CSV has no title
+    context = [result.get("split", ""), result.get("dataset", {}).get("title", ""),
+               flags_text(result["main_flags"]) if "main_flags" in result else ""]
+    writer.writerow(["row", "metric", "n", "mean", "std", "diff_mean", "diff_low", "diff_high", "split", "dataset",
+                     "extra_flags"])
     for row, metrics in result["rows"].items():
         for key, cell in metrics.items():
             diff = result["differences"].get(row, {}).get(key, {})
-            writer.writerow([row, key, cell["n"], f"{cell['mean']:.4f}", f"{cell['std']:.4f}",
-                             *("" if diff.get(name) is None else f"{diff[name]:.4f}" for name in ("mean", "low", "high"))])
+            diffs = ("" if diff.get(name) is None else f"{diff[name]:.4f}" for name in ("mean", "low", "high"))
+            writer.writerow([row, key, cell["n"], f"{cell['mean']:.4f}", f"{cell['std']:.4f}", *diffs, *context])
     return out.getvalue()
 
 
 def draw(configs, result, args):
-    """Training curves per configuration (seeds overlaid) and per run, and the table as bars."""
+    """Training curves per configuration (seeds overlaid) and per run, and the table as bars; every
+    title names the data and the extra flags (`sweep_context`), the bars' also the split."""
     from reporting.plots import plot_metric_bars, plot_training_curves, read_train_log
     folder = os.path.join(args.out_dir, "plots")
     written = []
+    # the curves' panels are the val scores of training, titled so; the run is named here
+    runs_of = f"{result['dataset']['title']}, extra flags: {flags_text(result['main_flags'])}"
     for config in configs:
         mode = next(step.mode for step in config.steps if step.mode in ("train", "retrain") and not step.suffix)
         runs = {}
@@ -414,13 +494,17 @@ def draw(configs, result, args):
                 runs[f"seed {seed}"] = read_train_log(log)
                 written.append(plot_training_curves({f"seed {seed}": runs[f"seed {seed}"]},
                                                     os.path.join(folder, f"{run_name(config, seed)}_curves.png"),
-                                                    f"{config.title}, seed {seed}"))
+                                                    f"{config.title}, seed {seed}\n{runs_of}"))
         if runs:
             written.append(plot_training_curves(runs, os.path.join(folder, f"{config.slug}_curves.png"),
-                                                f"{config.title}: seeds {', '.join(map(str, args.seeds))}"))
+                                                f"{config.title}: {', '.join(runs)}\n{runs_of}"))
     if result["rows"]:
+        caution = ""
+        if result["warnings"]:
+            caution = f"\nfewer than {MIN_SEEDS} seeds in some rows: their spread means little"
         written.append(plot_metric_bars(result["rows"], os.path.join(folder, "table_bars.png"),
-                                        f"{args.name}: mean ± std over seeds", baseline=result["baseline"]))
+                                        f"{args.name}: mean ± std over seeds\n{result['description']}{caution}",
+                                        baseline=result["baseline"]))
     return written
 
 
@@ -455,7 +539,8 @@ def get_args_parser():
     how.add_argument("--cpus", type=int, default=8, help="slurm: CPUs per job")
     how.add_argument("--mem", type=int, default=32, help="slurm: memory per job in GB")
     how.add_argument("--array_parallelism", type=int, default=32, help="slurm: jobs of the array running at once")
-    how.add_argument("--slurm_log_dir", default=None, help="submitit's folder of job logs (default <out_dir>/slurm_logs)")
+    how.add_argument("--slurm_log_dir", default=None,
+                     help="submitit's folder of job logs (default <out_dir>/slurm_logs)")
     how.add_argument("--dry_run", action="store_true", help="print the jobs and their commands, run nothing")
     how.add_argument("--no_plots", action="store_true", help="tables only")
     return parser
@@ -472,7 +557,8 @@ def split_argv(argv):
 def check_extra_flags(extra):
     for token in extra:
         if token.split("=", 1)[0] in RESERVED_FLAGS:
-            raise SystemExit(f"error: {token.split('=', 1)[0]} is set by sweep.py per run; remove it from the flags after --")
+            raise SystemExit(f"error: {token.split('=', 1)[0]} is set by sweep.py per run; "
+                             "remove it from the flags after --")
 
 
 def parse_level(text):
@@ -538,7 +624,10 @@ def main(argv):
         raise SystemExit("error: no run finished; nothing to aggregate")
     result = aggregate(per_row, baseline if baseline in per_row else None)
     result.update(seeds=args.seeds, configs={config.title: config.slug for config in configs},
-                  failed_runs=failed, missing=missing, main_flags=extra)
+                  failed_runs=failed, missing=missing, main_flags=extra, **sweep_context(args, extra))
+    result["warnings"] = seed_warnings(result)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(text_tables(result, args.seeds))
     stem = os.path.join(args.out_dir, "sweep")
     atomic_write_text(text_tables(result, args.seeds) + "\n", stem + ".txt")
@@ -547,7 +636,8 @@ def main(argv):
     atomic_write_json(result, stem + ".json")
     if not args.no_plots:
         result["plots"] = draw(configs, result, args)
-    print(f"written: {stem}.{{txt,md,csv,json}}" + (f" and {len(result.get('plots', []))} plot(s)" if not args.no_plots else ""))
+    plots = "" if args.no_plots else f" and {len(result.get('plots', []))} plot(s)"
+    print(f"written: {stem}.{{txt,md,csv,json}}{plots}")
     if failed or missing:
         sys.exit(1)
     return result

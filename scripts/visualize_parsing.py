@@ -13,20 +13,14 @@ score (--metric: seg_/evt_ + audio, visual, av, event, or type = mean of audio, 
 import argparse
 import os
 import re
-import sys
 
 import numpy as np
 
-# Scripts run as `python scripts/<name>.py` from the repository root; put the root on the path
-# so that `utils` imports without installing the project.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from avvp_data.annotations import read_segment_truth, read_video_labels  # noqa: E402
-from avvp_data.llp import CLASSES  # noqa: E402
-from utils.eval_metrics import LEVELS  # noqa: E402
-from utils.eval_metrics import SCORED_MODALITIES, VIDEO_COLUMNS, evaluate_split, gates  # noqa: E402
-from reporting.export import load_predictions  # noqa: E402
-from reporting.visualize import Panel, rank_videos, render_parsing  # noqa: E402
+from avvp_data.annotations import read_segment_truth, read_video_labels
+from avvp_data.llp import CLASSES
+from reporting.export import load_predictions
+from reporting.visualize import Panel, rank_videos, render_parsing
+from utils.eval_metrics import LEVELS, SCORED_MODALITIES, VIDEO_COLUMNS, evaluate_split, gates
 
 METRICS = tuple(f"{level}_{column}" for level in LEVELS for column in VIDEO_COLUMNS + ("type",))
 

@@ -1,13 +1,12 @@
 """Shared fixtures: a small synthetic LLP made once per test session, CLI and script helpers."""
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from dataloader import LLPPaths, load_split
 from avvp_data.synthetic_llp import generate_synthetic_llp
+from dataloader import LLPPaths, load_split
 
 # 2-core CI machines: two OpenMP pools fighting over the cores make a step ~10x slower
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -21,14 +20,6 @@ SHARED_LLP = Path(REPO_ROOT).parent / "shared" / "llp"
 
 def script_path(name):
     return os.path.join(REPO_ROOT, "scripts", f"{name}.py")
-
-
-def load_script(name):
-    """scripts/<name>.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, script_path(name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,11 @@ def run_main(argv):
 
 
 def train_flags(root, save_dir, *extra):
-    return data_flags(root) + ["--model_save_dir", str(save_dir), "--device", "cpu", "--batch-size", "16", *extra]
+    """main_DHHN.py flags for a run on `root` writing to `save_dir`; training modes (the default
+    mode, or --mode train/retrain in `extra`) train in batches of 16, which other modes refuse."""
+    mode = extra[list(extra).index("--mode") + 1] if "--mode" in extra else "train"
+    batches = ["--batch-size", "16"] if mode in ("train", "retrain") else []
+    return data_flags(root) + ["--model_save_dir", str(save_dir), "--device", "cpu", *batches, *extra]
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +70,30 @@ def trained_run(synthetic_root, tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("dhhn_run")
     summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "train", "--epochs", str(TRAIN_EPOCHS)))
     return save_dir, summary
+
+
+# The end-to-end tests, deselected by -m "not e2e" (the fast unit set), by a rule one can check by
+# reading a test: it needs the session's synthetic LLP or trained run (pytest resolves fixtures
+# transitively, so a fixture built on them counts), or its own body calls run_main (main_DHHN.py
+# in-process) or the subprocess module, or it lives in one of E2E_MODULES.
+E2E_FIXTURES = ("synthetic_root", "trained_run")
+E2E_CALLS = ("run_main", "subprocess")
+E2E_MODULES = (
+    "test_reliability",   # runs, resumes and interrupts main_DHHN.py through helpers of its own
+    "test_sweep",         # runs scripts/sweep.py, which trains and tests every configuration
+    "test_speed_paths",   # trains the full-size networks through the training loop's speed paths
+    "test_extraction",    # video files written with PyAV -> features, through the extractor and its CLI
+)
+
+
+def is_end_to_end(item):
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    return (item.module.__name__ in E2E_MODULES
+            or any(name in item.fixturenames for name in E2E_FIXTURES)
+            or (code is not None and any(name in code.co_names for name in E2E_CALLS)))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if is_end_to_end(item):
+            item.add_marker(pytest.mark.e2e)

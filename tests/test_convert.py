@@ -3,10 +3,19 @@ import pytest
 import torch
 from torch import nn
 
-from nets import AudioMGN, HANBaseline, HCMN, VisualMGN
-from nets.convert import (FROM_RELEASE, KINDS, TO_RELEASE, StateDictKeyError,
-                          detect_release_kind, han_from_release, han_to_release,
-                          hcmn_from_release, hcmn_to_release, load_any_state_dict)
+from nets import HCMN, AudioMGN, HANBaseline, VisualMGN
+from nets.convert import (
+    FROM_RELEASE,
+    KINDS,
+    TO_RELEASE,
+    StateDictKeyError,
+    detect_release_kind,
+    han_from_release,
+    han_to_release,
+    hcmn_from_release,
+    hcmn_to_release,
+    load_any_state_dict,
+)
 from nets.release_reference import release_hcmn_forward
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import engine
+from avvp_data.tensor_split import TensorSplit
 from conftest import run_main, train_flags
+from engine.cuda_graph import GraphedTrainStep
 from test_speed_paths import small_split, small_training
 from utils import checkpoint
-from engine.cuda_graph import GraphedTrainStep
-from avvp_data.tensor_split import TensorSplit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

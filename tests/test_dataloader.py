@@ -18,21 +18,40 @@ import numpy as np
 import pytest
 
 import avvp_data.feature_files as feature_files_module
-from conftest import SHARED_LLP
-
-from dataloader import (LLPPaths, LLPSplit, MAX_SHARE_WITHOUT_TRUTH, MAX_VIDEOS_WITHOUT_TRUTH, load_features,
-                        load_split, max_videos_without_truth)
 from avvp_data.annotations import (
-    annotation_version, looks_like_llp_filename, read_eval_rows, read_segment_truth, read_video_labels,
-    segment_truth_with_coverage, unmatched_eval_rows,
+    annotation_version,
+    looks_like_llp_filename,
+    read_eval_rows,
+    read_segment_truth,
+    read_video_labels,
+    segment_truth_with_coverage,
+    unmatched_eval_rows,
 )
-from utils.errors import LLPDataError, LLPDataWarning
 from avvp_data.feature_cache import CACHE_FORMAT, PackedFeatureCache, default_cache_dir
 from avvp_data.feature_files import feature_file_name
 from avvp_data.llp import (
-    CLASS_INDEX, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV,
-    LABEL_TEST_CSV, LABEL_TRAIN_CSV, LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS,
+    CLASS_INDEX,
+    EVAL_AUDIO_CSV,
+    EVAL_VISUAL_CSV,
+    FEATURE_KINDS,
+    LABEL_FULL_CSV,
+    LABEL_TEST_CSV,
+    LABEL_TRAIN_CSV,
+    LABEL_VAL_CSV,
+    NUM_CLASSES,
+    NUM_SEGMENTS,
 )
+from conftest import SHARED_LLP
+from dataloader import (
+    MAX_SHARE_WITHOUT_TRUTH,
+    MAX_VIDEOS_WITHOUT_TRUTH,
+    LLPPaths,
+    LLPSplit,
+    load_features,
+    load_split,
+    max_videos_without_truth,
+)
+from utils.errors import LLPDataError, LLPDataWarning
 
 LLP_DIR = SHARED_LLP
 EVAL_HEADER = ("filename", "onset", "offset", "event_labels")

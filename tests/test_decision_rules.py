@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_script
 from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from reporting.decision_rules import (CMPAE_VISUAL_GRID, RULES, DecisionRuleError, rule_predictions, score_rule,
-                                  tune_visual_thresholds)
-from utils.eval_metrics import evaluate_split, segment_predictions
+from reporting.decision_rules import (
+    CMPAE_VISUAL_GRID,
+    RULES,
+    DecisionRuleError,
+    rule_predictions,
+    score_rule,
+    tune_visual_thresholds,
+)
 from reporting.export import export_predictions
+from scripts import rescore
+from utils.eval_metrics import evaluate_split, segment_predictions
 
 AUDIO, VISUAL = 0, 1   # modality index of frame_prob (N, 10, 2, 25)
 SPEECH, CAR, CHEERING, DOG, CAT, FRYING = range(6)
@@ -117,7 +123,8 @@ def test_cmpae_visual_thresholds_are_per_class():
 @pytest.mark.parametrize("rule, gating", [("dhhn", "modality"), ("han", "global")])
 def test_dhhn_and_han_rules_equal_the_project_gatings(rule, gating):
     generator = torch.Generator().manual_seed(7)
-    outputs = {key: torch.rand(64, NUM_CLASSES, generator=generator) for key in ("audio_prob", "visual_prob", "global_prob")}
+    outputs = {key: torch.rand(64, NUM_CLASSES, generator=generator)
+               for key in ("audio_prob", "visual_prob", "global_prob")}
     outputs["frame_prob"] = torch.rand(64, NUM_SEGMENTS, 2, NUM_CLASSES, generator=generator)
     for key in outputs:   # values exactly at the threshold decide as >= does
         outputs[key].view(-1)[::9] = 0.5
@@ -219,7 +226,6 @@ def tiny_exports(tmp_path):
 
 
 def run_rescore(argv):
-    rescore = load_script("rescore")
     return rescore.main(rescore.get_args_parser().parse_args(argv))
 
 
@@ -233,7 +239,8 @@ def expected_scores(rule, gt, **visual_off):
 @pytest.mark.parametrize("rule", ["dhhn", "han", "coleaf"])
 def test_rescore_fixed_rules_end_to_end(tiny_exports, tmp_path, capsys, rule):
     test_dir, _, eval_flags, gt = tiny_exports
-    results = run_rescore(["--export_dir", test_dir, "--rule", rule, "--out_json", str(tmp_path / "r.json")] + eval_flags)
+    results = run_rescore(["--export_dir", test_dir, "--rule", rule, "--out_json", str(tmp_path / "r.json"),
+                           *eval_flags])
     expected = expected_scores(rule, gt)
     for key in HEADLINE:
         assert results[ROW][key] == pytest.approx(expected[key], abs=1e-12), key
@@ -275,7 +282,7 @@ def test_rescore_cmpae_tunes_on_the_val_export(tiny_exports, tmp_path, capsys):
 
 def refusal(argv, capsys):
     """The one-line error of scripts/rescore.py for `argv` (exit status 2 checked)."""
-    assert load_script("rescore").cli(argv) == 2
+    assert rescore.cli(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("error: ") and captured.err.count("\n") == 1
     return captured.err
@@ -283,7 +290,8 @@ def refusal(argv, capsys):
 
 def test_rescore_refusals(tiny_exports, tmp_path, capsys):
     test_dir, val_dir, eval_flags, _ = tiny_exports
-    assert "val export only" in refusal(["--export_dir", test_dir, "--rule", "cmpae", "--tune_on", test_dir] + eval_flags, capsys)
+    cmpae = ["--export_dir", test_dir, "--rule", "cmpae"]
+    assert "val export only" in refusal(cmpae + ["--tune_on", test_dir] + eval_flags, capsys)
     assert "give --tune_on" in refusal(["--export_dir", test_dir, "--rule", "cmpae"] + eval_flags, capsys)
     assert "--tune_on is for a rule that tunes" in refusal(["--export_dir", test_dir, "--rule", "coleaf",
                                                              "--tune_on", val_dir] + eval_flags, capsys)
@@ -292,7 +300,7 @@ def test_rescore_refusals(tiny_exports, tmp_path, capsys):
     # a val export that shares videos with the scored test export
     two_val_videos = {key: value[:2] for key, value in tuning_set()[0].items()}
     shared = write_export(tmp_path / "shared_val", "val", VAL_NAMES[:1] + TEST_NAMES[:1], two_val_videos)
-    assert "shares 1 video(s)" in refusal(["--export_dir", test_dir, "--rule", "cmpae", "--tune_on", shared] + eval_flags, capsys)
+    assert "shares 1 video(s)" in refusal(cmpae + ["--tune_on", shared] + eval_flags, capsys)
 
     broken = tmp_path / "broken"
     shutil.copytree(test_dir, broken)

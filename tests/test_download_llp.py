@@ -7,11 +7,22 @@ import sys
 
 import pytest
 
-from conftest import SHARED_LLP, load_script, script_path
-from avvp_data.llp import (ANNOTATION_FILES, EVAL_AUDIO_2020_CSV, EVAL_AUDIO_2020_SHA256, EVAL_AUDIO_2020_URL,
-                             EVAL_AUDIO_CSV, LABEL_TRAIN_CSV, PUBLISHED_FLAGS_FILE, PUBLISHED_FLAGS_SHA256,
-                             PUBLISHED_FLAGS_URL, REPRODUCTION_FILES, REPRODUCTION_RELEASE_PATHS,
-                             REPRODUCTION_SOURCE_NAMES)
+from avvp_data.llp import (
+    ANNOTATION_FILES,
+    EVAL_AUDIO_2020_CSV,
+    EVAL_AUDIO_2020_SHA256,
+    EVAL_AUDIO_2020_URL,
+    EVAL_AUDIO_CSV,
+    LABEL_TRAIN_CSV,
+    PUBLISHED_FLAGS_FILE,
+    PUBLISHED_FLAGS_SHA256,
+    PUBLISHED_FLAGS_URL,
+    REPRODUCTION_FILES,
+    REPRODUCTION_RELEASE_PATHS,
+    REPRODUCTION_SOURCE_NAMES,
+)
+from conftest import SHARED_LLP, script_path
+from scripts import download_llp
 from utils.io import file_sha256
 
 SCRIPT = script_path("download_llp")
@@ -29,7 +40,6 @@ needs_shared_llp = pytest.mark.skipif(
     reason=f"the real annotation and release files are not in {SHARED_LLP}")
 
 
-download_llp = load_script("download_llp")
 
 
 def _main(capsys, *args):
@@ -52,7 +62,7 @@ def source(tmp_path):
 @pytest.fixture
 def release_source(source):
     """`source` plus the two real release files, under the names the shared folder gives them."""
-    for name, shared_name in SHARED_RELEASE_NAMES.items():
+    for shared_name in SHARED_RELEASE_NAMES.values():
         shutil.copyfile(os.path.join(SHARED_LLP, shared_name), source / shared_name)
     return source
 

@@ -11,12 +11,21 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import load_script, script_path
-from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLIP_FEATURE_SHAPE, LABEL_COLUMNS, LABEL_FULL_CSV, LABEL_TEST_CSV,
-                             LABEL_TRAIN_CSV, LABEL_VAL_CSV, PSEUDO_LABEL_SHAPE, VALOR_ARCHIVES, VALOR_HF_REPO,
-                             VALOR_SETS)
-
-download_valor = load_script("download_valor_features")
+from avvp_data.llp import (
+    CLAP_FEATURE_SHAPE,
+    CLIP_FEATURE_SHAPE,
+    LABEL_COLUMNS,
+    LABEL_FULL_CSV,
+    LABEL_TEST_CSV,
+    LABEL_TRAIN_CSV,
+    LABEL_VAL_CSV,
+    PSEUDO_LABEL_SHAPE,
+    VALOR_ARCHIVES,
+    VALOR_HF_REPO,
+    VALOR_SETS,
+)
+from conftest import script_path
+from scripts import download_valor_features as download_valor
 
 # 11-character YouTube ids, '-' and '_' included as in the real list
 VIDEO_IDS = ("AAAAAAAAAA1", "b_c-DEFGHI2", "CCCCCCCCCC3")
@@ -278,7 +287,8 @@ def test_an_interrupted_unpack_leaves_no_layout(llp_root, source, monkeypatch, c
 
 def test_video_list_from_the_split_files_or_an_error(tmp_path, source, capsys):
     root = tmp_path / "llp"
-    for name, ids in ((LABEL_TRAIN_CSV, VIDEO_IDS[:1]), (LABEL_VAL_CSV, VIDEO_IDS[1:2]), (LABEL_TEST_CSV, VIDEO_IDS[2:])):
+    for name, ids in ((LABEL_TRAIN_CSV, VIDEO_IDS[:1]), (LABEL_VAL_CSV, VIDEO_IDS[1:2]),
+                      (LABEL_TEST_CSV, VIDEO_IDS[2:])):
         write_label_csv(root / "data" / name, ids)
     assert download_valor.read_video_ids(str(root)) == sorted(f"{i}.npy" for i in VIDEO_IDS)
     (root / "data" / LABEL_VAL_CSV).unlink()
@@ -293,7 +303,7 @@ def test_missing_huggingface_hub_names_the_install_command(llp_root, monkeypatch
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)   # `import huggingface_hub` fails
     code, _, err = _main(capsys, "--llp_root", str(llp_root))
     assert code == 1 and err.count("\n") == 1
-    assert "needs huggingface_hub: pip install -r requirements-hf.txt" in err
+    assert 'needs huggingface_hub: pip install -e ".[hf]"' in err
     assert sorted(os.listdir(llp_root)) == ["data"]
 
 

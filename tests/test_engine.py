@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import engine
+from avvp_data.feature_files import pool_frames_per_segment
+from avvp_data.tensor_split import TensorSplit
 from nets import build_han, build_hcmn, build_mgns, default_feature_dims
 from recipes.base import TrainingModule, WeakLabelCriterion
 from recipes.dhhn import DHHNCriterion, DHHNTrainingModule
-from utils.eval_metrics import segment_predictions
-from avvp_data.feature_files import pool_frames_per_segment
 from recipes.losses import PROB_EPS, make_targets, mgn_losses, parsing_losses
-from avvp_data.tensor_split import TensorSplit
+from utils.eval_metrics import segment_predictions
 
 
 def test_targets_without_and_with_refinement():
@@ -126,7 +126,8 @@ def dhhn_nets():
 
 
 @pytest.mark.parametrize("make_nets, training_module, criterion, expected", [
-    (dhhn_nets, lambda nets: DHHNTrainingModule(nets["model"], {name: nets[name] for name in ("audio_mgn", "visual_mgn")}),
+    (dhhn_nets,
+     lambda nets: DHHNTrainingModule(nets["model"], {name: nets[name] for name in ("audio_mgn", "visual_mgn")}),
      DHHNCriterion(use_rmse=True), DHHN_LOSSES),
     (lambda: {"model": build_han(default_feature_dims())}, lambda nets: TrainingModule(nets["model"]),
      WeakLabelCriterion(), HAN_LOSSES),

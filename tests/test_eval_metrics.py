@@ -5,10 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.bench_eval import random_labels, random_predictions  # the benchmark's generator, shared
 from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS
 from reporting.tables import format_table
-from utils.eval_metrics import _event_counts_batched, _event_masks, _pattern_codes, _popcount, _popcount_swar, _segment_counts_batched, evaluate_split, event_counts, event_level, extract_events, segment_level
+from scripts.bench_eval import random_labels, random_predictions  # the benchmark's generator, shared
+from utils.eval_metrics import (
+    _event_counts_batched,
+    _event_masks,
+    _pattern_codes,
+    _popcount,
+    _popcount_swar,
+    _segment_counts_batched,
+    evaluate_split,
+    event_counts,
+    event_level,
+    extract_events,
+    segment_level,
+)
 
 ALL_CODES = np.arange(2 ** NUM_SEGMENTS)
 

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
+pytest.importorskip("av", reason='the video tests need PyAV: pip install -e ".[video]"')
 
 from extraction import decode, records, vggish, weights
 from extraction import extractor as extractor_module
 from extraction.extractor import FRAME_RATE, FeatureExtractor, extract_videos, feature_folder
 from extraction_stubs import StubExtractor
 from utils.errors import UsageError
-from video_fixtures import (SECOND_COLOURS, TONE_HZ, write_corrupt_file, write_test_video,
-                            write_truncated_video)
+from video_fixtures import SECOND_COLOURS, TONE_HZ, write_corrupt_file, write_test_video, write_truncated_video
 
 
 def nearest_colour(rgb):
@@ -164,7 +163,8 @@ def test_weight_files_are_found_offline_and_checked(tmp_path, monkeypatch):
     digest = weights.file_sha256(tmp_path / "staged.pth")
     good = f"tiny-{digest[:8]}.pth"
     os.rename(tmp_path / "staged.pth", tmp_path / good)
-    monkeypatch.setitem(weights.WEIGHT_FILES, "tiny", weights.WeightFile(good, "http://127.0.0.1:9/" + good, "a test net"))
+    monkeypatch.setitem(weights.WEIGHT_FILES, "tiny",
+                        weights.WeightFile(good, "http://127.0.0.1:9/" + good, "a test net"))
     loaded, record = weights.load_state_dict("tiny", str(tmp_path))
     assert torch.equal(loaded["layer.weight"], state["layer.weight"])
     assert record == {"file": good, "sha256": digest, "what": "a test net"}
@@ -198,8 +198,7 @@ def test_records_tell_training_settings_apart(tmp_path):
 # ---------------------------------------------------------------- the command line
 
 def test_extract_features_cli(videos, tmp_path, monkeypatch, capsys):
-    from conftest import load_script
-    cli = load_script("extract_features")
+    from scripts import extract_features as cli
     monkeypatch.setattr(extractor_module, "FeatureExtractor", StubExtractor)
     folder = tmp_path / "in"
     folder.mkdir()
@@ -227,9 +226,10 @@ def test_extract_features_cli(videos, tmp_path, monkeypatch, capsys):
 
 def test_a_missing_pyav_is_one_line_naming_the_install(monkeypatch):
     import sys
+
     from utils.errors import UserError
     monkeypatch.setitem(sys.modules, "av", None)   # import av now raises ImportError
-    with pytest.raises(UserError, match=r"^video decoding needs PyAV: pip install -r requirements-video.txt$"):
+    with pytest.raises(UserError, match=r'^video decoding needs PyAV: pip install -e "\.\[video\]"$'):
         StubExtractor(random_weights=True)
 
 

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_LLP, run_main, train_flags
 from avvp_data.annotations import read_video_labels
 from avvp_data.refinement_flags import RefinementError, read_refined_labels, to_published_lists, write_flags
-from engine.label_refinement import choose_partners, flag_quality, flags_from_predictions
 from avvp_data.synthetic_llp import load_planted_truth
-
+from conftest import SHARED_LLP, run_main, train_flags
+from engine.label_refinement import choose_partners, flag_quality, flags_from_predictions
 
 
 def test_partners_have_disjoint_labels_and_are_seeded():
@@ -141,7 +140,8 @@ def test_pickle_named_csv_says_so(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"filename\tevent_labels\tmodality\n\xff\xfe\x00bad", "not a tab-separated text file (not UTF-8 text: line 2, byte 31 is b'\\xff')"),
+    (b"filename\tevent_labels\tmodality\n\xff\xfe\x00bad",
+     "not a tab-separated text file (not UTF-8 text: line 2, byte 31 is b'\\xff')"),
     (b"filename\tevent_labels\tmodality\n\x00\x01\x02", "not a tab-separated text file (binary"),
     (b"", "empty file: line 1 should be the header row filename, event_labels, modality"),
     (b"\n\n", "empty file"),
@@ -219,7 +219,7 @@ def test_estimate_labels_then_retrain(trained_run, synthetic_root):
 
     retrained = run_main(train_flags(synthetic_root, save_dir, "--mode", "retrain", "--refined_labels", pickle_path,
                                      "--checkpoint", "DHHN_refined", "--epochs", "1"))
-    assert retrained["args"]["lr_visual_mgn"] == 3e-4 and len(retrained["history"]) == 1
+    assert retrained["config"]["optim"]["lr_visual_mgn"] == 3e-4 and len(retrained["history"]) == 1
 
 
 def test_flags_on_unlabelled_classes_are_dropped_and_counted():

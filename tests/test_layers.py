@@ -8,14 +8,14 @@ import re
 
 import pytest
 
-from conftest import REPO_ROOT, load_script
+from conftest import REPO_ROOT
 from utils.errors import UserError
 
 # rank of each top-level part of the project: a module may import its own part and parts of a
 # lower rank, nothing else (README, "Project layout")
 LAYER_RANKS = {"utils": 0, "avvp_data": 1, "nets": 2, "extraction": 2, "dataloader": 2,
-               "reporting": 3, "recipes": 3, "engine": 3, "modes": 4, "main_DHHN": 5,
-               "scripts": 6, "parse_video": 6}
+               "reporting": 3, "recipes": 3, "engine": 3, "config": 4, "modes": 5, "main_DHHN": 6,
+               "scripts": 7, "parse_video": 7}
 PROJECT_PARTS = set(LAYER_RANKS) - {"scripts", "parse_video"}
 
 
@@ -23,7 +23,8 @@ def project_files():
     """Repository-relative paths of every project .py file outside tests/."""
     found = []
     for folder, subfolders, files in os.walk(REPO_ROOT):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".") and name not in ("tests", "data", "feats", "models")]
+        subfolders[:] = [name for name in subfolders
+                         if not name.startswith(".") and name not in ("tests", "data", "feats", "models")]
         found += [os.path.relpath(os.path.join(folder, name), REPO_ROOT) for name in files if name.endswith(".py")]
     return sorted(found)
 
@@ -76,10 +77,7 @@ def _modules_defining_errors():
 
 @pytest.mark.parametrize("relative_path", sorted(_modules_defining_errors()))
 def test_every_error_class_is_a_user_error(relative_path):
-    if part_of(relative_path) == "scripts":
-        module = load_script(os.path.basename(relative_path).removesuffix(".py"))
-    else:
-        module = importlib.import_module(relative_path.removesuffix(".py").replace(os.sep, "."))
+    module = importlib.import_module(relative_path.removesuffix(".py").replace(os.sep, "."))
     errors = [cls for _, cls in inspect.getmembers(module, inspect.isclass)
               if issubclass(cls, Exception) and not issubclass(cls, Warning) and cls.__module__ == module.__name__]
     assert errors, relative_path

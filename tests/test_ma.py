@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import run_main, train_flags
-from utils import checkpoint
 from recipes.losses import segment_contrast_loss
+from utils import checkpoint
 
 
 def test_contrast_term_by_hand():
@@ -57,20 +57,22 @@ def test_ma_estimates_flags_retrains_and_tests(ma_run, synthetic_root, tmp_path)
     assert estimate["flagged_audio"] + estimate["flagged_visual"] > 0
     retrained = run_main(train_flags(synthetic_root, tmp_path, "--model", "ma", "--mode", "retrain", "--epochs", "2",
                                      "--refined_labels", str(tmp_path / "flags.pkl"), "--checkpoint", "MA_refined"))
-    assert retrained["args"]["epochs"] == 2 and "contrast" in retrained["history"][-1]["losses"]
-    tested = run_main(train_flags(synthetic_root, tmp_path, "--model", "ma", "--mode", "test", "--checkpoint", "MA_refined"))
+    assert retrained["config"]["optim"]["epochs"] == 2 and "contrast" in retrained["history"][-1]["losses"]
+    tested = run_main(train_flags(synthetic_root, tmp_path, "--model", "ma", "--mode", "test",
+                                  "--checkpoint", "MA_refined"))
     assert list(tested["tables"]) == ["MA (last epoch)"]
-    assert tested["args"]["refine_source"] == "final"
+    assert tested["config"]["run"]["refine_source"] == "final"
     # DHHN retrained on MA's flags: the paper's refinement chain
     dhhn = run_main(train_flags(synthetic_root, tmp_path, "--mode", "retrain", "--epochs", "1",
                                 "--refined_labels", str(tmp_path / "flags.pkl"), "--checkpoint", "DHHN_refined"))
-    assert dhhn["args"]["model"] == "dhhn" and set(dhhn["best_epoch"]) == {"audio", "visual", "overall"}
+    assert dhhn["config"]["model"]["name"] == "dhhn" and set(dhhn["best_epoch"]) == {"audio", "visual", "overall"}
 
 
 def test_published_ma_schedule():
-    from main_DHHN import get_args_parser, resolve_args
-    train = resolve_args(get_args_parser().parse_args(["--model", "ma"]))
-    retrain = resolve_args(get_args_parser().parse_args(["--model", "ma", "--mode", "retrain"]))
-    assert (train.batch_size, train.epochs, train.lr) == (16, 12, 3e-4)
-    assert (retrain.batch_size, retrain.epochs, retrain.lr) == (16, 12, 3e-4)
-    assert train.lr_audio_mgn is None and train.rmse is None
+    from config import resolve_config
+    from main_DHHN import get_args_parser
+    train = resolve_config(get_args_parser().parse_args(["--model", "ma"]))
+    retrain = resolve_config(get_args_parser().parse_args(["--model", "ma", "--mode", "retrain"]))
+    assert (train.optim.batch_size, train.optim.epochs, train.optim.lr) == (16, 12, 3e-4)
+    assert (retrain.optim.batch_size, retrain.optim.epochs, retrain.optim.lr) == (16, 12, 3e-4)
+    assert train.optim.lr_audio_mgn is None and train.model.rmse is None

@@ -3,28 +3,28 @@ import dataclasses
 import math
 import os
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from avvp_data.feature_cache import PackedFeatureCache
+from avvp_data.feature_files import clap_maps_to_segments
+from avvp_data.llp import CLAP_FEATURE_SHAPE, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.synthetic_llp import load_planted_truth
+from config import resolve_config
 from conftest import data_flags, run_main
 from dataloader import LLPPaths, load_features, load_pseudo_labels, load_split
-from main_DHHN import get_args_parser, resolve_args
-from modes.train import build_training_run, check_resume_args
+from engine.optimization import warm_up_cosine_factor
+from main_DHHN import get_args_parser
+from modes.train import build_training_run, check_resume_config
 from nets import build_han, count_parameters, default_feature_dims
 from recipes import RECIPES
 from recipes.base import TrainingModule, WeakLabelCriterion
 from recipes.dhhn import DHHNCriterion
-from avvp_data.llp import CLAP_FEATURE_SHAPE, NUM_CLASSES, NUM_SEGMENTS
-from utils.errors import LLPDataError, UsageError
-from avvp_data.feature_cache import PackedFeatureCache
-from avvp_data.feature_files import clap_maps_to_segments
 from recipes.losses import segment_pseudo_label_loss
-from engine.optimization import warm_up_cosine_factor
-from avvp_data.synthetic_llp import load_planted_truth
+from utils.errors import LLPDataError, UsageError
 
 VIDEOS = ("aaaaaaaaaaa_0_10", "bbbbbbbbbbb_30_40", "ccccccccccc_5_15")
 CLAP_ROWS, CLAP_DIM = CLAP_FEATURE_SHAPE
@@ -174,7 +174,7 @@ def test_every_criterion_adds_the_named_pseudo_terms_with_their_weight():
 def test_dhhn_with_pseudo_labels_and_optionally_its_guides():
     torch.manual_seed(0)
     batch = batch_with_pseudo()
-    args = SimpleNamespace(hier_feat=True, hier_pred=True, audio_mgn=True, visual_mgn=True)
+    args = parse()
     recipe = RECIPES["dhhn"]
     module = recipe.training_module(recipe.build_model(recipe.model_config(args, default_feature_dims())),
                                     recipe.build_guides(args, default_feature_dims())).eval()
@@ -191,20 +191,22 @@ def test_dhhn_with_pseudo_labels_and_optionally_its_guides():
 # VALOR's flags, network and schedule
 
 def parse(*argv):
-    return resolve_args(get_args_parser().parse_args(list(argv)))
+    return resolve_config(get_args_parser().parse_args(list(argv)))
 
 
 def test_valors_flag_names_are_accepted_as_aliases(capsys):
     args = parse("--mode", "train", "--model", "MMIL_Net", "--model_name", "model_VALOR", "--batch_size", "64",
                  "--a_pseudo_data_dir", "A", "--v_pseudo_data_dir", "V", "--norm_where", "post_norm",
                  "--hidden_dim", "512", "--nhead", "8", "--ff_dim", "1024", "--num_layers", "1")
-    assert (args.model, args.checkpoint, args.batch_size) == ("han", "model_VALOR", 64)
-    assert (args.audio_pseudo_dir, args.visual_pseudo_dir, args.pseudo_weight) == ("A", "V", 1.0)
-    assert (args.weak_loss, args.han_update, args.nhead, args.ff_dim) == ("global", "sequential", 8, 1024)
+    assert (args.model.name, args.run.checkpoint, args.optim.batch_size) == ("han", "model_VALOR", 64)
+    assert (args.data.audio_pseudo_dir, args.data.visual_pseudo_dir, args.optim.pseudo_weight) == ("A", "V", 1.0)
+    assert (args.optim.weak_loss, args.model.han_update, args.model.nhead, args.model.ff_dim) == (
+        "global", "sequential", 8, 1024)
     assert "--model MMIL_Net: --model han --weak_loss global --han_update sequential" in capsys.readouterr().out
     # as published unless asked
     plain = parse("--model", "han")
-    assert (plain.weak_loss, plain.han_update, plain.nhead, plain.ff_dim, plain.optimizer) == (
+    assert (plain.optim.weak_loss, plain.model.han_update, plain.model.nhead, plain.model.ff_dim,
+            plain.optim.optimizer) == (
         "all", "parallel", 1, 512, "adam")
 
 
@@ -266,9 +268,9 @@ def test_warm_up_cosine_is_valors_schedule_epoch_by_epoch():
 
 def test_a_cosine_run_cannot_be_resumed_with_more_epochs():
     args = parse("--scheduler", "warm_up_cos_anneal", "--epochs", "12", "--resume")
-    recorded = {**vars(args), "epochs": 10, "resume": False}
+    recorded = {**args.flags(), "epochs": 10, "resume": False}
     with pytest.raises(UsageError, match="--scheduler warm_up_cos_anneal is shaped by the number of epochs"):
-        check_resume_args(recorded, args, 10, "x_last.pt")
+        check_resume_config(recorded, args, 10, "x_last.pt")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,10 +358,13 @@ def test_valors_train_script_flags_run_through_this_entry_point():
             "--v_pseudo_data_dir ./data/CLIP/segment_pseudo_labels "
             "--a_pseudo_data_dir ./data/CLAP/segment_pseudo_labels").split()
     args = parse(*argv)
-    assert (args.model, args.checkpoint, args.seed, args.epochs, args.batch_size) == (
+    assert (args.model.name, args.run.checkpoint, args.run.seed, args.optim.epochs, args.optim.batch_size) == (
         "han", "model_VALOR++_reproduce", 87, 60, 64)
-    assert (args.hidden_dim, args.nhead, args.ff_dim, args.num_layers, args.han_update) == (256, 8, 1024, 4, "sequential")
-    assert (args.optimizer, args.weight_decay, args.beta1, args.beta2, args.eps) == ("adamw", 1e-3, 0.5, 0.999, 1e-8)
-    assert (args.scheduler, args.warm_up_epoch, args.lr, args.lr_min, args.grad_norm) == (
+    model, optim = args.model, args.optim
+    assert (model.hidden_dim, model.nhead, model.ff_dim, model.num_layers, model.han_update) == (
+        256, 8, 1024, 4, "sequential")
+    assert (optim.optimizer, optim.weight_decay, optim.beta1, optim.beta2, optim.eps) == (
+        "adamw", 1e-3, 0.5, 0.999, 1e-8)
+    assert (args.optim.scheduler, args.optim.warm_up_epoch, args.optim.lr, args.optim.lr_min, args.optim.grad_norm) == (
         "warm_up_cos_anneal", 10, 3e-4, 3e-6, 1.0)
-    assert (args.weak_loss, args.audio_pseudo_dir) == ("global", "./data/CLAP/segment_pseudo_labels")
+    assert (args.optim.weak_loss, args.data.audio_pseudo_dir) == ("global", "./data/CLAP/segment_pseudo_labels")

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
+pytest.importorskip("av", reason='the video tests need PyAV: pip install -e ".[video]"')
 
 import engine
 import parse_video
+from avvp_data.llp import CLASSES
+from avvp_data.synthetic_llp import generate_synthetic_llp
 from conftest import data_flags, load_test_split, run_main, train_flags
 from dataloader import LLPPaths, load_features
 from extraction import extractor as extractor_module
@@ -21,9 +23,7 @@ from extraction.windows import Window
 from extraction_stubs import StubExtractor
 from modes.evaluate import assemble_rows
 from recipes import RECIPES
-from avvp_data.llp import CLASSES
 from utils.eval_metrics import segment_predictions
-from avvp_data.synthetic_llp import generate_synthetic_llp
 from video_fixtures import write_test_video
 
 

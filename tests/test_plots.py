@@ -7,10 +7,19 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from utils.eval_metrics import METRIC_KEYS
+from reporting.plots import (
+    PlotInputError,
+    TrainLogError,
+    metric_bars_figure,
+    panel_titles,
+    plot_metric_bars,
+    plot_training_curves,
+    read_train_log,
+    selected_epochs,
+    training_curves_figure,
+)
 from utils.errors import UserError
-from reporting.plots import (PlotInputError, TrainLogError, metric_bars_figure, panel_titles, plot_metric_bars,
-                         plot_training_curves, read_train_log, selected_epochs, training_curves_figure)
+from utils.eval_metrics import METRIC_KEYS
 
 DHHN_TERMS = ("bce_audio", "bce_visual", "bce_global", "guide_audio", "guide_visual", "rmse")
 
@@ -137,6 +146,55 @@ def test_plot_training_curves_writes_a_png(tmp_path):
                                   metrics=("seg_type",))
     assert read_png(single).shape[0] > 200
     assert [p.name for p in out.parent.iterdir()] == ["dhhn.png"]   # no temp file left
+
+
+def visible_ticks(ax):
+    low, high = ax.get_xlim()
+    return [float(tick) for tick in ax.get_xticks() if low <= tick <= high]
+
+
+def curve_lines(ax):
+    """The runs' curves of a panel (the selection marks are lines without a line style)."""
+    return [line for line in ax.lines if line.get_linestyle() != "None"]
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_short_runs_draw_a_dot_per_epoch_on_integer_ticks(epochs):
+    runs = {"seed 1": [epoch_record(epoch, ("overall",) if epoch == 1 else ()) for epoch in range(1, epochs + 1)],
+            "seed 2": [epoch_record(epoch, (), score=0.6) for epoch in range(1, epochs + 1)]}
+    fig = training_curves_figure(runs, "HAN", metrics=("seg_type",))
+    for ax in fig.axes:
+        assert visible_ticks(ax) == list(range(1, epochs + 1)), ax.get_title()
+        lines = curve_lines(ax)
+        assert len(lines) == 2
+        # a one-point line draws nothing without a marker
+        assert all(line.get_marker() == "o" and line.get_markersize() > 0 for line in lines)
+        assert all(list(line.get_xdata()) == list(range(1, epochs + 1)) for line in lines)
+    assert all(handle.get_marker() == "o" for handle in fig.legends[0].legend_handles[:2])
+
+
+def test_long_runs_draw_plain_lines_on_integer_ticks():
+    runs = {"seed 1": [epoch_record(epoch, ("audio",) if epoch == 40 else ()) for epoch in range(1, 61)]}
+    fig = training_curves_figure(runs, "DHHN", metrics=("seg_type",))
+    for ax in fig.axes:
+        ticks = visible_ticks(ax)
+        assert 3 <= len(ticks) <= 10 and all(tick == int(tick) for tick in ticks)
+        assert [line.get_marker() for line in curve_lines(ax)] == ["None"]
+    # the selected epoch keeps its marker
+    assert [line.get_marker() for line in fig.axes[-1].lines if line.get_linestyle() == "None"] == ["^"]
+
+
+def test_a_long_title_is_wrapped_to_the_figure_and_gets_room():
+    runs = {"seed 1": [epoch_record(1, ("final",))]}
+    title = "MA, seed 1: test split, synthetic LLP (data/synthetic), extra flags: " + " ".join(["--epochs 3"] * 12)
+    short = training_curves_figure(runs, "MA", metrics=("seg_type",))
+    fig = training_curves_figure(runs, title, metrics=("seg_type",))
+    text = fig._suptitle.get_text()
+    assert text.replace("\n", " ") == title and text.count("\n") >= 1
+    assert fig.get_figheight() > short.get_figheight()
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width   # it fits the figure
 
 
 def test_training_curves_name_the_run_and_metric_that_is_missing():

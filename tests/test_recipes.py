@@ -1,12 +1,12 @@
 """Model recipes: the per-model answers the modes ask for (recipes/), checkpoint selection, the
 published defaults and ablation switches, and --llp_root."""
 import math
-from types import SimpleNamespace
 
 import pytest
 
+from config import resolve_config
 from conftest import run_main, train_flags
-from main_DHHN import get_args_parser, resolve_args
+from main_DHHN import get_args_parser
 from modes.train import TrainingRun, select_checkpoints
 from nets import build_han, count_parameters
 from recipes import ABLATION_SWITCHES, RECIPES
@@ -17,7 +17,7 @@ DIMS = {"audio": 128, "frames": 2048, "snippets": 512}
 
 
 def parse(*argv):
-    return resolve_args(get_args_parser().parse_args(list(argv)))
+    return resolve_config(get_args_parser().parse_args(list(argv)))
 
 
 def metrics(seg_audio=0.5, evt_audio=0.5, seg_visual=0.5, evt_visual=0.5, seg_type=0.5):
@@ -35,7 +35,8 @@ def test_dhhn_keeps_each_role_on_its_own_strict_improvement():
     run = fresh_run(recipe)
     assert select_checkpoints(recipe.selection, metrics(), 1, run) == ["audio", "visual", "overall"]
     # audio (0.6 + 0.5) / 2 improves; visual (0.4 + 0.6) / 2 = 0.5 ties: kept at epoch 1
-    assert select_checkpoints(recipe.selection, metrics(seg_audio=0.6, seg_visual=0.4, evt_visual=0.6), 2, run) == ["audio"]
+    better_audio = metrics(seg_audio=0.6, seg_visual=0.4, evt_visual=0.6)
+    assert select_checkpoints(recipe.selection, better_audio, 2, run) == ["audio"]
     assert run.best_epoch == {"audio": 2, "visual": 1, "overall": 1}
     assert run.best["audio"] == pytest.approx(0.55)
     assert select_checkpoints(recipe.selection, metrics(seg_type=0.7), 3, run) == ["overall"]
@@ -62,10 +63,10 @@ def test_rows_and_the_checkpoints_they_need():
 
 def test_switches_a_model_lacks_are_refused_and_recorded_as_not_applicable():
     han = parse("--model", "han")
-    assert [getattr(han, switch) for switch in ABLATION_SWITCHES] == [None] * 5
-    assert [getattr(parse("--model", "ma"), switch) for switch in ABLATION_SWITCHES] == [None] * 5
+    assert [getattr(han.model, switch) for switch in ABLATION_SWITCHES] == [None] * 5
+    assert [getattr(parse("--model", "ma").model, switch) for switch in ABLATION_SWITCHES] == [None] * 5
     dhhn = parse("--no_rmse")
-    assert [getattr(dhhn, switch) for switch in ABLATION_SWITCHES] == [True, True, True, True, False]
+    assert [getattr(dhhn.model, switch) for switch in ABLATION_SWITCHES] == [True, True, True, True, False]
     for flag in ("--no_hier_feat", "--no_hier_pred", "--no_audio_mgn", "--no_visual_mgn", "--no_rmse"):
         with pytest.raises(UsageError, match=f"{flag}: --model han has no such part"):
             parse("--model", "han", flag)
@@ -100,6 +101,7 @@ def test_visual_mgn_layers_start_identical_then_train_apart():
 
 def test_mgn_learning_rates_reach_the_optimizers():
     import torch
+
     from modes.train import build_training_run
     run = build_training_run(RECIPES["dhhn"], parse("--lr", "1e-3"), DIMS, torch.device("cpu"))
     assert [opt.param_groups[0]["lr"] for opt in run.optimizers.values()] == [1e-3, 2 * 1e-3, 0.2 * 1e-3]
@@ -115,15 +117,15 @@ def test_refine_source_must_be_a_role_of_the_model():
 
 def test_llp_root_fills_the_official_layout_and_explicit_flags_win(tmp_path):
     args = parse("--llp_root", str(tmp_path), "--label_val", "elsewhere/val.csv")
-    assert args.audio_dir == str(tmp_path / "feats" / "vggish")
-    assert args.video_dir == str(tmp_path / "feats" / "res152")
-    assert args.st_dir == str(tmp_path / "feats" / "r2plus1d_18")
-    assert args.label_train == str(tmp_path / "data" / "AVVP_train.csv")
-    assert args.label_val == "elsewhere/val.csv"
-    assert args.eval_visual_csv == str(tmp_path / "data" / "AVVP_eval_visual.csv")
-    assert parse().audio_dir == "feats/vggish"   # the release's default, relative to the current folder
+    assert args.data.audio_dir == str(tmp_path / "feats" / "vggish")
+    assert args.data.video_dir == str(tmp_path / "feats" / "res152")
+    assert args.data.st_dir == str(tmp_path / "feats" / "r2plus1d_18")
+    assert args.data.label_train == str(tmp_path / "data" / "AVVP_train.csv")
+    assert args.data.label_val == "elsewhere/val.csv"
+    assert args.data.eval_visual_csv == str(tmp_path / "data" / "AVVP_eval_visual.csv")
+    assert parse().data.audio_dir == "feats/vggish"   # the release's default, relative to the current folder
     # the 2020 copy of the audio truth, which scored the published numbers
-    assert parse("--llp_root", str(tmp_path), "--eval_audio_version", "2020").eval_audio_csv == \
+    assert parse("--llp_root", str(tmp_path), "--eval_audio_version", "2020").data.eval_audio_csv == \
         str(tmp_path / "data" / "AVVP_eval_audio_2020.csv")
     with pytest.raises(UsageError, match="--eval_audio_version picks the file under --llp_root"):
         parse("--eval_audio_version", "2020", "--eval_audio_csv", "mine.csv")
@@ -136,7 +138,7 @@ def save_as_selected(model, config, save_dir, name, role):
 def test_checkpoints_of_another_model_are_refused_naming_both(synthetic_root, tmp_path, capsys):
     han = build_han(DIMS)
     assert count_parameters(han) == 4_569_675
-    config = RECIPES["han"].model_config(SimpleNamespace(**RECIPES["han"].options), DIMS)
+    config = RECIPES["han"].model_config(parse("--model", "han"), DIMS)
     for role in ("audio", "visual", "overall"):
         save_as_selected(han, config, tmp_path, "HAN", role)
     with pytest.raises(SystemExit):
@@ -151,7 +153,7 @@ def test_a_missing_optional_row_is_skipped_with_a_note_a_corrupt_one_is_an_error
     for role in ("audio", "visual"):
         content = checkpoint.load(checkpoint.best_path(str(save_dir), "DHHN", role))
         checkpoint.save(checkpoint.best_path(str(tmp_path), "DHHN", role), **content)
-    root = content["args"]["llp_root"]
+    root = content["config"]["data"]["llp_root"]
     summary = run_main(train_flags(root, tmp_path, "--mode", "test"))
     assert list(summary["tables"]) == ["DHHN dual (best-audio + best-visual)"]
     assert "row 'HCMN best-overall' skipped: no overall checkpoint" in capsys.readouterr().out

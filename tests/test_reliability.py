@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import modes.common
+from avvp_data.synthetic_llp import generate_synthetic_llp
 from conftest import REPO_ROOT, run_main, train_flags
 from main_DHHN import MODES, get_args_parser
 from modes.common import RUN_MODES
 from utils import checkpoint
 from utils.run_lock import RunLock
-from avvp_data.synthetic_llp import generate_synthetic_llp
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,8 @@ def test_training_again_under_a_used_name_keeps_the_earlier_files(tiny_root, tmp
         "DHHN_train_args.json", "DHHN_train_log.jsonl", "DHHN_train_summary.json"]
     kept = checkpoint.load(str(moved[0] / "DHHN_last.pt"))
     assert all(torch.equal(kept["nets"]["model"][key], value) for key, value in first["nets"]["model"].items())
-    assert (tmp_path / "DHHN_last.pt").is_file() and (tmp_path / "DHHN_seed2_last.pt").read_bytes() == b"another run's file"
+    assert (tmp_path / "DHHN_last.pt").is_file()
+    assert (tmp_path / "DHHN_seed2_last.pt").read_bytes() == b"another run's file"
 
 
 # ---------------------------------------------------------------- resume
@@ -251,9 +252,10 @@ def test_refinement_script_chains_the_steps_of_one_run(tiny_root, tmp_path):
     assert "no published flags at" in result.stdout and "ESTIMATOR=ma" in result.stdout
     save_dir = tmp_path / "my runs"
     flags = save_dir / "A_ma_refined_labels.pkl"
-    assert flags.is_file() and (save_dir / "A_ma_best_final.pt").is_file() and (save_dir / "A_refined_best_audio.pt").is_file()
+    assert flags.is_file() and (save_dir / "A_ma_best_final.pt").is_file()
+    assert (save_dir / "A_refined_best_audio.pt").is_file()
     retrain = json.loads((save_dir / "A_refined_retrain_args.json").read_text())
-    assert retrain["args"]["refined_labels"] == str(flags) and retrain["args"]["model"] == "dhhn"
+    assert retrain["config"]["data"]["refined_labels"] == str(flags) and retrain["config"]["model"]["name"] == "dhhn"
     for bad_flag in ("--checkpoint", "--model"):
         refused = run_script("DHHN_refinement.sh", {"LLP_ROOT": str(tiny_root)}, bad_flag, "X", cwd=tmp_path)
         assert refused.returncode == 2 and "set SAVE_DIR=..., NAME=..., ESTIMATOR=..." in refused.stderr
@@ -263,9 +265,10 @@ def test_refinement_script_uses_the_published_flags_when_present(tiny_root, tmp_
     import shutil
     root = tmp_path / "llp"
     shutil.copytree(tiny_root, root)
-    from avvp_data.refinement_flags import write_flags
-    from avvp_data.annotations import read_video_labels
     import numpy as np
+
+    from avvp_data.annotations import read_video_labels
+    from avvp_data.refinement_flags import write_flags
     filenames, labels = read_video_labels(str(root / "data" / "AVVP_train.csv"))
     flags = np.zeros_like(labels, dtype=bool)
     flags[0, labels[0].argmax()] = True
@@ -274,4 +277,5 @@ def test_refinement_script_uses_the_published_flags_when_present(tiny_root, tmp_
                         "--epochs", "1", "--batch-size", "16", "--progress", "off", "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"retraining on the published flags {root}/data/need_to_change_MA.pkl" in result.stdout
-    assert not list((tmp_path / "runs").glob("DHHN_ma_*")) and (tmp_path / "runs" / "DHHN_refined_best_audio.pt").is_file()
+    assert not list((tmp_path / "runs").glob("DHHN_ma_*"))
+    assert (tmp_path / "runs" / "DHHN_refined_best_audio.pt").is_file()

@@ -8,17 +8,31 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import data_flags, load_script, load_test_split, run_main
-from dataloader import LLPPaths, load_split
-from utils import checkpoint
 from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from utils.eval_metrics import evaluate_split, event_rows, score_outputs, segment_predictions
-from reporting.export import (export_predictions, load_predictions, read_event_csv, rescore_event_files, row_slug,
-                          write_event_csv)
 from avvp_data.synthetic_llp import generate_synthetic_llp
-from reporting.tables import (MODALITY_STATES, format_confusion, modality_confusion, per_class_csv_text,
-                          per_class_table, write_per_class_csv)
+from conftest import data_flags, load_test_split, run_main
+from dataloader import LLPPaths, load_split
+from reporting.export import (
+    export_predictions,
+    load_predictions,
+    read_event_csv,
+    rescore_event_files,
+    row_slug,
+    write_event_csv,
+)
+from reporting.tables import (
+    MODALITY_STATES,
+    format_confusion,
+    modality_confusion,
+    per_class_csv_text,
+    per_class_table,
+    write_per_class_csv,
+)
 from reporting.visualize import Panel, classes_to_show, rank_videos, render_parsing, segment_spans
+from scripts import rescore
+from scripts import visualize_parsing as visualize
+from utils import checkpoint
+from utils.eval_metrics import evaluate_split, event_rows, score_outputs, segment_predictions
 
 HEADLINE = [f"{level}_{column}" for level in ("seg", "evt") for column in ("audio", "visual", "av", "type", "event")]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -155,7 +169,9 @@ def test_per_class_csv_and_table(tmp_path):
     table = per_class_table(metrics, title="per class")
     assert table.splitlines()[0] == "per class"
     assert all(name in table for name in CLASSES)
-    assert table.splitlines()[-1].split() == ["class", "mean", "50.0", "66.7", "-", "50.0", "100.0", "-"]
+    assert table.splitlines()[-2].split() == ["class", "mean", "50.0", "66.7", "-", "50.0", "100.0", "-"]
+    # the last line says what "-" means
+    assert table.splitlines()[-1].startswith("-: the class neither occurs nor is predicted")
 
 
 # ---------------------------------------------------------------- timelines
@@ -206,9 +222,8 @@ def test_render_timeline_and_comparison_png(tmp_path):
 # ---------------------------------------------------------------- main_DHHN end to end
 
 def test_test_mode_exports_and_rescore_reproduces_the_table(synthetic_root, tmp_path, capsys):
-    flags = data_flags(synthetic_root) + ["--model_save_dir", str(tmp_path / "run"), "--device", "cpu",
-                                          "--batch-size", "16"]
-    run_main(flags + ["--mode", "train", "--epochs", "1"])
+    flags = data_flags(synthetic_root) + ["--model_save_dir", str(tmp_path / "run"), "--device", "cpu"]
+    run_main(flags + ["--mode", "train", "--epochs", "1", "--batch-size", "16"])
     export_dir = tmp_path / "export"
     summary = run_main(flags + ["--mode", "test", "--export_dir", str(export_dir)])
     printed = capsys.readouterr().out
@@ -217,7 +232,6 @@ def test_test_mode_exports_and_rescore_reproduces_the_table(synthetic_root, tmp_
     assert sum(sum(row.values()) for row in confusion.values()) == summary["num_videos"] * NUM_CLASSES * NUM_SEGMENTS
     assert (tmp_path / "run" / "DHHN_test_per_class.csv").is_file()
 
-    rescore = load_script("rescore")
     audio_csv, visual_csv = eval_csvs(synthetic_root)
     results = rescore.main(rescore.get_args_parser().parse_args([
         "--export_dir", str(export_dir), "--label_csv", f"{synthetic_root}/data/AVVP_test_pd.csv",
@@ -234,7 +248,6 @@ def test_test_mode_exports_and_rescore_reproduces_the_table(synthetic_root, tmp_
         assert "\n".join(table_lines) in rescored_text
 
     # timelines straight from the export: the worst video, dual DHHN beside the single HCMN
-    visualize = load_script("visualize_parsing")
     manifest = json.loads((export_dir / "manifest.json").read_text())["rows"]
     dual, single = (str(export_dir / entry["npz"]) for entry in manifest.values())
     written = visualize.main(visualize.get_args_parser().parse_args([
@@ -266,9 +279,8 @@ def test_clip_clap_sized_features_train_and_test(tiny_root, tmp_path, capsys):
             if projection is None:
                 projection = rng.standard_normal((features.shape[1], CLIP_LIKE_DIMS[kind])) / np.sqrt(features.shape[1])
             np.save(root / "feats" / folder / source.name, (features @ projection).astype(np.float32))
-    flags = data_flags(root) + ["--model_save_dir", str(tmp_path / "run"), "--device", "cpu", "--batch-size", "16",
-                                "--feature_cache", "none"]
-    trained = run_main(flags + ["--mode", "train", "--epochs", "1"])
+    flags = data_flags(root) + ["--model_save_dir", str(tmp_path / "run"), "--device", "cpu", "--feature_cache", "none"]
+    trained = run_main(flags + ["--mode", "train", "--epochs", "1", "--batch-size", "16"])
     assert len(trained["history"]) == 1
     # other sizes are accepted, never silently
     out = capsys.readouterr().out

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 import engine
-from conftest import load_script, run_main
+from avvp_data.tensor_split import TensorSplit
+from conftest import run_main
 from dataloader import LLPPaths, load_split
+from engine.cuda_graph import CudaGraphError, GraphedTrainStep, check_device, make_capturable, preserved_training_state
 from nets import HCMN, AudioMGN, VisualMGN, build_hcmn
 from recipes.dhhn import DHHNCriterion, DHHNTrainingModule
-from engine.cuda_graph import (CudaGraphError, GraphedTrainStep, check_device, make_capturable,
-                              preserved_training_state)
+from scripts import benchmark
 from utils.eval_metrics import evaluate_split, segment_predictions
-from avvp_data.tensor_split import TensorSplit
 
 SMALL_DIMS = {"audio": 16, "frames": 24, "snippets": 20}
 SMALL_WIDTH = 32
@@ -191,7 +191,6 @@ def test_capturable_learning_rate_is_a_tensor_that_the_scheduler_updates_in_plac
 
 def test_published_style_truth_and_scores_match_the_project(synthetic_root):
     """The baseline of scripts/benchmark.py computes what the project computes, only slower."""
-    benchmark = load_script("benchmark")
     paths = LLPPaths.official(synthetic_root)
     split = load_split(paths, "val")
     eval_audio = pd.read_csv(paths.eval_audio_csv, header=0, sep="\t")

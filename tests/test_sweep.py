@@ -1,17 +1,21 @@
 """scripts/sweep.py: jobs, skipping and resuming, aggregation checked by hand, the executors."""
 import builtins
+import csv
+import io
 import json
 import math
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import data_flags, load_script, run_main
+from avvp_data.synthetic_llp import COMPLETE_MARKER, generate_synthetic_llp
+from conftest import data_flags, run_main
+from reporting import plots
+from scripts import sweep
 from utils.eval_metrics import METRIC_KEYS
-from avvp_data.synthetic_llp import generate_synthetic_llp
 
-sweep = load_script("sweep")
 HAN_FAST = "--model han --epochs 1 --batch-size 16 --device cpu"
 
 
@@ -49,6 +53,69 @@ def test_paired_differences_use_the_seeds_both_rows_have():
     assert (one["n"], one["mean"], one["low"], one["text"]) == (1, 3.0, None, "+3.0")
     assert sweep.paired_difference({1: 1.0}, {2: 1.0})["text"] == "n/a"
     assert sweep.t_quantile(2) == 4.303 and sweep.t_quantile(100) == pytest.approx(1.984, abs=1e-3)
+
+
+def tables_of(tmp_path, per_row, synthetic=True, extra=("--epochs", "3")):
+    """The aggregate of `per_row` as main() completes it, for a sweep on an LLP root in tmp_path."""
+    root = tmp_path / "llp"
+    root.mkdir(parents=True, exist_ok=True)
+    if synthetic:
+        (root / COMPLETE_MARKER).write_text("{}")
+    args = SimpleNamespace(llp_root=str(root), name="table2", out_dir=str(tmp_path), seeds=[1, 2, 3])
+    result = sweep.aggregate(per_row, baseline=next(iter(per_row)))
+    result.update(main_flags=list(extra), **sweep.sweep_context(args, list(extra)))
+    result["warnings"] = sweep.seed_warnings(result)
+    return result, args
+
+
+def test_tables_name_the_split_the_dataset_and_the_extra_flags(tmp_path):
+    per_row = {"full": {seed: table() for seed in (1, 2, 3)}, "F-H off": {seed: table() for seed in (1, 2, 3)}}
+    result, args = tables_of(tmp_path, per_row)
+    said = f"test split, synthetic LLP ({tmp_path}/llp), extra flags: --epochs 3"
+    assert result["description"] == said and result["dataset"]["synthetic"] and not result["warnings"]
+    assert sweep.text_tables(result, [1, 2, 3]).splitlines()[0] == f"sweep table2: {said}"
+    assert sweep.markdown(result, [1, 2, 3]).splitlines()[0] == f"**Sweep table2**: {said}."
+    assert "note" not in sweep.text_tables(result, [1, 2, 3]).lower()
+    rows = list(csv.DictReader(io.StringIO(sweep.csv_text(result))))
+    assert len(rows) == 2 * len(METRIC_KEYS)
+    assert {(row["split"], row["dataset"], row["extra_flags"]) for row in rows} == {
+        ("test", f"synthetic LLP ({tmp_path}/llp)", "--epochs 3")}
+    real, _ = tables_of(tmp_path / "real", per_row, synthetic=False, extra=())
+    assert real["description"] == f"test split, LLP ({tmp_path}/real/llp), extra flags: none"
+
+
+def test_fewer_than_three_seeds_are_flagged_with_the_reason(tmp_path):
+    per_row = {"full": {1: table(), 2: table(seg_type=0.6)}, "F-H off": {1: table(), 2: table()},
+               "P-H off": {1: table()}}
+    result, _ = tables_of(tmp_path, per_row)
+    one, two = result["warnings"]   # the fewest seeds first
+    assert two.startswith("full, F-H off: 2 seeds each;") and "t = 12.7" in two and "significant" in two
+    assert one.startswith("P-H off: 1 seed, so no std and no interval")
+    assert sweep.text_tables(result, [1, 2]).splitlines()[-2:] == [f"note: {one}", f"note: {two}"]
+    assert sweep.markdown(result, [1, 2]).splitlines()[-2:] == [f"> **Note:** {one}.", f"> **Note:** {two}."]
+    # three seeds each, but only two in common with the baseline: the paired interval is the weak one
+    per_row = {"full": {seed: table() for seed in (1, 2, 3)}, "F-H off": {seed: table() for seed in (2, 3, 4)}}
+    [paired] = tables_of(tmp_path, per_row)[0]["warnings"]
+    assert paired.startswith("F-H off - full: 2 seed(s) in common;") and "t = 12.7" in paired
+
+
+def test_plot_titles_name_the_dataset_the_flags_and_the_split(tmp_path, monkeypatch):
+    config = sweep.Config("HAN", "han", sweep.train_and_test("--model", "han"))
+    record = {"epoch": 1, "losses": {"bce": 0.5}, "val": {key: 0.5 for key in METRIC_KEYS}, "saved": ["overall"]}
+    for seed in (1, 2):
+        (tmp_path / f"han_seed{seed}_train_log.jsonl").write_text(json.dumps(record) + "\n")
+    result, args = tables_of(tmp_path, {"HAN": {1: table(), 2: table()}})
+    titles = {}
+    monkeypatch.setattr(plots, "plot_training_curves",
+                        lambda runs, path, title: titles.setdefault(os.path.basename(path), title))
+    monkeypatch.setattr(plots, "plot_metric_bars",
+                        lambda rows, path, title, baseline: titles.setdefault(os.path.basename(path), title))
+    sweep.draw([config], result, args)
+    data = f"synthetic LLP ({tmp_path}/llp), extra flags: --epochs 3"
+    assert titles == {"han_seed1_curves.png": f"HAN, seed 1\n{data}", "han_seed2_curves.png": f"HAN, seed 2\n{data}",
+                      "han_curves.png": f"HAN: seed 1, seed 2\n{data}",
+                      "table_bars.png": f"table2: mean ± std over seeds\ntest split, {data}\n"
+                                        "fewer than 3 seeds in some rows: their spread means little"}
 
 
 def sweep_args(tmp_path, seeds=(1, 2)):
@@ -120,7 +187,12 @@ def test_local_sweep_trains_tests_aggregates_plots_then_skips(tiny_llp, tmp_path
     assert sorted(os.listdir(out_dir / "plots")) == ["a_curves.png", "a_seed1_curves.png", "a_seed2_curves.png",
                                                      "b_curves.png", "b_seed1_curves.png", "b_seed2_curves.png",
                                                      "table_bars.png"]
-    assert "B - A: paired mean difference [95% interval]" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "B - A: paired mean difference [95% interval]" in printed.out
+    assert "warning: A, B: 2 seeds each;" in printed.err and "t = 12.7" in printed.err
+    said = f"test split, synthetic LLP ({tiny_llp}), extra flags: --log-interval 0"
+    assert (out_dir / "sweep.md").read_text().startswith(f"**Sweep sweep**: {said}.")
+    assert written["description"] == said and written["warnings"] == result["warnings"]
     again = sweep.main(argv)
     assert "4 run(s) in" in capsys.readouterr().out.splitlines()[0]
     assert again["rows"] == result["rows"]
@@ -143,7 +215,7 @@ def test_an_interrupted_run_is_resumed(tiny_llp, tmp_path, capsys):
 
 
 def test_submitit_local_executor_runs_the_jobs(tiny_llp, tmp_path):
-    pytest.importorskip("submitit", reason="pip install -r requirements-sweep.txt")
+    pytest.importorskip("submitit", reason='pip install -e ".[sweep]"')
     out_dir = tmp_path / "sweep"
     result = sweep.main(["--config", f"A={HAN_FAST}", "--seeds", "3", "--executor", "submitit_local", "--time", "10",
                          "--llp_root", str(tiny_llp), "--out_dir", str(out_dir), "--no_plots"])
@@ -160,5 +232,5 @@ def test_a_missing_submitit_names_the_install_command(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_submitit)
     args = SimpleNamespace(executor="slurm", out_dir=str(tmp_path), slurm_log_dir=None)
-    with pytest.raises(SystemExit, match="needs submitit: pip install -r requirements-sweep.txt"):
+    with pytest.raises(SystemExit, match=re.escape('needs submitit: pip install -e ".[sweep]"')):
         sweep.submitit_executor(args)

@@ -12,17 +12,49 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import load_script, script_path
-from avvp_data.llp import (CLAP_FEATURE_SHAPE, CLASS_INDEX, CLASSES, CLIP_FEATURE_SHAPE, EVAL_AUDIO_CSV,
-                             EVAL_VISUAL_CSV, FEATURE_KINDS, LABEL_FULL_CSV, LABEL_TEST_CSV, LABEL_TRAIN_CSV,
-                             LABEL_VAL_CSV, NUM_CLASSES, NUM_SEGMENTS, PSEUDO_LABEL_SHAPE,
-                             VALOR_FEATURES_FOLDER, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY, VALOR_SETS)
+from avvp_data.llp import (
+    CLAP_FEATURE_SHAPE,
+    CLASS_INDEX,
+    CLASSES,
+    CLIP_FEATURE_SHAPE,
+    EVAL_AUDIO_CSV,
+    EVAL_VISUAL_CSV,
+    FEATURE_KINDS,
+    LABEL_FULL_CSV,
+    LABEL_TEST_CSV,
+    LABEL_TRAIN_CSV,
+    LABEL_VAL_CSV,
+    NUM_CLASSES,
+    NUM_SEGMENTS,
+    PSEUDO_LABEL_SHAPE,
+    VALOR_FEATURES_FOLDER,
+    VALOR_PSEUDO_LABELS_FOLDER,
+    VALOR_SET_MODALITY,
+    VALOR_SETS,
+)
+from avvp_data.synthetic_llp import (
+    COMPLETE_MARKER,
+    CONFUSABLE_PAIRS,
+    FALSE_POSITIVE_SOURCES,
+    PARTIAL_MARKER,
+    PSEUDO_LABEL_NOISE,
+    PSEUDO_LABELS_PARTIAL,
+    PSEUDO_LABELS_SIDECAR,
+    RECIPE,
+    SIZES,
+    SPLIT_LABEL_CSV,
+    SPLITS,
+    _build_modern_world,
+    _build_world,
+    _sample_annotations,
+    generate_synthetic_llp,
+    is_complete,
+    load_planted_truth,
+    write_pseudo_labels,
+)
+from conftest import script_path
+from scripts import make_pseudo_labels, make_synthetic_llp
 from utils.eval_metrics import extract_events
-from avvp_data.synthetic_llp import (COMPLETE_MARKER, CONFUSABLE_PAIRS, FALSE_POSITIVE_SOURCES, PARTIAL_MARKER,
-                                 PSEUDO_LABEL_NOISE, PSEUDO_LABELS_PARTIAL, PSEUDO_LABELS_SIDECAR, RECIPE,
-                                 SIZES, SPLIT_LABEL_CSV, SPLITS, _build_modern_world, _build_world,
-                                 _sample_annotations, generate_synthetic_llp, is_complete, load_planted_truth,
-                                 write_pseudo_labels)
 
 SMALL = dict(n_train=12, n_val=4, n_test=4)
 EVAL_COLUMNS = ["filename", "onset", "offset", "event_labels"]
@@ -244,7 +276,7 @@ def test_cli(tmp_path, capsys):
     assert result.stdout.count("\n") == 1 and "6/2/3 videos" in result.stdout
     assert is_complete(str(tmp_path / "syn"), 6, 2, 3)
 
-    module = load_script("make_synthetic_llp")
+    module = make_synthetic_llp
     module.main(module.get_args_parser().parse_args(args))
     assert "already complete" in capsys.readouterr().out
 
@@ -333,7 +365,7 @@ def test_modern_features_completion_and_regeneration(tmp_path):
 
 
 def test_make_synthetic_llp_cli_modern_features(tmp_path, capsys):
-    module = load_script("make_synthetic_llp")
+    module = make_synthetic_llp
     args = ["--out", str(tmp_path), "--size", "tiny", "--n_train", "2", "--n_val", "1", "--n_test", "1",
             "--modern_features", "--no_progress"]
     module.main(module.get_args_parser().parse_args(args))
@@ -449,7 +481,7 @@ def test_pseudo_labels_recall_zero_and_cli(tiny_root, tmp_path, capsys):
     root, _ = tiny_root
     measured = write_pseudo_labels(root, tmp_path / "none", 0.5, 0.0)
     assert all(row["precision"] is None and row["recall"] == 0.0 for row in measured.values())
-    module = load_script("make_pseudo_labels")
+    module = make_pseudo_labels
     args = ["--root", str(root), "--out", str(tmp_path / "cli"), "--precision", "0.9", "--recall", "0.8"]
     assert module.main(module.get_args_parser().parse_args(args)) == write_pseudo_labels(
         root, tmp_path / "api", 0.9, 0.8)

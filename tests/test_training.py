@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import engine
+from avvp_data.tensor_split import TensorSplit
 from conftest import TRAIN_EPOCHS, load_test_split, run_main, train_flags
 from main_DHHN import get_args_parser
 from nets import build_hcmn
 from utils import checkpoint
-from avvp_data.tensor_split import TensorSplit
 
 
 def untrained_test_metrics(root):
@@ -51,7 +51,7 @@ def test_selected_checkpoints_hold_their_best_val_epoch(trained_run):
         assert saved["model_config"]["feature_dims"] == {"audio": 128, "frames": 2048, "snippets": 512}
     log_lines = (save_dir / "DHHN_train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log_lines] == list(range(1, TRAIN_EPOCHS + 1))
-    assert json.loads((save_dir / "DHHN_train_args.json").read_text())["args"]["epochs"] == TRAIN_EPOCHS
+    assert json.loads((save_dir / "DHHN_train_args.json").read_text())["config"]["optim"]["epochs"] == TRAIN_EPOCHS
 
 
 def test_training_losses_decrease(trained_run):
@@ -95,7 +95,7 @@ def test_han_baseline_trains_and_tests_with_global_gating(synthetic_root, tmp_pa
     summary = run_main(train_flags(synthetic_root, tmp_path, "--mode", "train", "--model", "han", "--epochs", "2",
                                    "--checkpoint", "HAN"))
     assert set(summary["history"][0]["losses"]) == {"bce_audio", "bce_visual", "bce_global"}
-    assert summary["args"]["batch_size"] == 16 and summary["args"]["lr"] == 3e-4
+    assert summary["config"]["optim"]["batch_size"] == 16 and summary["config"]["optim"]["lr"] == 3e-4
     assert not os.path.exists(checkpoint.best_path(str(tmp_path), "HAN", "audio"))
     saved = checkpoint.load(checkpoint.best_path(str(tmp_path), "HAN", "overall"))
     assert saved["model_config"]["model_name"] == "han"
@@ -105,21 +105,24 @@ def test_han_baseline_trains_and_tests_with_global_gating(synthetic_root, tmp_pa
 
 def test_published_defaults_per_model_and_mode():
     parser = get_args_parser()
-    from main_DHHN import resolve_args as resolve_defaults
-    dhhn = resolve_defaults(parser.parse_args([]))
-    assert (dhhn.batch_size, dhhn.epochs, dhhn.lr, dhhn.lr_audio_mgn, dhhn.lr_visual_mgn) == (64, 10, 3e-4, 2 * 3e-4, 0.2 * 3e-4)
+    from config import resolve_config as resolve_defaults
+    dhhn = resolve_defaults(parser.parse_args([])).optim
+    assert (dhhn.batch_size, dhhn.epochs, dhhn.lr, dhhn.lr_audio_mgn, dhhn.lr_visual_mgn) == (
+        64, 10, 3e-4, 2 * 3e-4, 0.2 * 3e-4)
     retrain = resolve_defaults(parser.parse_args(["--mode", "retrain"]))
+    retrain = retrain.optim
     assert (retrain.epochs, retrain.lr, retrain.lr_audio_mgn, retrain.lr_visual_mgn) == (5, 3e-4, 3e-4, 3e-4)
     # the MGN rates follow --lr as published; explicit flags win
     faster = resolve_defaults(parser.parse_args(["--lr", "1e-3"]))
-    assert (faster.lr_audio_mgn, faster.lr_visual_mgn) == (2 * 1e-3, 0.2 * 1e-3)
-    assert resolve_defaults(parser.parse_args(["--mode", "retrain", "--lr", "1e-3"])).lr_visual_mgn == 1e-3
-    assert resolve_defaults(parser.parse_args(["--lr", "1e-3", "--lr_visual_mgn", "5e-5"])).lr_visual_mgn == 5e-5
+    assert (faster.optim.lr_audio_mgn, faster.optim.lr_visual_mgn) == (2 * 1e-3, 0.2 * 1e-3)
+    assert resolve_defaults(parser.parse_args(["--mode", "retrain", "--lr", "1e-3"])).optim.lr_visual_mgn == 1e-3
+    assert resolve_defaults(parser.parse_args(["--lr", "1e-3", "--lr_visual_mgn", "5e-5"])).optim.lr_visual_mgn == 5e-5
     han = resolve_defaults(parser.parse_args(["--model", "han"]))
-    assert (han.batch_size, han.epochs, han.audio_mgn, han.visual_mgn, han.rmse) == (16, 40, None, None, None)
+    assert (han.optim.batch_size, han.optim.epochs) == (16, 40)
+    assert (han.model.audio_mgn, han.model.visual_mgn, han.model.rmse) == (None, None, None)
     override = resolve_defaults(parser.parse_args(["--epochs", "3", "--batch-size", "8"]))
-    assert (override.epochs, override.batch_size) == (3, 8)
-    assert (dhhn.seed, dhhn.lr_step, dhhn.lr_gamma) == (1, 10, 0.1)
+    assert (override.optim.epochs, override.optim.batch_size) == (3, 8)
+    assert (resolve_defaults(parser.parse_args([])).run.seed, dhhn.lr_step, dhhn.lr_gamma) == (1, 10, 0.1)
 
 
 # ---------------------------------------------------------------- errors a user can make
@@ -180,7 +183,10 @@ def test_test_mode_reads_the_original_release_layout(trained_run, synthetic_root
 def test_test_mode_prints_the_annotation_version(trained_run, synthetic_root, capsys):
     save_dir, _ = trained_run
     run_main(train_flags(synthetic_root, save_dir, "--mode", "val", "--no-log"))
-    assert "annotations: unrecognised (sha256" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # each eval file is named with its version, so an unrecognised copy says which file it is
+    for flag, name in (("eval_audio_csv", "AVVP_eval_audio.csv"), ("eval_visual_csv", "AVVP_eval_visual.csv")):
+        assert f"annotations: --{flag} {synthetic_root / 'data' / name}: unrecognised (sha256" in out
 
 
 def test_log_interval_prints_the_loss_every_n_steps(synthetic_root, tmp_path, capsys):

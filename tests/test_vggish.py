@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from extraction.vggish import (EXAMPLE_FRAMES, NUM_MEL_BANDS, VGGish, VGGishPostprocessor, load_pca,
-                               load_vggish_weights, log_mel_examples, log_mel_spectrogram, mel_matrix)
+from extraction.vggish import (
+    EXAMPLE_FRAMES,
+    NUM_MEL_BANDS,
+    VGGish,
+    VGGishPostprocessor,
+    load_pca,
+    load_vggish_weights,
+    log_mel_examples,
+    log_mel_spectrogram,
+    mel_matrix,
+)
 
 # torchvggish's VGG, written out from the layer sizes: conv index -> (out, in) channels of a 3x3
 # kernel, linear index -> (out, in) features; the final conv map is 512 x 6 x 4

@@ -2,13 +2,23 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("av", reason="the video tests need PyAV: pip install -r requirements-video.txt")
+pytest.importorskip("av", reason='the video tests need PyAV: pip install -e ".[video]"')
 import av  # noqa: E402
 
-from video_fixtures import (SECOND_COLOURS, TONE_AMPLITUDE, TONE_HZ, dominant_frequency,
-                            expected_colour, expected_square_x, expected_square_y,
-                            expected_tone, square_side, write_corrupt_file,
-                            write_test_video, write_truncated_video)
+from video_fixtures import (
+    SECOND_COLOURS,
+    TONE_AMPLITUDE,
+    TONE_HZ,
+    dominant_frequency,
+    expected_colour,
+    expected_square_x,
+    expected_square_y,
+    expected_tone,
+    square_side,
+    write_corrupt_file,
+    write_test_video,
+    write_truncated_video,
+)
 
 # RGB -> yuv420p -> H.264 -> RGB on a flat background: a few levels; we allow ten
 COLOUR_TOLERANCE = 10

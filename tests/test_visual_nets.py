@@ -113,7 +113,7 @@ def filled_nets():
         with torch.device("meta"):
             model = build()
         model = model.to_empty(device="cpu").eval()
-        for buffer_name, buffer in model.named_buffers():
+        for buffer in model.buffers():
             if not buffer.is_floating_point():
                 buffer.zero_()   # num_batches_tracked, as a fresh BatchNorm has it
         fill_from_numpy(model)

@@ -1,12 +1,13 @@
 """Windows of videos of any length, stitching, and the events of a stitched timeline, on hand-made cases."""
 import json
 
+import matplotlib.image
 import numpy as np
 import pytest
 
-from reporting.timeline import timeline_events, video_timeline, write_parsed_video
-from extraction.windows import VideoTooShort, Window, describe_plan, plan_windows, stitch, whole_segments
 from avvp_data.llp import CLASS_INDEX, NUM_CLASSES
+from extraction.windows import VideoTooShort, Window, describe_plan, plan_windows, stitch, whole_segments
+from reporting.timeline import timeline_events, timeline_figure, video_timeline, write_parsed_video
 
 
 @pytest.mark.parametrize("duration, segments", [(0.95, 1), (3.0, 3), (3.5, 3), (9.96, 10), (10.0, 10),
@@ -72,7 +73,8 @@ def test_timeline_decisions_equal_the_windows_and_events_merge_across_windows():
     assert np.flatnonzero(timeline["pred_visual"][cat]).tolist() == list(range(15, 23))
     events = timeline_events(timeline)
     assert events == [
-        {"class": "Dog", "modality": "audio", "onset": 7, "offset": 13, "confidence": round((3 * 0.9 + 3 * 0.7) / 6, 4)},
+        {"class": "Dog", "modality": "audio", "onset": 7, "offset": 13,
+         "confidence": round((3 * 0.9 + 3 * 0.7) / 6, 4)},
         {"class": "Cat", "modality": "visual", "onset": 15, "offset": 23,
          "confidence": round((5 * 0.8 + 3 * 0.6) / 8, 4)},
         {"class": "Cat", "modality": "audio", "onset": 20, "offset": 23, "confidence": 0.55},
@@ -102,3 +104,30 @@ def test_parsed_video_files(tmp_path):
         assert f.read().splitlines() == ["filename\tonset\toffset\tevent_labels"]
     with open(paths["timeline"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timeline_picture_carries_the_warnings_and_shows_the_top_classes_when_nothing_passes(tmp_path):
+    windows = plan_windows(25.0)
+    frame_prob = np.full((3, 10, 2, NUM_CLASSES), 0.3, dtype=np.float32)   # nothing passes 0.5
+    gates = np.full((3, NUM_CLASSES), 0.2, dtype=np.float32)
+    gates[2, CLASS_INDEX["Dog"]] = 0.9    # the last window's gate: the highest over the video
+    gates[0, CLASS_INDEX["Cat"]] = 0.8
+    gates[1, CLASS_INDEX["Car"]] = 0.7
+    timeline = video_timeline(_outputs(frame_prob, gates, gates), windows, "modality")
+    assert not timeline["pred_audio"].any() and not timeline["pred_visual"].any()
+    warnings = ["DHHN was trained on the synthetic LLP (data/synthetic): meaningless on real videos"]
+    fig = timeline_figure("clip", timeline, {"model": "DHHN", "warnings": warnings})
+    [box] = [text for text in fig.texts if text is not fig._suptitle]
+    assert " ".join(box.get_text().split()) == f"warning: {warnings[0]}"
+    [ax] = fig.axes
+    assert [text.get_text() for text in ax.texts if text.get_fontweight() == "bold"] == ["Dog", "Cat", "Car"]
+    assert "nothing passes the threshold 0.5" in ax.get_title()
+    # right of each track: its gate, the highest of the windows' (they differ)
+    numbers = [text.get_text() for text in ax.texts if text.get_fontweight() != "bold"]
+    assert numbers == ["0.90", "0.90", "0.80", "0.80", "0.70", "0.70", "max gate"]
+    assert len([line for line in ax.lines if line.get_label() == "segment probability"]) == 6
+
+    plain, _ = write_parsed_video(str(tmp_path / "plain"), "clip", timeline, {"model": "DHHN"})
+    warned, _ = write_parsed_video(str(tmp_path / "warned"), "clip", timeline, {"model": "DHHN", "warnings": warnings})
+    heights = [matplotlib.image.imread(paths["timeline"]).shape[0] for paths in (plain, warned)]
+    assert heights[1] > heights[0]   # the PNG written has the box

@@ -215,7 +215,8 @@ def write_test_video(path, seconds, fps=25, size=(160, 120), audio=True, sample_
         for stream, _ in streams:
             container.mux(stream.encode(None))
     return dict(
-        path=str(path), duration=float(ticks[-1] * time_base) + 1 / fps, fps=fps, variable_frame_rate=variable_frame_rate,
+        path=str(path), duration=float(ticks[-1] * time_base) + 1 / fps, fps=fps,
+        variable_frame_rate=variable_frame_rate,
         frame_count=len(ticks), frame_pts=[float(tick * time_base) for tick in ticks],
         frame_pts_ticks=ticks, time_base=time_base, size=tuple(size), codec=codec,
         # an audio track with no samples is dropped by the mp4 muxer: no audio stream at all

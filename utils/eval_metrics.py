@@ -19,7 +19,6 @@ import functools
 import numpy as np
 import torch
 
-
 # Metric keys: "<level>_<column>", level in LEVELS, column in TABLE_COLUMNS (PROTOCOL.md §9).
 LEVELS = ("seg", "evt")
 LEVEL_TITLES = {"seg": "Seg.", "evt": "Eve."}
@@ -163,7 +162,7 @@ def event_level(SO_a, SO_v, SO_av, GT_a, GT_v, GT_av):
 #   to some event of c; TP = |runs[p] & close[g]|, FP = |runs[p] & ~close[g]|,
 #   FN = |runs[g] & ~close[p]| (IoU is symmetric).
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _event_masks(num_segments):
     """(runs, close): two read-only (2**num_segments,) uint64 arrays of interval
     bit masks per row pattern, as described above. Built once (about 1 ms)."""

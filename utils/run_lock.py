@@ -41,7 +41,8 @@ class RunLock:
             holder = _describe(handle)
             handle.close()
             raise RunLocked(f"--checkpoint {self.name} in {os.path.dirname(self.path) or '.'} is in use by "
-                            f"{holder}; wait for it to finish, or choose another --checkpoint / --model_save_dir") from None
+                            f"{holder}; wait for it to finish, "
+                            "or choose another --checkpoint / --model_save_dir") from None
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,

@@ -5,6 +5,7 @@ import random
 import signal
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -13,6 +14,16 @@ from utils.errors import UserError
 
 # numpy's seeds are 32-bit
 MAX_SEED = 2 ** 32 - 1
+
+
+def _plain_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def print_warnings_plainly():
+    """Warnings print as "warning: <message>", without Python's file, line and source line: the
+    project's warnings are meant for users and name the file or flag they are about."""
+    warnings.formatwarning = _plain_warning
 
 
 def set_seed(seed):
