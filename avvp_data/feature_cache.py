@@ -1,7 +1,7 @@
 """The packed feature cache: a split's features of one kind as one `.npy`, reused across runs.
 
 Reading ~12k small `.npy` files dominates loading LLP; packed, a split loads in a fraction of the
-time (README, Speed). An entry is keyed by a fingerprint of everything that changes its content:
+time (docs/SPEED.md). An entry is keyed by a fingerprint of everything that changes its content:
 the source folder, the file list, the storage dtype and, of every source file, its size, mtime,
 inode change time (ctime) and inode number. Size and mtime alone are not enough: `cp -p`,
 `rsync -a` and `tar` replace a file with one of the same size and copy the old mtime onto it.

@@ -24,7 +24,8 @@ from utils.io import atomic_write_bytes
 FRAME_RATE = FRAMES_PER_SEGMENT // SEGMENT_SECONDS   # 8 fps: ffmpeg -r 8 in the original
 FRAMES_PER_WINDOW = NUM_SEGMENTS * FRAMES_PER_SEGMENT
 KINDS = tuple(FEATURE_KINDS)
-# every setting that decides the numbers, recorded beside the features (README "Feature extraction")
+# every setting that decides the numbers, recorded beside the features (docs/OWN_VIDEOS.md, "Feature
+# extraction beside the original")
 SETTINGS = {
     "audio": {
         "network": "VGGish",

@@ -47,7 +47,7 @@ def check_inputs(config, split_names):
         if not (os.path.isdir(path) if is_dir else os.path.isfile(path)):
             problems.append(f"--{flag} {path}: {'folder' if is_dir else 'file'} not found")
     if problems:
-        raise UsageError("missing inputs (see README 'Real LLP'; --llp_root sets them all):\n  "
+        raise UsageError("missing inputs (see README, 'Real LLP'; --llp_root sets them all):\n  "
                          + "\n  ".join(problems))
     used = refuse_random_weight_features([getattr(config.data, flag) for flag, is_dir in needed if is_dir],
                                          config.data.allow_random_weight_features)

@@ -7,7 +7,7 @@ feats/res152/<id>.npy (80, 2048) and feats/r2plus1d_18/<id>.npy (10, 512), one p
 (<id> = the video's name, or <name>_<start>_<end> for the windows of a longer video), each
 folder with an extraction.json record of every setting, and videos.jsonl (one line per finished
 video; a rerun resumes after it). The settings and how they compare with the original scripts:
-README, "Feature extraction". Needs: pip install -e ".[video]"
+docs/OWN_VIDEOS.md, "Feature extraction beside the original". Needs: pip install -e ".[video]"
 """
 import argparse
 import os

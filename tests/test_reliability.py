@@ -1,6 +1,6 @@
 """Nothing silently wrong: every mistake or fault of a run stops with one line naming the flag,
 file or run (exit code 2, or 130 when interrupted), before any work where it can, and leaves
-nothing half-written or mixed (README, "Reliability")."""
+nothing half-written or mixed (docs/RELIABILITY.md)."""
 import errno
 import json
 import os
