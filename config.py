@@ -51,6 +51,7 @@ class DataConfig:
     visual_pseudo_dir: str | None
     refined_labels: str | None
     allow_random_weight_features: bool
+    allow_split_overlap: bool
 
     @property
     def paths(self):
@@ -110,6 +111,7 @@ class RunConfig:
     device: str
     resume: bool
     log_interval: int
+    log_seconds: float
     no_log: bool
     progress: str
     eval_batch_size: int
@@ -335,6 +337,8 @@ def _check_numbers(values):
                  if values[key] is not None and not values[key] > 0]
     if not 0 <= values["seed"] <= MAX_SEED:
         problems.append(f"--seed {values['seed']}: must be in 0..{MAX_SEED}")
+    if not values["log_seconds"] > 0:
+        problems.append(f"--log_seconds {values['log_seconds']}: must be positive")
     if values["log_interval"] < 0:
         problems.append(f"--log-interval {values['log_interval']}: must be 0 (never) or more")
     problems += [f"--{key} {values[key]}: must be 0 or more"

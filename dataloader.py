@@ -31,6 +31,7 @@ from avvp_data.llp import (
     LABEL_TRAIN_CSV,
     LABEL_VAL_CSV,
     NUM_SEGMENTS,
+    YOUTUBE_ID_LENGTH,
 )
 from utils.errors import LLPDataError, LLPDataWarning, bulleted
 
@@ -134,7 +135,7 @@ def describe_layout(layout):
 
 
 def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dtype="float32",
-                  pool_frames=False, progress=False, exact_names=False):
+                  pool_frames=False, progress=False, exact_names=False, heartbeat=None):
     """(kind -> stacked features of `filenames`, kind -> (rows, dim) of its files), validated;
     PROTOCOL.md §2, §13.
 
@@ -149,6 +150,7 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
     `split` and reused while the source files are unchanged.
     pool_frames: keep one mean frame per segment, frames (N,10,Df) instead of (N,80,Df).
     exact_names: files are `<filename>.npy` (avvp_data.feature_files.feature_paths).
+    heartbeat: optional utils.progress.Heartbeat for lines while files are read (output to a file).
     """
     unknown = set(feature_dirs) - set(FEATURE_KINDS)
     if unknown:
@@ -166,7 +168,8 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
             if cached is not None and cached.shape[-1] == shape[1]:
                 features[kind], layout[kind] = cached, shape
                 continue
-        features[kind], layout[kind] = read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows)
+        features[kind], layout[kind] = read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows,
+                                                         heartbeat)
         if key is not None:
             to_save.append((kind, key))
     if problems:
@@ -189,11 +192,11 @@ def load_pseudo_labels(pseudo_dirs, filenames):
 
 
 def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32", pool_frames=False,
-               progress=False, known_filenames=None, pseudo_dirs=None):
+               progress=False, known_filenames=None, pseudo_dirs=None, heartbeat=None):
     """Labels, features and (val/test) segment ground truth of one split; PROTOCOL.md §2.
 
     paths: LLPPaths. split: "train", "val" or "test". with_truth: read the eval files (default:
-    for val and test). cache, frame_dtype, pool_frames, progress: as in `load_features`.
+    for val and test). cache, frame_dtype, pool_frames, progress, heartbeat: as in `load_features`.
     known_filenames: every video the eval files may name (val ∪ test), used to warn about eval
     rows matching none; by default read from the published val/test label files beside the eval
     file (falls back to a filename check).
@@ -214,11 +217,35 @@ def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32",
         check_truth_coverage(paths, split, filenames, labels, covered)
     pseudo = load_pseudo_labels(pseudo_dirs, filenames) if pseudo_dirs else {}
     features, layout = load_features(paths.feature_dirs(), filenames, cache=cache, split=split,
-                                     frame_dtype=frame_dtype, pool_frames=pool_frames, progress=progress)
+                                     frame_dtype=frame_dtype, pool_frames=pool_frames, progress=progress,
+                                     heartbeat=heartbeat)
     return LLPSplit(name=split, filenames=filenames, labels=labels, audio=features["audio"],
                     frames=features["frames"], snippets=features["snippets"],
                     gt_audio=ground_truth["audio"], gt_visual=ground_truth["visual"], feature_layout=layout,
                     pseudo_audio=pseudo.get("audio"), pseudo_visual=pseudo.get("visual"))
+
+
+def split_overlaps(paths, splits=SPLITS):
+    """["--label_train A and --label_val B share N videos ...", ...]: every pair of the label files
+    of `splits` (those that exist) that name a video twice, by filename or by YouTube id (the first
+    11 characters, by which the feature files are found: two clips of one video share them).
+    Checkpoints selected on a split that is also trained on or scored are silently wrong numbers."""
+    names = {split: set(read_video_labels(paths.label_csv(split))[0]) for split in splits
+             if os.path.isfile(paths.label_csv(split))}
+    problems = []
+    for index, first in enumerate(names):
+        for second in list(names)[index + 1:]:
+            shared = sorted(names[first] & names[second])
+            first_ids = {name[:YOUTUBE_ID_LENGTH] for name in names[first]}
+            shared_ids = sorted({name[:YOUTUBE_ID_LENGTH] for name in names[second]} & first_ids)
+            if not shared_ids:
+                continue
+            examples = ", ".join(repr(name) for name in (shared or shared_ids)[:EXAMPLES_WITHOUT_TRUTH])
+            problems.append(f"--label_{first} {paths.label_csv(first)} and --label_{second} "
+                            f"{paths.label_csv(second)} share {len(shared)} video(s) and {len(shared_ids)} YouTube "
+                            f"id(s) (the first {YOUTUBE_ID_LENGTH} characters, by which features are found), "
+                            f"e.g. {examples}")
+    return problems
 
 
 def max_videos_without_truth(num_videos):

@@ -20,6 +20,7 @@ from nets.han_baseline import HAN_UPDATES
 from recipes import RECIPES
 from recipes.base import WEAK_LOSSES
 from utils.errors import UserError
+from utils.progress import HEARTBEAT_SECONDS
 from utils.runtime import print_warnings_plainly, set_seed, termination_as_interrupt
 
 MODES = {
@@ -85,6 +86,9 @@ def get_args_parser():
     data.add_argument("--allow_random_weight_features", action="store_true",
                       help="use feature folders whose extraction record says random weights (a smoke test of "
                            "scripts/extract_features.py); refused otherwise")
+    data.add_argument("--allow_split_overlap", action="store_true",
+                      help="run although two of the train/val/test label files share videos (by filename or "
+                           "YouTube id); refused otherwise, and recorded in the run's records")
     data.add_argument("--frame_pooling", default="load", choices=("load", "model"),
                       help="load: average the 8 frames of each segment once after loading (exact: the frame "
                            "projection is linear; 1/8 of the memory and projection compute); model: project "
@@ -104,6 +108,9 @@ def get_args_parser():
     run.add_argument("--resume", action="store_true", help="continue an interrupted run from <checkpoint>_last.pt")
     run.add_argument("--log-interval", dest="log_interval", type=int, default=50,
                      help="print the total training loss every N steps (0: never), as the release did")
+    run.add_argument("--log_seconds", type=float, default=HEARTBEAT_SECONDS,
+                     help="without progress bars (output to a file): a step line, and a line while a split "
+                          "loads, at least this often")
     run.add_argument("--no-log", dest="no_log", action="store_true", help="do not write per-epoch JSON records")
     run.add_argument("--progress", default="auto", choices=("auto", "on", "off"),
                      help="tqdm progress bars: auto shows them on a terminal")

@@ -141,19 +141,22 @@ def clap_maps_to_segments(maps):
     return segments.permute(0, 2, 1).contiguous().numpy()
 
 
-def read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows=None):
+def read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows=None, heartbeat=None):
     """((N, rows, dim) array of one feature kind, (rows, dim) of its files); every problem appended.
 
     Files may have any of the kind's ROW_FORMATS rows (all files of the kind the same); CLAP
     maps (64 rows) are turned into 10 segment vectors as they are read (clap_maps_to_segments).
     pooled_rows: average consecutive groups of rows down to this many (frames -> one mean
     frame per segment) as each file is read, so the full array never sits in memory.
+    heartbeat: optional utils.progress.Heartbeat, given a "<kind>: 4000/10000 files read" line per file.
     """
     _, default_shape = FEATURE_KINDS[kind]
     shapes = _scan_headers(paths, tuple(ROW_FORMATS[kind]), problems)
     rows, dim = _choose_shape(shapes, default_shape)
     out = np.zeros((len(paths), loaded_rows(kind, rows, pooled_rows), dim), dtype=dtype)
     for i, path in enumerate(tqdm(paths, desc=f"{kind} features", disable=not progress)):
+        if heartbeat is not None:
+            heartbeat(lambda i=i: f"  {kind} features: {i}/{len(paths)} files read and checked")
         if path not in shapes:
             continue
         if tuple(shapes[path]) != (rows, dim):

@@ -4,14 +4,13 @@ Functions here return tensors or dicts of numbers; printing, tables and checkpoi
 happen in the caller (modes/). What differs between models comes in as a recipe's criterion.
 """
 import contextlib
-import math
 import sys
 
 import torch
 from tqdm import tqdm
 
 from engine.label_refinement import choose_partners, flags_from_predictions
-from utils.errors import TrainingDiverged
+from utils.errors import NonFiniteOutputs, TrainingDiverged
 from utils.eval_metrics import score_outputs
 
 EVAL_BATCH_SIZE = 256
@@ -86,11 +85,13 @@ def train_one_epoch(step, data, batch_size, generator, graphed_step=None, on_ste
     graph; it takes the batches it accepts (the full ones), the others run eagerly.
     on_step: optional callback(step, num_steps, losses) after every step (losses still on the
     device: reading them forces a sync, so a caller should do that only now and then).
-    A NaN probability (CPU: torch's BCE refuses it at that step) or a non-finite epoch mean raises
-    TrainingDiverged naming `desc` and the step, before the caller saves anything of the epoch.
+    Divergence raises TrainingDiverged naming `desc` and the step, before the caller saves anything
+    of the epoch: a NaN probability (CPU: torch's BCE refuses it at that step), a non-finite loss,
+    or weights that are no longer finite after the epoch's last step (the loss is computed before
+    each update, so the update that broke the weights can leave every loss of the epoch finite).
     """
     step.train()
-    sums, num_batches = {}, 0
+    sums, num_batches, finite_losses = {}, 0, []
     batches = data.batch_indices(batch_size, generator)
     for number, index in enumerate(tqdm(batches, desc=desc, leave=False, disable=not _show_progress(progress)), 1):
         try:
@@ -105,16 +106,38 @@ def train_one_epoch(step, data, batch_size, generator, graphed_step=None, on_ste
                                    f"training diverged; {DIVERGED_HINT}") from None
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach()
+        # kept on the device: read once per epoch, so that finding the step costs no sync per step
+        finite_losses.append(torch.stack([value.detach() for value in losses.values()]).isfinite().all())
         num_batches += 1
         if on_step is not None:
             on_step(number, len(batches), losses)
+    check_finite_training(step.nets, finite_losses, desc)
     # one host sync per epoch, not per step
-    means = {name: float(total) / num_batches for name, total in sums.items()}
-    diverged = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]
-    if diverged:
-        raise TrainingDiverged(f"{desc}: non-finite mean loss ({', '.join(diverged)}), training diverged; "
-                               f"{DIVERGED_HINT}")
-    return means
+    return {name: float(total) / num_batches for name, total in sums.items()}
+
+
+def nonfinite_nets(nets):
+    """Names of the nets whose parameters hold inf or NaN (one host sync for all of them)."""
+    names = list(nets)
+    flags = torch.stack([torch.stack([p.detach().isfinite().all() for p in nets[name].parameters()]).all()
+                         for name in names])
+    return [name for name, finite in zip(names, flags.tolist()) if not finite]
+
+
+def check_finite_training(nets, finite_losses, desc):
+    """TrainingDiverged naming the first step whose loss was not finite, or, when every loss was,
+    the last step, whose update left weights that are not (nets: {name: net} after the epoch)."""
+    num_steps = len(finite_losses)
+    finite = torch.stack(finite_losses).tolist() if finite_losses else []
+    broken = nonfinite_nets(nets)
+    if all(finite) and not broken:
+        return
+    if not all(finite):
+        first = finite.index(False) + 1
+        what = f"step {first}/{num_steps}: a loss is not finite"
+    else:
+        what = f"step {num_steps}/{num_steps}: its update left the weights of {', '.join(broken)} inf or NaN"
+    raise TrainingDiverged(f"{desc}, {what}; training diverged; nothing of this epoch was saved; {DIVERGED_HINT}")
 
 
 @torch.no_grad()
@@ -124,6 +147,8 @@ def predict(model, data, batch_size=EVAL_BATCH_SIZE, audio_source=None, visual_s
 
     audio_source / visual_source: optional (N,) index tensors; row i then uses the audio (or the
     frame and snippet) features of video audio_source[i]: the modality swaps of PROTOCOL.md §10.
+    Outputs that are not finite raise NonFiniteOutputs naming `desc`: a NaN compares False with every
+    threshold, so it would be scored as a model that predicts nothing.
     """
     model.eval()
     audio_source = None if audio_source is None else audio_source.to(data.device)
@@ -136,7 +161,22 @@ def predict(model, data, batch_size=EVAL_BATCH_SIZE, audio_source=None, visual_s
         audio = data.gather(audio_index)["audio"]
         visual = data.gather(visual_index)
         chunks.append(model(audio, visual["frames"], visual["snippets"]))
-    return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    outputs = {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
+    check_finite_outputs(outputs, data.filenames, desc)
+    return outputs
+
+
+def check_finite_outputs(outputs, filenames, desc):
+    """NonFiniteOutputs naming the outputs and the videos where the model gave inf or NaN."""
+    bad = {key: (~value.isfinite()).flatten(1).any(dim=1) for key, value in outputs.items()}
+    rows = torch.stack(list(bad.values())).any(dim=0)
+    if not bool(rows.any()):
+        return
+    videos = [filenames[i] for i in rows.nonzero().flatten().tolist()]
+    keys = [key for key, flags in bad.items() if bool(flags.any())]
+    raise NonFiniteOutputs(f"{desc}: the model gives inf or NaN ({', '.join(keys)}) for {len(videos)} of "
+                           f"{len(filenames)} videos (e.g. {videos[0]}); its weights are broken (a diverged "
+                           "training?) or the features hold extreme values; nothing was scored")
 
 
 def evaluate(model, data, gt_audio, gt_visual, gating="modality", batch_size=EVAL_BATCH_SIZE,

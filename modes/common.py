@@ -10,14 +10,15 @@ from avvp_data.annotations import annotation_version
 from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
 from avvp_data.llp import FEATURE_KINDS
 from avvp_data.tensor_split import TensorSplit
-from dataloader import load_split
+from dataloader import load_split, split_overlaps
 from extraction.records import refuse_random_weight_features
 from nets.convert import load_any_state_dict
 from recipes import RECIPES
 from utils import checkpoint
-from utils.errors import FileWriteError, UsageError
+from utils.errors import FileWriteError, LLPDataError, UsageError
 from utils.eval_metrics import METRIC_KEYS
 from utils.io import atomic_write_json, check_writable
+from utils.progress import heartbeat_for
 from utils.run_lock import RunLock
 from utils.runtime import provenance
 
@@ -27,6 +28,7 @@ NO_CACHE = "none"   # --feature_cache none
 RUN_MODES = ("train", "retrain", "val", "test", "estimate_labels")
 RECORD_KINDS = ("args.json", "summary.json", "log.jsonl", "per_class.csv")
 EVAL_FLAGS = ("eval_audio_csv", "eval_visual_csv")
+PSEUDO_FLAGS = ("audio_pseudo_dir", "visual_pseudo_dir")
 PREVIOUS_RUNS_FOLDER = "previous"
 PUBLISHED_LAYOUT = {kind: shape for kind, (_, shape) in FEATURE_KINDS.items()}
 
@@ -41,14 +43,24 @@ def check_inputs(config, split_names):
     needed += [(f"label_{name}", False) for name in split_names]
     if any(name != "train" for name in split_names):
         needed += [(flag, False) for flag in EVAL_FLAGS]
+    if config.run.mode in ("train", "retrain"):   # read only there (config.FLAG_MODES)
+        needed += [(flag, True) for flag in PSEUDO_FLAGS if getattr(config.data, flag)]
     problems = []
     for flag, is_dir in needed:
         path = getattr(config.data, flag)
         if not (os.path.isdir(path) if is_dir else os.path.isfile(path)):
-            problems.append(f"--{flag} {path}: {'folder' if is_dir else 'file'} not found")
+            kind = "folder" if is_dir else "file"
+            problems.append(f"--{flag} {path}: " + (f"not a {kind}" if os.path.exists(path) else f"{kind} not found"))
     if problems:
         raise UsageError("missing inputs (see README, 'Real LLP'; --llp_root sets them all):\n  "
                          + "\n  ".join(problems))
+    overlaps = split_overlaps(config.data.paths)
+    if overlaps and not config.data.allow_split_overlap:
+        raise UsageError("the splits are not disjoint: checkpoints would be selected on, or scores computed for, "
+                         "videos of another split:\n  " + "\n  ".join(overlaps)
+                         + "\ngive each split its own videos (--allow_split_overlap if you mean it)")
+    for overlap in overlaps:
+        print(f"warning: --allow_split_overlap: {overlap}")
     used = refuse_random_weight_features([getattr(config.data, flag) for flag, is_dir in needed if is_dir],
                                          config.data.allow_random_weight_features)
     if used:
@@ -71,16 +83,35 @@ def pseudo_label_dirs(config):
 def load(config, split_name, with_pseudo_labels=False):
     """The LLPSplit `split_name` (train/val/test), with segment truth for val and test, and with the
     segment pseudo-labels of --audio_pseudo_dir / --visual_pseudo_dir when asked."""
+    started = time.time()
+    print(f"{split_name}: loading labels, truth and features", flush=True)
     split = load_split(config.data.paths, split_name, cache=feature_cache(config),
                        frame_dtype=config.data.frame_dtype, pool_frames=config.data.frame_pooling == "load",
                        progress=progress_setting(config),
-                       pseudo_dirs=pseudo_label_dirs(config) if with_pseudo_labels else None)
+                       pseudo_dirs=pseudo_label_dirs(config) if with_pseudo_labels else None,
+                       heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds))
+    print(f"{split_name}: {split.num_videos} videos loaded and checked in {time.time() - started:.1f} s", flush=True)
     # the layout holds every kind's (rows, dim), so it also tells other sizes apart
     if split.feature_layout != PUBLISHED_LAYOUT:
         # allowed on purpose (other feature sets), but never silently: a wrong feature folder shows here
         formats = "; ".join(f"{kind} {text}" for kind, text in split.feature_formats().items())
         print(f"{split_name} features differ from the published ones ({formats}); the model is sized from the files")
     return split
+
+
+def load_splits(config, with_pseudo_labels):
+    """load() of every split of {split name: with_pseudo_labels}, in order; the bad inputs of all of
+    them are reported together (a missing train file and a broken val file in one error), not one
+    split per attempt."""
+    splits, problems = [], []
+    for split_name, with_pseudo in with_pseudo_labels.items():
+        try:
+            splits.append(load(config, split_name, with_pseudo))
+        except LLPDataError as error:
+            problems.append(f"{split_name}: {error}")
+    if problems:
+        raise LLPDataError("\n".join(problems))
+    return splits
 
 
 def to_device(config, split, device):
@@ -111,6 +142,8 @@ def start_run(config, device):
     os.makedirs(config.run.model_save_dir, exist_ok=True)
     info = provenance(device, config.run.seed)
     info["annotations"] = annotation_versions(config)
+    if config.data.allow_split_overlap:   # recorded, so that no table of such a run passes for a clean one
+        info["split_overlaps"] = split_overlaps(config.data.paths)
     title = RECIPES[config.model.name].title
     print(f"{title} {config.run.mode} | commit {info['git_commit']} | device {info['device']}")
     # the audio eval file was corrected upstream in 2024: say which copy produces the numbers
@@ -182,6 +215,7 @@ def exclusive_run(config):
 
     One exception: val/test with --no-log write nothing there, so they may score checkpoints in a
     read-only folder (e.g. published weights); nobody can be training into such a folder."""
+    check_run_name(config)
     try:
         check_writable(config.run.model_save_dir)
     except FileWriteError:
@@ -191,17 +225,47 @@ def exclusive_run(config):
         yield
         return
     with RunLock(config.run.model_save_dir, config.run.checkpoint, config.run.mode):
+        remove_stale_temp_files(config.run.model_save_dir, config.run.checkpoint)
         yield
+
+
+def _run_file_pattern(name):
+    """The names of the files a run called `name` writes (run_files)."""
+    return (re.escape(name) + r"_(best_[a-z]+\.pt|last\.pt|refined_labels\.(pkl|csv)|"
+            rf"({'|'.join(RUN_MODES)})_({'|'.join(map(re.escape, RECORD_KINDS))}))")
+
+
+def check_run_name(config):
+    """--checkpoint names files in --model_save_dir, a folder: both refused, naming the flag, when
+    they cannot be that."""
+    name, save_dir = config.run.checkpoint, config.run.model_save_dir
+    if not name or name != os.path.basename(name) or name in (".", ".."):
+        raise UsageError(f"--checkpoint {name!r}: give the run a name without a folder (e.g. DHHN); the folder is "
+                         "--model_save_dir")
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise UsageError(f"--model_save_dir {save_dir}: is a file, not a folder")
 
 
 def run_files(save_dir, name):
     """Every file that a run called `name` writes in `save_dir` (checkpoints, records, flags), by
     exact pattern: a run "DHHN" never claims the files of a run "DHHN_seed2"."""
-    pattern = re.compile(re.escape(name) + r"_(best_[a-z]+\.pt|last\.pt|refined_labels\.(pkl|csv)|"
-                         rf"({'|'.join(RUN_MODES)})_({'|'.join(map(re.escape, RECORD_KINDS))}))")
+    pattern = re.compile(_run_file_pattern(name))
     if not os.path.isdir(save_dir):
         return []
     return sorted(os.path.join(save_dir, entry) for entry in os.listdir(save_dir) if pattern.fullmatch(entry))
+
+
+def remove_stale_temp_files(save_dir, name):
+    """Remove the temp files that an atomic write of run `name` left when its process was killed
+    (kill -9, a lost node: utils/io.atomic_write's `.<file>.<random>.tmp`, up to the size of a
+    _last.pt). Called under the run's lock, so no live write of this run can own one; another run's
+    files never match."""
+    pattern = re.compile(r"\." + _run_file_pattern(name) + r"\.[A-Za-z0-9_]+\.tmp")
+    stale = sorted(entry for entry in os.listdir(save_dir) if pattern.fullmatch(entry))
+    for entry in stale:
+        os.remove(os.path.join(save_dir, entry))
+    if stale:
+        print(f"removed {len(stale)} temp file(s) that a killed write of --checkpoint {name} left: {', '.join(stale)}")
 
 
 def move_aside_previous_run(config):

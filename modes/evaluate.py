@@ -4,6 +4,7 @@ import os
 import time
 
 import engine
+from config import recorded_flags
 from modes.common import (
     check_inputs,
     headline,
@@ -54,6 +55,19 @@ def assemble_rows(recipe, config, split, device):
     return rows
 
 
+def unfinished_training(config):
+    """"trained 3 of 10 epochs" when --checkpoint's run stopped before its last epoch (its _last.pt
+    says so), else None (finished, or files without a resume state such as the original release's)."""
+    path = checkpoint.last_path(config.run.model_save_dir, config.run.checkpoint)
+    if not os.path.isfile(path):
+        return None
+    state = checkpoint.load(path, mmap=True)   # mmap: only the two numbers are read, not the weights
+    planned = recorded_flags(state).get("epochs")
+    if planned is None or state["epoch"] >= planned:
+        return None
+    return f"trained {state['epoch']} of {planned} epochs"
+
+
 def run_evaluate(config):
     recipe = RECIPES[config.model.name]
     device = resolve_device(config.run.device)
@@ -67,7 +81,11 @@ def run_evaluate(config):
         checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role)
     split = load(config, split_name)
     rows = assemble_rows(recipe, config, split, device)
+    unfinished = unfinished_training(config)
     info = start_run(config, device)
+    if unfinished:
+        print(f"warning: --checkpoint {config.run.checkpoint} is an UNFINISHED run ({unfinished}; it was stopped "
+              "before its last epoch): its checkpoints are those of the epochs it reached")
     started = time.time()
     data = to_device(config, split, device)
     tables, results = {}, {}
@@ -76,9 +94,10 @@ def run_evaluate(config):
         metrics = score_outputs(outputs, split.gt_audio, split.gt_visual, recipe.gating)
         results[name] = (outputs, metrics)
         tables[name] = headline(metrics)
-        print(format_table(metrics, title=f"{split_name}: {name}"))
+        print(format_table(metrics, title=f"{split_name}: {name}" + (f" [UNFINISHED RUN: {unfinished}]"
+                                                                        if unfinished else "")))
     summary = {"provenance": info, "config": config.as_dict(), "split": split_name, "num_videos": split.num_videos,
-               "tables": tables, "wall_seconds": round(time.time() - started, 3)}
+               "tables": tables, "unfinished": unfinished, "wall_seconds": round(time.time() - started, 3)}
     main_name = next(iter(results))   # the first row is the method's own (dual DHHN, or HAN)
     main_outputs, main_metrics = results[main_name]
     print(per_class_table(main_metrics, title=f"{split_name}: per-class F1 of {main_name}"))

@@ -27,7 +27,7 @@ from engine.optimization import build_optimizer, build_scheduler
 from modes.common import (
     check_inputs,
     headline,
-    load,
+    load_splits,
     move_aside_previous_run,
     progress_setting,
     record_path,
@@ -37,8 +37,9 @@ from modes.common import (
 from recipes import RECIPES
 from reporting.tables import format_table
 from utils import checkpoint
-from utils.errors import LLPDataError, RunInterrupted, UsageError
+from utils.errors import FileWriteError, LLPDataError, RunInterrupted, UsageError
 from utils.io import atomic_write_json
+from utils.progress import heartbeat_for
 from utils.runtime import resolve_device
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
@@ -181,8 +182,7 @@ def _load_training_data(config, flags_file, device):
     TensorSplit, val LLPSplit)."""
     # a bad flags file is reported before the features are read, not after
     raw_flags = read_refined_labels(flags_file, read_video_labels(config.data.label_train)[0]) if flags_file else None
-    train_split = load(config, "train", with_pseudo_labels=True)
-    val_split = load(config, "val")
+    train_split, val_split = load_splits(config, {"train": True, "val": False})
     if val_split.feature_formats() != train_split.feature_formats():
         raise LLPDataError(f"the features of train {train_split.feature_formats()} and val "
                            f"{val_split.feature_formats()} are not of one kind")
@@ -265,7 +265,17 @@ def fit(config, flags_file=None):
                     print(_rmse_note(losses))
     except KeyboardInterrupt:
         raise RunInterrupted(_interrupted(last_file, saved_epoch)) from None
+    except FileWriteError as error:   # a full disk: say what is on disk and how to go on
+        raise FileWriteError(f"{error}; {_resumable(last_file)}") from None
     return _finish(config, run, info, started)
+
+
+def _resumable(last_file):
+    """Which epoch a run stopped by a failed write can be resumed from (its _last.pt on disk)."""
+    if not os.path.isfile(last_file):
+        return "no epoch of this run was saved: start it again once the disk has room"
+    epoch = checkpoint.load(last_file, mmap=True)["epoch"]
+    return f"{last_file} holds epoch {epoch}, complete: continue with --resume once the disk has room"
 
 
 def _finish(config, run, info, started):
@@ -287,14 +297,21 @@ def _interrupted(last_file, saved_epoch):
 
 
 def _step_logger(config, epoch):
-    """Every --log-interval steps, the batch's total loss, as the release printed it."""
-    if config.run.log_interval <= 0:
-        return None
+    """Every --log-interval steps, the batch's total loss, as the release printed it; and, without
+    progress bars (output to a file), that line also when --log_seconds have passed since the last,
+    so that a long epoch never leaves the log silent."""
+    heartbeat = heartbeat_for(progress_setting(config), config.run.log_seconds)
+
+    def line(step, num_steps, losses):
+        total = float(sum(value.detach() for value in losses.values()))   # a host sync: only when printed
+        return f"epoch {epoch} step {step}/{num_steps} | loss {total:.4f}"
 
     def log(step, num_steps, losses):
-        if step % config.run.log_interval == 0:
-            total = float(sum(value.detach() for value in losses.values()))
-            print(f"epoch {epoch} step {step}/{num_steps} | loss {total:.4f}")
+        if config.run.log_interval > 0 and step % config.run.log_interval == 0:
+            print(line(step, num_steps, losses), flush=True)
+            heartbeat.last = heartbeat.clock()
+        else:
+            heartbeat(lambda: line(step, num_steps, losses))
     return log
 
 

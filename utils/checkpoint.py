@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from utils.errors import UserError
+from utils.errors import FileWriteError, UserError
 from utils.io import atomic_torch_save, atomic_write_text
 
 RELEASE_SUFFIXES = {"audio": "audio", "visual": "video", "overall": "aud-vis"}
@@ -61,11 +61,13 @@ def save(path, **content):
     atomic_torch_save(content, path)
 
 
-def load(path, map_location="cpu"):
+def load(path, map_location="cpu", mmap=False):
+    """The checkpoint dict; mmap=True maps the file instead of reading it (cheap when only a few
+    entries are looked at)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for corrupt or foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
 
@@ -90,14 +92,17 @@ class BackgroundWriter:
     snapshots the content to host memory at once and queues the atomic write; writes happen one at
     a time in submission order, so a `_last.pt` never lands before the best checkpoints it refers
     to. At most `max_pending` writes are queued (bounded host memory); a failed write raises at the
-    next `save` or at `wait`/`close`. Use as a context manager: leaving it, normally or by an
-    exception (Ctrl-C included), first finishes every queued write.
+    next `save` or at `wait`/`close`, and the writes queued after it are skipped, so that a
+    `_last.pt` never claims an epoch whose best files did not land: the run stays resumable from
+    its last complete epoch. Use as a context manager: leaving it, normally or by an exception
+    (Ctrl-C included), first finishes every queued write.
     """
 
     def __init__(self, max_pending=4):
         self.max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending = []
+        self._failed = False
 
     def save(self, path, **content):
         self._submit(save, path, **host_copy(content))
@@ -109,7 +114,16 @@ class BackgroundWriter:
 
     def _submit(self, function, *args, **kwargs):
         self._collect(keep=self.max_pending - 1)
-        self._pending.append(self._executor.submit(function, *args, **kwargs))
+        self._pending.append(self._executor.submit(self._write, function, *args, **kwargs))
+
+    def _write(self, function, *args, **kwargs):
+        if self._failed:   # an earlier write failed: what follows it must not land without it
+            return
+        try:
+            function(*args, **kwargs)
+        except BaseException:
+            self._failed = True
+            raise
 
     def wait(self):
         """Block until every queued write is on disk; raise the first write error."""
@@ -128,5 +142,11 @@ class BackgroundWriter:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            self.close()
+        except FileWriteError:
+            if exc_type is None:
+                raise
+            # the error already leaving the block is the one to report; this one followed from it
+            # or says the same (a full disk)

@@ -41,6 +41,10 @@ class TrainingDiverged(UserError):
     """Training produced non-finite losses or probabilities; names the epoch and step."""
 
 
+class NonFiniteOutputs(UserError):
+    """A model gave inf or NaN outputs at evaluation or parsing; names the step and videos."""
+
+
 class RunInterrupted(UserError):
     """Ctrl-C or SIGTERM stopped the run; says what is on disk and how to continue."""
     exit_code = 130   # as a shell reports a Ctrl-C

@@ -6,6 +6,7 @@ Imports no torch at module level, so data-only tools (dataloader, download scrip
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
 from utils.errors import FileWriteError
@@ -15,7 +16,9 @@ def atomic_write(path, write_fn, mode="wb"):
     """Write through a temp file in the same folder, then rename over `path`.
 
     An interrupted or failed write leaves `path` as it was and no temp file behind. An OSError
-    (disk full, read-only folder, ...) becomes a FileWriteError naming `path` and the cause.
+    (disk full, read-only folder, ...) becomes a FileWriteError naming `path`, the cause and the free
+    space; so does the RuntimeError that torch's zip writer raises for a failed write (a full disk
+    shows there as "[enforce fail at inline_container.cc] unexpected pos").
     """
     folder = os.path.dirname(os.path.abspath(path))
     tmp_path = None
@@ -32,9 +35,25 @@ def atomic_write(path, write_fn, mode="wb"):
     except BaseException as error:
         if tmp_path is not None and os.path.exists(tmp_path):
             os.remove(tmp_path)
-        if isinstance(error, OSError) and not isinstance(error, FileWriteError):
-            raise FileWriteError(f"cannot write {path}: {error.strerror or error}") from None
+        if isinstance(error, FileWriteError):
+            raise
+        if isinstance(error, OSError):
+            raise FileWriteError(f"cannot write {path}: {error.strerror or error}{_free_space(folder)}") from None
+        if isinstance(error, RuntimeError) and any(sign in str(error) for sign in TORCH_WRITE_FAILURES):
+            raise FileWriteError(f"cannot write {path}: the write failed (the disk is full?)"
+                                 f"{_free_space(folder)}") from None
         raise
+
+
+# what torch.save's zip writer says when the bytes did not reach the file
+TORCH_WRITE_FAILURES = ("inline_container", "unexpected pos", "PytorchStreamWriter failed")
+
+
+def _free_space(folder):
+    try:
+        return f" ({shutil.disk_usage(folder).free / 2**20:.0f} MiB free in {folder})"
+    except OSError:
+        return ""
 
 
 def check_writable(folder):
