@@ -12,8 +12,8 @@ import torch
 import modes.common
 from avvp_data.annotations import read_video_labels
 from avvp_data.synthetic_llp import generate_synthetic_llp
-from conftest import SHARED_LLP, run_main, train_flags
 from config import resolve_config
+from conftest import SHARED_LLP, run_main, train_flags
 from dataloader import LLPPaths, split_overlaps
 from main_DHHN import get_args_parser, given_flags
 from utils import checkpoint
