@@ -14,7 +14,9 @@ class MMILHead(nn.Module):
         wm  = softmax over modality of fc_av_att(F)
         global = sum over time and modality of wt * p * wm
         audio  = sum over time of (wt * p)[:, :, 0];  visual likewise with 1.
-    Every output lies in (0, 1): the attention weights sum to one.
+    p, audio and visual lie in (0, 1). global lies in (0, 2): its time weights sum to one per
+    modality and its modality weights to one per segment, so together they can reach 2 (the release
+    clamps it inside the loss only; reporting/decision_rules.OUTPUT_RANGES).
     """
 
     def __init__(self, d_model: int = 512, num_classes: int = NUM_CLASSES):

@@ -7,7 +7,9 @@ modality m when
     frame_prob[n, t, m, c] >= segment_threshold   AND   gate_m[n, c] >= gate threshold of m (and c)
 
 and the rules differ in the two thresholds and in which video-level probability gates (`RULES`).
-Probabilities are compared as float64 (exported float32 values widen exactly). `dhhn` is the
+Every value is compared raw, as the releases compare it at test (none clamps there): HAN's
+global_prob can exceed 1 (`OUTPUT_RANGES`) and then passes any gate. Probabilities are compared
+as float64 (exported float32 values widen exactly). `dhhn` is the
 project's protocol and equals `utils.eval_metrics.segment_predictions(outputs, "modality")`; `han`
 equals `segment_predictions(outputs, "global")`. `cmpae` gates visual events with one threshold
 per class, tuned on val by `tune_visual_thresholds`.
@@ -30,6 +32,17 @@ CMPAE_VISUAL_GRID = tuple(round(0.25 + 0.05 * step, 2) for step in range(10))
 TIE_TOLERANCE = 1e-12
 PROBABILITY_SHAPES = {"audio_prob": ("N", NUM_CLASSES), "visual_prob": ("N", NUM_CLASSES),
                       "global_prob": ("N", NUM_CLASSES), "frame_prob": ("N", NUM_SEGMENTS, 2, NUM_CLASSES)}
+# What the parsing models really output (nets/mmil_head.py, PROTOCOL.md §5): frame_prob is a
+# sigmoid; audio_prob / visual_prob are sums over time of softmax-over-time weights times it, so
+# at most 1; global_prob sums over both modalities with time weights that sum to 1 per modality and
+# modality weights that sum to 1 per segment, so its weights can total up to 2 (attention on
+# different segments per modality). HAN's release clamps it only inside its loss (PROTOCOL.md §7);
+# trained models do exceed 1.
+OUTPUT_RANGES = {"audio_prob": (0.0, 1.0), "visual_prob": (0.0, 1.0), "global_prob": (0.0, 2.0),
+                 "frame_prob": (0.0, 1.0)}
+# float32 sums of softmax weights land a few ulps past their bound (1.0000001 seen); far below
+# the distance of any threshold to a bound
+RANGE_TOLERANCE = 1e-5
 
 
 class DecisionRuleError(UserError):
@@ -178,7 +191,8 @@ def load_outputs(npz_path):
     """The probabilities of an exported row (reporting.export, `--export_dir`) for the rules: a dict with
     filenames (list of str), row and split (str), audio_prob / visual_prob / global_prob (N, 25) and
     frame_prob (N, 10, 2, 25) float arrays. Raises DecisionRuleError naming `npz_path` when the file
-    is missing or unreadable, lacks an array, or has a wrong shape or a value outside [0, 1]."""
+    is missing or unreadable, lacks an array, or has a wrong shape or a value outside what the models
+    output (`OUTPUT_RANGES`, up to RANGE_TOLERANCE past a bound; NaN never). Values are kept raw."""
     try:
         loaded = load_predictions(npz_path)
     except FileNotFoundError:
@@ -201,6 +215,11 @@ def load_outputs(npz_path):
         if values.shape != expected:
             raise DecisionRuleError(f"{npz_path}: {key} has shape {values.shape}, expected {expected} "
                                     f"for its {num_videos} videos")
-        if not np.issubdtype(values.dtype, np.floating) or not np.all((values >= 0) & (values <= 1)):
-            raise DecisionRuleError(f"{npz_path}: {key} must hold probabilities in [0, 1]")
+        if not np.issubdtype(values.dtype, np.floating):
+            raise DecisionRuleError(f"{npz_path}: {key} has dtype {values.dtype}, expected floats")
+        low, high = OUTPUT_RANGES[key]
+        outside = ~((values >= low - RANGE_TOLERANCE) & (values <= high + RANGE_TOLERANCE))   # NaN is outside
+        if np.any(outside):
+            raise DecisionRuleError(f"{npz_path}: {key} must hold values in [{low:g}, {high:g}] (what the models "
+                                    f"output, nets/mmil_head.py); found {float(values[outside][0]):g}")
     return {key: loaded[key] for key in (*PROBABILITY_SHAPES, "filenames", "split")} | {"row": loaded.get("row", "")}

@@ -11,10 +11,14 @@ import pytest
 import torch
 
 from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from nets.mmil_head import MMILHead
 from reporting.decision_rules import (
     CMPAE_VISUAL_GRID,
+    OUTPUT_RANGES,
+    RANGE_TOLERANCE,
     RULES,
     DecisionRuleError,
+    load_outputs,
     rule_predictions,
     score_rule,
     tune_visual_thresholds,
@@ -22,6 +26,7 @@ from reporting.decision_rules import (
 from reporting.export import export_predictions
 from scripts import rescore
 from utils.eval_metrics import evaluate_split, segment_predictions
+from utils.io import file_sha256
 
 AUDIO, VISUAL = 0, 1   # modality index of frame_prob (N, 10, 2, 25)
 SPEECH, CAR, CHEERING, DOG, CAT, FRYING = range(6)
@@ -132,6 +137,50 @@ def test_dhhn_and_han_rules_equal_the_project_gatings(rule, gating):
     pred_audio, pred_visual = rule_predictions({key: value.numpy() for key, value in outputs.items()}, rule)
     np.testing.assert_array_equal(pred_audio, expected_audio.numpy())
     np.testing.assert_array_equal(pred_visual, expected_visual.numpy())
+
+
+# ---------------------------------------------------------------- what the models output
+
+def test_output_ranges_hold_what_the_mmil_head_outputs():
+    """global_prob of HAN's MMIL pooling reaches almost 2 when each modality attends to a segment
+    where the modality weight favours it; the others stay within [0, 1] up to float32 rounding."""
+    torch.manual_seed(0)
+    head = MMILHead(d_model=8, num_classes=3)
+    with torch.no_grad():
+        for parameter in head.parameters():   # sharp attention, saturated sigmoids
+            parameter.mul_(20)
+        outputs = head(torch.randn(1000, NUM_SEGMENTS, 2, 8))
+    assert outputs["global_prob"].max() > 1.9
+    for key, (low, high) in OUTPUT_RANGES.items():
+        assert low - RANGE_TOLERANCE <= outputs[key].min() and outputs[key].max() <= high + RANGE_TOLERANCE, key
+    assert OUTPUT_RANGES["global_prob"] == (0.0, 2.0)
+
+
+def test_global_prob_above_1_is_accepted_and_gates_raw(tmp_path):
+    outputs = one_video_outputs()
+    outputs["global_prob"][0, SPEECH] = 1.6          # HAN's pooling of a sure video
+    outputs["audio_prob"][0, CAR] = np.float32(1.0000001)   # a sum of softmax weights one ulp past 1
+    npz_path = os.path.join(write_export(tmp_path / "export", "test", TEST_NAMES[:1], outputs), "tiny_model.npz")
+    loaded = load_outputs(npz_path)
+    assert loaded["global_prob"][0, SPEECH] == np.float32(1.6)   # kept raw, not clamped
+    pred_audio, pred_visual = rule_predictions(loaded, "han")
+    np.testing.assert_array_equal(pred_audio, as_array({SPEECH: [1, 2]}))
+    np.testing.assert_array_equal(pred_visual, as_array({}))
+
+
+@pytest.mark.parametrize("key, value, bounds, shown", [("global_prob", 2.5, "[0, 2]", "2.5"),
+                                                         ("audio_prob", 1.2, "[0, 1]", "1.2"),
+                                                         ("frame_prob", -0.1, "[0, 1]", "-0.1"),
+                                                         ("visual_prob", np.nan, "[0, 1]", "nan")])
+def test_values_no_model_outputs_are_refused(tmp_path, key, value, bounds, shown):
+    outputs = one_video_outputs()
+    outputs[key].flat[3] = value
+    npz_path = tmp_path / "row.npz"
+    np.savez(npz_path, filenames=np.array(TEST_NAMES[:1]), split=np.array("test"), **outputs)
+    with pytest.raises(DecisionRuleError) as caught:
+        load_outputs(str(npz_path))
+    assert str(caught.value) == (f"{npz_path}: {key} must hold values in {bounds} (what the models output, "
+                                 f"nets/mmil_head.py); found {shown}")
 
 
 # ---------------------------------------------------------------- CMPAE's tuning on val
@@ -309,6 +358,12 @@ def test_rescore_refusals(tiny_exports, tmp_path, capsys):
         arrays = dict(content)
     arrays["frame_prob"] = arrays["frame_prob"][:, :, 0, :]   # (N, 10, 25): a wrong shape
     np.savez(npz_path, **arrays)
+    message = refusal(["--export_dir", str(broken), "--rule", "coleaf"] + eval_flags, capsys)
+    assert npz_path in message and "its sha256 differs" in message   # changed after the export
+    manifest_path = broken / "manifest.json"   # a manifest that vouches for the broken file
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"]["tiny_model.npz"] = file_sha256(npz_path)
+    manifest_path.write_text(json.dumps(manifest))
     message = refusal(["--export_dir", str(broken), "--rule", "coleaf"] + eval_flags, capsys)
     assert npz_path in message and "frame_prob has shape (2, 10, 25)" in message
     os.remove(npz_path)

@@ -16,6 +16,7 @@ from reporting.export import (
     export_predictions,
     load_predictions,
     read_event_csv,
+    read_export,
     rescore_event_files,
     row_slug,
     write_event_csv,
@@ -33,6 +34,7 @@ from scripts import rescore
 from scripts import visualize_parsing as visualize
 from utils import checkpoint
 from utils.eval_metrics import evaluate_split, event_rows, score_outputs, segment_predictions
+from utils.io import file_sha256
 
 HEADLINE = [f"{level}_{column}" for level in ("seg", "evt") for column in ("audio", "visual", "av", "type", "event")]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -104,6 +106,15 @@ def test_rescored_export_equals_score_outputs(synthetic_root, tmp_path, gating):
         assert abs(rescored[key] - expected[key]) <= 1e-12, key
     for key, scores in expected["per_video"].items():
         np.testing.assert_array_equal(rescored["per_video"][key], scores)
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest == {"format": 2, "split": "test", "num_videos": split.num_videos, "filenames": split.filenames,
+                        "rows": {"Random model": {"audio_csv": "random_model_audio.csv",
+                                                  "visual_csv": "random_model_visual.csv",
+                                                  "npz": "random_model.npz", "gating": gating}},
+                        "sha256": {os.path.basename(files[kind]): file_sha256(files[kind])
+                                   for kind in ("audio_csv", "visual_csv", "npz")}}
+    assert read_export(str(tmp_path)).filenames == split.filenames
 
     saved = load_predictions(files["npz"])
     assert saved["filenames"] == split.filenames and saved["gating"] == gating
