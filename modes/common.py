@@ -171,12 +171,25 @@ def format_flags(given):
     return " ".join(words)
 
 
+def check_release_settings(recipe, path, state_dict, model_config):
+    """A release file fixes its network's sizes (e.g. VALOR+'s 256 wide, 4 layers); flags that
+    build another network are refused naming both, before load_state_dict's list of shapes."""
+    if recipe.release_settings is None:
+        return
+    in_file = recipe.release_settings(state_dict)
+    differ = {option: value for option, value in in_file.items() if model_config.get(option) != value}
+    if differ:
+        given = " ".join(f"--{option} {model_config.get(option)}" for option in differ)
+        wanted = " ".join(f"--{option} {value}" for option, value in differ.items())
+        raise checkpoint.CheckpointError(f"{path} holds a network of {wanted}; the flags build {given}: pass {wanted}")
+
+
 def load_selected_model(recipe, config, role, split, device):
     """(model in eval mode, model_config) of the `role` checkpoint of --checkpoint, in the project's
     or the original release's format, built by `recipe`, for the features of `split` (an LLPSplit);
     a checkpoint of another model, or trained on another kind of features, is refused."""
     feature_dims = split.feature_dims()
-    path = checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role)
+    path = checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role, recipe.release_files)
     content = checkpoint.load(path)
     if "model" in content and "model_config" in content:
         model_config, state_dict = content["model_config"], content["model"]
@@ -186,6 +199,7 @@ def load_selected_model(recipe, config, role, split, device):
             state_dict = load_any_state_dict(content, recipe.release_kind)
         except (KeyError, ValueError) as error:
             raise checkpoint.CheckpointError(f"{path}: {error}") from None
+        check_release_settings(recipe, path, content, model_config)
     if model_config.get("model_name") != recipe.name:
         raise checkpoint.CheckpointError(
             f"{path} holds a {model_config.get('model_name')} model, not a --model {recipe.name} one; "

@@ -19,7 +19,8 @@ def run_estimate_labels(config):
     device = resolve_device(config.run.device)
     check_inputs(config, ("train",))
     # before loading features
-    checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, config.run.refine_source)
+    checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, config.run.refine_source,
+                             recipe.release_files)
     train_split = load(config, "train")
     model, model_config = load_selected_model(recipe, config, config.run.refine_source, train_split, device)
     info = start_run(config, device)

@@ -40,7 +40,8 @@ def assemble_rows(recipe, config, split, device):
     models, rows = {}, {}
     for row in recipe.rows:
         missing = [role for role in row.roles
-                   if not checkpoint.selected_exists(config.run.model_save_dir, config.run.checkpoint, role)]
+                   if not checkpoint.selected_exists(config.run.model_save_dir, config.run.checkpoint, role,
+                                                     recipe.release_files)]
         if missing and not row.required:
             print(f"row '{row.title}' skipped: no {'/'.join(missing)} checkpoint for "
                   f"--checkpoint {config.run.checkpoint}")
@@ -78,7 +79,7 @@ def run_evaluate(config):
             raise UsageError(f"--export_dir {config.run.export_dir}: exists and is not a folder")
         check_writable(config.run.export_dir)
     for role in recipe.required_roles():   # missing checkpoints are reported before loading features
-        checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role)
+        checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role, recipe.release_files)
     split = load(config, split_name)
     rows = assemble_rows(recipe, config, split, device)
     unfinished = unfinished_training(config)

@@ -9,6 +9,9 @@ unused modules, which are dropped on import and written fresh on export:
   holds 9,296,459 parameters against our 9,294,411 (PROTOCOL.md §5).
 - AVVP HAN: the same two LayerNorms, and also whole unused encoders
   (`audio_encoder`, `visual_encoder`, `cmt_encoder`) in the published MMIL_Net.
+- VALOR's MMIL_Net (NeurIPS 2023; PROTOCOL.md §13, §15): the HAN network with any number of
+  layers (`hat_encoder.layers.{i}`, ours `han` and `more_han_layers.{i-1}`) and two final
+  LayerNorms `hat_encoder.final_norm_a/v` that its post-norm layers never apply.
 - DHHN MGNs: nothing unused, but as published the visual MGN's encoder is also
   called `audio_encoder`.
 
@@ -50,10 +53,17 @@ _MMIL_HEAD = (
     ("head.fc_frame_att.", "fc_frame_att."),
     ("head.fc_av_att.", "fc_av_att."),
 )
-_HAN_LAYER = (
-    ("han.cross_attn.", "hat_encoder.layers.0.cm_attn."),
-    ("han.", "hat_encoder.layers.0."),
-)
+def _han_layers(num_layers):
+    """(our prefix, release prefix) of every HAN layer: the first keeps its published name `han`."""
+    pairs = []
+    for index in range(num_layers):
+        ours = "han." if index == 0 else f"more_han_layers.{index - 1}."
+        release = f"hat_encoder.layers.{index}."
+        pairs += [(ours + "cross_attn.", release + "cm_attn."), (ours, release)]
+    return tuple(pairs)
+
+
+_HAN_LAYER = _han_layers(1)
 # a release ResBlock1D keeps Conv1d, BatchNorm1d, ReLU in `blocks.0`; audio is conv_x1
 _HCMN_CONVS = tuple(
     pair
@@ -81,9 +91,10 @@ _UNUSED_LAYER_NORMS = ("hat_encoder.norm1.", "hat_encoder.norm2.")
 _AVVP_UNUSED_ENCODERS = ("audio_encoder.layers.0.", "visual_encoder.layers.0.",
                          "cmt_encoder.layers.0.")
 _AVVP_UNUSED_NORMS = ("cmt_encoder.norm1.", "cmt_encoder.norm2.")
+_VALOR_UNUSED_NORMS = ("hat_encoder.final_norm_a.", "hat_encoder.final_norm_v.")
 _UNUSED_ON_IMPORT = {
     "hcmn": _UNUSED_LAYER_NORMS,
-    "han": _UNUSED_LAYER_NORMS + _AVVP_UNUSED_ENCODERS + _AVVP_UNUSED_NORMS,
+    "han": _UNUSED_LAYER_NORMS + _AVVP_UNUSED_ENCODERS + _AVVP_UNUSED_NORMS + _VALOR_UNUSED_NORMS,
     "audio_mgn": (),
     "visual_mgn": (),
 }
@@ -103,18 +114,47 @@ def strip_wrapper_prefix(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 @functools.cache
-def our_keys(kind: str, hier_feat: bool = True) -> frozenset[str]:
-    """State-dict keys of our model of `kind` (built on the meta device: no memory)."""
+def our_keys(kind: str, hier_feat: bool = True, num_layers: int = 1) -> frozenset[str]:
+    """State-dict keys of our model of `kind` (built on the meta device: no memory); num_layers:
+    the HAN layers of a "han" model."""
     _check_kind(kind)
     with torch.device("meta"):
-        model = HCMN(hier_feat=hier_feat) if kind == "hcmn" else _MODEL_FACTORIES[kind]()
+        if kind == "hcmn":
+            model = HCMN(hier_feat=hier_feat)
+        elif kind == "han":
+            model = HANBaseline(num_layers=num_layers)
+        else:
+            model = _MODEL_FACTORIES[kind]()
     return frozenset(model.state_dict())
 
 
-def release_keys(kind: str) -> frozenset[str]:
+def _renames(kind: str, num_layers: int = 1) -> tuple[tuple[str, str], ...]:
+    if kind == "han":
+        return _PROJECTION + _han_layers(num_layers) + _MMIL_HEAD
+    return _RENAMES[kind]
+
+
+def release_keys(kind: str, num_layers: int = 1) -> frozenset[str]:
     """Keys of the release model of `kind`, as written by the `*_to_release` functions."""
-    return frozenset(_rename(dict.fromkeys(our_keys(kind)), _RENAMES[kind], kind)) | (
-        frozenset(key + name for key in _unused_on_export(kind) for name in ("weight", "bias")))
+    renamed = _rename(dict.fromkeys(our_keys(kind, num_layers=num_layers)), _renames(kind, num_layers), kind)
+    unused = {key + name for key in _unused_on_export(kind) for name in ("weight", "bias")}
+    return frozenset(renamed) | frozenset(unused)
+
+
+def release_han_layers(state_dict: Mapping[str, torch.Tensor]) -> int:
+    """How many HAN layers a release MMIL_Net state dict holds (`hat_encoder.layers.{i}.`)."""
+    indices = {int(key.split(".")[2]) for key in strip_wrapper_prefix(state_dict)
+               if key.startswith("hat_encoder.layers.") and key.split(".")[2].isdigit()}
+    return max(indices) + 1 if indices else 1
+
+
+def release_han_settings(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """The network settings a release MMIL_Net (HAN's or VALOR's) state dict fixes: hidden_dim,
+    ff_dim, num_layers (the number of heads leaves no trace in the weights)."""
+    state_dict = strip_wrapper_prefix(state_dict)
+    return {"hidden_dim": state_dict["fc_prob.weight"].shape[1],
+            "ff_dim": state_dict["hat_encoder.layers.0.linear1.weight"].shape[0],
+            "num_layers": release_han_layers(state_dict)}
 
 
 def _check_kind(kind: str) -> None:
@@ -150,12 +190,13 @@ def _unused_on_export(kind: str) -> tuple[str, ...]:
 
 def _from_release(state_dict: Mapping[str, torch.Tensor], kind: str) -> StateDict:
     state_dict = strip_wrapper_prefix(state_dict)
+    num_layers = release_han_layers(state_dict) if kind == "han" else 1
     used = {key: value for key, value in state_dict.items()
             if not key.startswith(_UNUSED_ON_IMPORT[kind])}
-    expected_used = release_keys(kind) - {
-        key for key in release_keys(kind) if key.startswith(_UNUSED_ON_IMPORT[kind])}
+    expected = release_keys(kind, num_layers)
+    expected_used = expected - {key for key in expected if key.startswith(_UNUSED_ON_IMPORT[kind])}
     _check_keys(set(used), expected_used, f"release {kind} state dict")
-    reverse = tuple((release, ours) for ours, release in _RENAMES[kind])
+    reverse = tuple((release, ours) for ours, release in _renames(kind, num_layers))
     return _rename(used, reverse, f"release {kind} state dict")
 
 
@@ -183,10 +224,11 @@ def hcmn_to_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 def han_from_release(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Release AVVP `MMIL_Net` state dict -> our HANBaseline state dict.
+    """Release AVVP or VALOR `MMIL_Net` state dict -> our HANBaseline state dict.
 
     Accepts it with or without the published unused encoders (`audio_encoder`,
-    `visual_encoder`, `cmt_encoder`); they and `hat_encoder.norm1/norm2` are dropped.
+    `visual_encoder`, `cmt_encoder`); they, `hat_encoder.norm1/norm2` and VALOR's
+    `hat_encoder.final_norm_a/v` are dropped. Any number of HAN layers (VALOR+: 4).
     """
     return _from_release(state_dict, "han")
 
@@ -264,7 +306,9 @@ def load_any_state_dict(path_or_state_dict: str | os.PathLike | Mapping[str, tor
             raise StateDictKeyError(f"{source}: holds a release {release_kind} state dict, "
                                     f"not a {kind} one")
         return FROM_RELEASE[kind](state_dict)
-    accepted = [our_keys(kind)] + ([our_keys(kind, hier_feat=False)] if kind == "hcmn" else [])
+    more_layers = {key.split(".")[1] for key in state_dict if key.startswith("more_han_layers.")}
+    accepted = [our_keys(kind, num_layers=1 + len(more_layers))] + (
+        [our_keys(kind, hier_feat=False)] if kind == "hcmn" else [])
     if set(state_dict) not in accepted:
         _check_keys(set(state_dict), accepted[0], f"{source} (as our {kind} format)")
     return state_dict

@@ -144,6 +144,10 @@ class Recipe:
     switches: tuple = field(default=())   # the ABLATION_SWITCHES this model has
     options: dict = field(default_factory=dict)   # MODEL_OPTIONS this model has -> published value
     derive_flags: Callable = None   # (values, training_mode) -> None: fills flags that follow others (e.g. from --lr)
+    # role -> ((path template under --model_save_dir with {name}, whose layout), ...): other codebases'
+    # files of a selected model, raw state dicts that nets/convert.py reads (utils.checkpoint.find_selected)
+    release_files: dict = field(default_factory=dict)
+    release_settings: Callable = None   # a release state dict -> {MODEL_OPTIONS: value} its weights fix
     refine_source: str = "overall"  # the selected checkpoint estimate_labels judges labels with by default
 
     @property

@@ -120,6 +120,9 @@ RECIPE = Recipe(
     },
     derive_flags=_derive_mgn_learning_rates,
     release_kind="hcmn",
+    # the DHHN release saves its three selected HCMNs under these names
+    release_files={"audio": (("{name}_audio.pt", "DHHN release"),), "visual": (("{name}_video.pt", "DHHN release"),),
+                   "overall": (("{name}_aud-vis.pt", "DHHN release"),)},
     switches=("hier_feat", "hier_pred", "audio_mgn", "visual_mgn", "rmse"),
     options={"pseudo_mgn": False},
 )

@@ -1,6 +1,9 @@
 """The HAN baseline (Tian et al., ECCV 2020): one HAN layer at one scale, the weak-label loss only,
 one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
+import os
+
 from nets import build_han
+from nets.convert import release_han_settings
 from recipes.base import (
     Recipe,
     ReportRow,
@@ -42,5 +45,9 @@ RECIPE = Recipe(
         "retrain": dict(batch_size=16, epochs=40, lr=3e-4),
     },
     release_kind="han",
+    release_settings=release_han_settings,
+    # HAN's release (AVVP-ECCV20) saves models/MMIL_Net.pt; VALOR's, models/model_VALOR/checkpoint_best.pt
+    release_files={"overall": (("{name}.pt", "HAN release"), (os.path.join("{name}", "checkpoint_best.pt"),
+                                                               "VALOR release"))},
     options=NETWORK_OPTIONS,
 )

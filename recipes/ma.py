@@ -54,4 +54,6 @@ RECIPE = dataclasses.replace(
         "retrain": dict(batch_size=16, epochs=12, lr=3e-4),
     },
     refine_source="final",
+    release_files={},
+    release_settings=None,
 )

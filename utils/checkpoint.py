@@ -3,8 +3,9 @@
 Layout under --model_save_dir, for --checkpoint NAME:
   NAME_best_audio.pt, NAME_best_visual.pt, NAME_best_overall.pt   selected HCMN / HAN weights (PROTOCOL.md §7)
   NAME_last.pt                                                   everything needed to --resume
-The original release's layout (NAME_audio.pt, NAME_video.pt, NAME_aud-vis.pt, raw release
-state_dicts) is accepted for testing as well.
+Other codebases' files of a selected model (raw state dicts: the DHHN release's NAME_audio.pt,
+HAN's NAME.pt, VALOR's NAME/checkpoint_best.pt) are found too, by the layouts a recipe lists
+(recipes/base.py, Recipe.release_files), after this project's own.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +14,6 @@ import torch
 
 from utils.errors import FileWriteError, UserError
 from utils.io import atomic_torch_save, atomic_write_text
-
-RELEASE_SUFFIXES = {"audio": "audio", "visual": "video", "overall": "aud-vis"}
 
 
 class CheckpointError(UserError):
@@ -29,30 +28,27 @@ def last_path(save_dir, name):
     return os.path.join(save_dir, f"{name}_last.pt")
 
 
-def release_path(save_dir, name, role):
-    """The original release's file of a role, or None for roles the release did not have."""
-    if role not in RELEASE_SUFFIXES:
-        return None
-    return os.path.join(save_dir, f"{name}_{RELEASE_SUFFIXES[role]}.pt")
+def _candidates(save_dir, name, role, release_files):
+    """[(path, whose layout)]: this project's file first, then those of `release_files`
+    ({role: ((path template with {name}, whose layout), ...)})."""
+    releases = [(os.path.join(save_dir, template.format(name=name)), source)
+                for template, source in release_files.get(role, ())]
+    return [(best_path(save_dir, name, role), "this project")] + releases
 
 
-def _candidates(save_dir, name, role):
-    return [path for path in (best_path(save_dir, name, role), release_path(save_dir, name, role)) if path]
+def selected_exists(save_dir, name, role, release_files=None):
+    """Whether the role's selected weights exist in any layout (whether `find_selected` finds them)."""
+    return any(os.path.isfile(path) for path, _ in _candidates(save_dir, name, role, release_files or {}))
 
 
-def selected_exists(save_dir, name, role):
-    """Whether the role's selected weights exist in either layout (whether `find_selected` finds them)."""
-    return any(os.path.isfile(path) for path in _candidates(save_dir, name, role))
-
-
-def find_selected(save_dir, name, role):
-    """Path of the role's selected weights: the project's layout first, then the release's."""
-    candidates = _candidates(save_dir, name, role)
-    for path in candidates:
+def find_selected(save_dir, name, role, release_files=None):
+    """Path of the role's selected weights: the project's layout first, then the releases' of
+    `release_files` (a recipe's Recipe.release_files)."""
+    candidates = _candidates(save_dir, name, role, release_files or {})
+    for path, _ in candidates:
         if os.path.isfile(path):
             return path
-    expected = " or ".join(f"{os.path.basename(path)} ({source})"
-                           for path, source in zip(candidates, ("this project", "original release")))
+    expected = " or ".join(f"{os.path.relpath(path, save_dir)} ({source})" for path, source in candidates)
     raise CheckpointError(f"no {role} checkpoint for --checkpoint {name} in {save_dir}: expected {expected}")
 
 
