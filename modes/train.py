@@ -47,7 +47,7 @@ EPOCH_LINE_METRICS = ("seg_audio", "seg_visual", "seg_av", "seg_type", "evt_type
 # flags that may differ on --resume: they change neither the trained weights nor the scores
 # (--epochs may grow too: see check_resume_config); a moved --model_save_dir changes no result
 RESUME_FREE_FLAGS = ("resume", "progress", "log_interval", "no_log", "eval_batch_size", "feature_cache",
-                     "export_dir", "refine_out", "model_save_dir", "device")
+                     "export_dir", "refine_out", "model_save_dir", "log_seconds", "unused_flags")
 PATH_FLAGS = ("llp_root", "refined_labels", "audio_pseudo_dir",
               "visual_pseudo_dir") + tuple(OFFICIAL_LAYOUT)
 # fused Adam is the same update in one pass over the weights (CPU: 3x faster than the
