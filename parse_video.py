@@ -22,7 +22,14 @@ from avvp_data.llp import NUM_CLASSES
 from avvp_data.synthetic_llp import COMPLETE_MARKER
 from config import recorded_flags, resolve_config
 from dataloader import FEATURE_FLAGS, LLPSplit, load_features
-from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args, feature_folder
+from extraction.extractor import (
+    KINDS,
+    add_extraction_arguments,
+    check_videos,
+    extract_videos,
+    extractor_from_args,
+    feature_folder,
+)
 from extraction.records import differences_from_training
 from extraction.windows import Window
 from modes.common import progress_setting, to_device
@@ -112,14 +119,8 @@ def model_arguments(args):
         ["--mode", "test", "--model", model, "--model_save_dir", folder, "--checkpoint", name,
          "--device", args.device, "--progress", args.progress]))
     for role in RECIPES[model].required_roles():   # refused now, not after the extraction
-        checkpoint.find_selected(folder, name, role)
+        checkpoint.find_selected(folder, name, role, RECIPES[model].release_files)
     return model_config, content
-
-
-def check_videos(paths):
-    missing = [path for path in paths if not os.path.isfile(path)]
-    if missing:
-        raise UsageError(f"no such video file(s): {', '.join(missing)}")
 
 
 def load_windows(features_dir, ids):
@@ -132,7 +133,9 @@ def load_windows(features_dir, ids):
 
 
 def run(args):
-    check_videos(args.videos)
+    features_dir = args.features_dir or os.path.join(args.out_dir, "features")
+    # every bad video is named before the model loads, and nothing is written for a refused run
+    checked = check_videos(args.videos, features_dir, KINDS, args.allow_variable_frame_rate)
     model_config, content = model_arguments(args)
     recipe = RECIPES[model_config.model.name]
     device = resolve_device(args.device)
@@ -141,12 +144,12 @@ def run(args):
         print(f"warning: {note}", file=sys.stderr)
     if args.random_weights:
         print(f"warning: {SMOKE_TEST_WARNING}", file=sys.stderr)
-    features_dir = args.features_dir or os.path.join(args.out_dir, "features")
     extractor = extractor_from_args(args, device)
     check_extraction_matches_training(content, extractor)
     progress = progress_setting(model_config)
     entries = extract_videos(extractor, args.videos, features_dir,
-                             allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)
+                             allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress,
+                             checked=checked)
     names = [os.path.splitext(os.path.basename(path))[0] for path in args.videos]
     ids = [fid for name in names for fid in entries[name]["ids"]]
     split = load_windows(features_dir, ids)

@@ -1,8 +1,8 @@
 """Reading a video file with PyAV: what it holds, its audio as LLP's extraction heard it, and its
 frames on an 8-fps grid (docs/PROTOCOL.md §15).
 
-Time 0 is the first video frame; the audio is shifted onto that clock. Every problem raises a
-VideoInputError naming the file.
+Time 0 is the first video frame; the audio is shifted onto that clock. A file that cannot be read
+raises a VideoInputError naming it; `video_problems` says what a readable one lacks.
 """
 import math
 import os
@@ -71,11 +71,13 @@ def _open(av, path):
 
 
 def _packet_times(container, streams):
-    """[(sorted presentation times in seconds, duration of the last packet)] of each of `streams`,
-    in their order, from one demuxing pass over the file (no decoding)."""
+    """([(sorted presentation times in seconds, duration of the last packet)] of each of `streams`,
+    in their order, the time of the first packet the demuxer marks corrupt or None), from one
+    demuxing pass over the file (no decoding)."""
     position = {stream.index: i for i, stream in enumerate(streams)}
     times = [[] for _ in streams]
     last_duration = [0.0 for _ in streams]
+    corrupt_at = None
     for packet in container.demux(*streams):
         stamp = packet.pts if packet.pts is not None else packet.dts   # some AVI files stamp only dts
         if stamp is None:
@@ -83,7 +85,9 @@ def _packet_times(container, streams):
         i = position[packet.stream.index]
         times[i].append(float(stamp * packet.time_base))
         last_duration[i] = float(packet.duration * packet.time_base) if packet.duration else 0.0
-    return [(np.sort(np.array(found)), last) for found, last in zip(times, last_duration)]
+        if packet.is_corrupt and corrupt_at is None:
+            corrupt_at = times[i][-1]
+    return [(np.sort(np.array(found)), last) for found, last in zip(times, last_duration)], corrupt_at
 
 
 def probe(path):
@@ -96,9 +100,14 @@ def probe(path):
         streams = [container.streams.video[0]] + list(container.streams.audio[:1])
         width, height = streams[0].codec_context.width, streams[0].codec_context.height
         try:
-            packets = _packet_times(container, streams)   # video first, then the audio if any
+            packets, corrupt_at = _packet_times(container, streams)   # video first, then the audio if any
         except av.error.FFmpegError as error:
             raise VideoInputError(f"{path}: unreadable streams ({error})") from None
+    if corrupt_at is not None:
+        # a file cut short (an interrupted download or copy) whose index sits before the data opens
+        # and demuxes up to the cut, and only its decoding fails, after the networks started
+        raise VideoInputError(f"{path}: truncated or damaged (a cut packet at {corrupt_at:.2f} s); "
+                              "copy or download it again")
     (times, last), has_audio, audio_end = packets[0], len(packets) > 1, 0.0
     if has_audio and len(packets[1][0]):
         audio_times, audio_last = packets[1]
@@ -162,7 +171,13 @@ def audio_window(mono, start_seconds, seconds):
 
 def grid_frames(info, grid_indices, fps, prepare):
     """{grid index k: prepare(PIL image)} for the frames shown at times k / fps (s from the first
-    frame), read in one decoding pass.
+    frame), read in one decoding pass (`iter_grid_frames`)."""
+    return dict(iter_grid_frames(info, grid_indices, fps, prepare))
+
+
+def iter_grid_frames(info, grid_indices, fps, prepare):
+    """(grid index k, prepare(PIL image)) for the frames shown at times k / fps (s from the first
+    frame), in increasing k, as one decoding pass reaches them.
 
     The frame shown at time t is the last one whose presentation time is at or before t (the
     last frame is held past the end), which is how ffmpeg's `-r` output option resampled the
@@ -173,17 +188,17 @@ def grid_frames(info, grid_indices, fps, prepare):
     av = require_av()
     wanted = sorted(set(int(k) for k in grid_indices))
     if not wanted:
-        return {}
+        return
     # a hair of tolerance: 8 fps grid times and 25/30 fps frame times meet exactly on paper
     times = [k / fps + 1e-6 for k in wanted]
-    kept, position, previous = {}, 0, None
+    position, previous = 0, None
     prepared = None   # prepare(previous), made when a grid time first shows it
 
-    def show(index):
+    def shown():
         nonlocal prepared
         if prepared is None:
             prepared = prepare(previous)
-        kept[index] = prepared
+        return prepared
 
     with _open(av, info.path) as container:
         stream = container.streams.video[0]
@@ -195,7 +210,7 @@ def grid_frames(info, grid_indices, fps, prepare):
                 t = float(frame.time) - info.start_time
                 # every grid time before this frame shows the previous frame
                 while position < len(wanted) and times[position] < t and previous is not None:
-                    show(wanted[position])
+                    yield wanted[position], shown()
                     position += 1
                 if position == len(wanted):
                     break
@@ -205,8 +220,7 @@ def grid_frames(info, grid_indices, fps, prepare):
     if previous is None:
         raise VideoInputError(f"{info.path}: no video frame could be decoded")
     for index in wanted[position:]:   # past the last frame: it is held
-        show(index)
-    return kept
+        yield index, shown()
 
 
 def upright(image, rotation):
@@ -219,18 +233,19 @@ def upright(image, rotation):
     return image.transpose(turn) if turn is not None else image
 
 
-def check_video(info, need_audio, allow_variable_frame_rate):
-    """Refuse, naming the file, what cannot be parsed as asked: no audio track, too short, or a
-    variable frame rate (unless allowed)."""
+def video_problems(info, need_audio, allow_variable_frame_rate):
+    """Every reason, one phrase each (the file is not named), why `info`'s video cannot be parsed
+    as asked: no audio track, too short, a variable frame rate (unless allowed); [] when none."""
+    problems = []
     if need_audio and not info.has_audio:
-        raise VideoInputError(f"{info.path}: no audio track; the audio features (and parsing) need one")
-    if whole_segments(info.duration) < 1:
-        raise VideoInputError(f"{info.path}: {info.duration:.2f} s is too short; at least one "
-                              f"{SEGMENT_SECONDS}-s segment is needed")
+        problems.append("no audio track; the audio features (and parsing) need one")
+    if not math.isfinite(info.duration):
+        problems.append("the duration cannot be read")
+    elif whole_segments(info.duration) < 1:
+        problems.append(f"{info.duration:.2f} s is too short; at least one {SEGMENT_SECONDS}-s segment is needed")
     if info.variable_frame_rate and not allow_variable_frame_rate:
-        raise VideoInputError(
-            f"{info.path}: variable frame rate (frame intervals from {1000 * info.min_interval:.1f} ms to "
+        problems.append(
+            f"variable frame rate (frame intervals from {1000 * info.min_interval:.1f} ms to "
             f"{1000 * info.max_interval:.1f} ms); re-encode at a constant rate "
             "(e.g. ffmpeg -i IN -vf fps=25 OUT.mp4) or pass --allow_variable_frame_rate to sample it by time")
-    if not math.isfinite(info.duration):
-        raise VideoInputError(f"{info.path}: the duration cannot be read")
+    return problems

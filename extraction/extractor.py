@@ -3,13 +3,16 @@
 `FeatureExtractor` holds the networks of the kinds asked for (pretrained, or random for a smoke
 test) and turns one probed video into (windows, rows, dim) arrays: VGGish (10, 128), ResNet152
 (80, 2048) and R(2+1)D-18 (10, 512) per 10-s window, the rows and settings of the original
-extraction. `extract_videos` runs it over many files, writes each window's features in the
+extraction. `check_videos` probes and checks many files without any network (every bad one named
+in one error); `extract_videos` runs the extractor over them, writes each window's features in the
 official folder layout with the records of extraction/records.py, and resumes after the last
 finished video.
 """
+import contextlib
 import io
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -18,7 +21,7 @@ from tqdm import tqdm
 from avvp_data.llp import FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS
 from extraction import decode, image_transforms, records, vggish, visual_nets, weights
 from extraction.windows import SEGMENT_SECONDS, WINDOW_SECONDS, VideoTooShort, describe_plan, plan_windows
-from utils.errors import UsageError
+from utils.errors import UsageError, bulleted
 from utils.io import atomic_write_bytes
 
 FRAME_RATE = FRAMES_PER_SEGMENT // SEGMENT_SECONDS   # 8 fps: ffmpeg -r 8 in the original
@@ -57,6 +60,9 @@ SETTINGS = {
 }
 NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus1d_18"}
 DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8}   # examples, images, clips per forward pass
+# without a progress bar (output to a file), at most one line per this many seconds says a finished
+# window: a window takes about 30 s on a CPU, so a long video is not minutes of silence
+PROGRESS_LINE_SECONDS = 10
 
 
 def add_extraction_arguments(parser):
@@ -177,56 +183,92 @@ class FeatureExtractor:
                    for i in range(0, len(items), size)]
         return torch.cat(outputs).numpy()
 
-    def extract(self, info):
-        """(windows, {kind: (W, rows, dim) float32}) of a probed video (decode.VideoInfo)."""
+    def extract(self, info, on_window=None):
+        """(windows, {kind: (W, rows, dim) float32}) of a probed video (decode.VideoInfo), made
+        window by window from one decoding pass, so that only one window's frames are held.
+        on_window(number, windows, seconds): called after each window (number from 1), with the
+        seconds since the one before (the first's include reading the audio track)."""
         try:
             windows = plan_windows(info.duration)
         except VideoTooShort as error:
             raise decode.VideoInputError(f"{info.path}: {error}") from None
-        features = {}
-        if "audio" in self.kinds:
-            features["audio"] = self._audio(info, windows)
-        if {"frames", "snippets"} & set(self.kinds):
-            features.update(self._visual(info, windows))
-        return windows, features
+        started = time.perf_counter()
+        mono = decode.read_audio(info) if "audio" in self.kinds else None
+        visual = bool({"frames", "snippets"} & set(self.kinds))
+        per_window, known = [], {}
+        with contextlib.closing(self._window_frames(info, windows)) as shown:
+            for number, window in enumerate(windows, 1):
+                features = {}
+                if mono is not None:
+                    features["audio"] = self._audio(mono, window)
+                if visual:
+                    visual_features, known = self._visual(next(shown), known)
+                    features.update(visual_features)
+                per_window.append(features)
+                if on_window is not None:
+                    on_window(number, windows, time.perf_counter() - started)
+                started = time.perf_counter()
+        return windows, {kind: np.stack([features[kind] for features in per_window]) for kind in per_window[0]}
 
-    def _audio(self, info, windows):
-        mono = decode.read_audio(info)
-        examples = np.concatenate([vggish.log_mel_examples(decode.audio_window(mono, w.start, WINDOW_SECONDS))
-                                   for w in windows])
+    def _audio(self, mono, window):
+        """(10, 128) VGGish features of one window of the 16-kHz track `mono`."""
+        examples = vggish.log_mel_examples(decode.audio_window(mono, window.start, WINDOW_SECONDS))
         embeddings = self._run("audio", examples)
         if self.postprocessor is not None:
             embeddings = self.postprocessor(torch.from_numpy(embeddings)).numpy()
-        return embeddings.reshape(len(windows), NUM_SEGMENTS, -1).astype(np.float32)
+        return embeddings.reshape(NUM_SEGMENTS, -1).astype(np.float32)
 
-    def _visual(self, info, windows):
+    def _window_frames(self, info, windows):
+        """Per window, in order, the prepared frames shown at its 80 grid times, from one decoding
+        pass; frames of the overlap of an end-aligned last window are the window before's objects."""
         wanted = {kind for kind in ("frames", "snippets") if kind in self.kinds}
+        if not wanted:
+            return
 
         def prepare(image):   # only the resized pixels of the frames in use are held
             return {kind: image_transforms.frame_pixels(kind, image) for kind in wanted}
 
         grid = [w.start * FRAME_RATE + k for w in windows for k in range(FRAMES_PER_WINDOW)]
-        shown = decode.grid_frames(info, grid, FRAME_RATE, prepare)
-        # a frame shown at several grid times (a held last frame, a video under 8 fps) and a clip
-        # of such frames go through the network once; their features are copied
-        frame_of, unique = unique_items([shown[k] for k in grid], key=id)
-        features = {}
-        if "frames" in wanted:
-            pixels = np.stack([item["frames"] for item in unique])        # (F, 224, 224, 3) uint8
-            out = self._run("frames", pixels, lambda batch: image_transforms.network_input("frames", batch))
-            features["frames"] = out[frame_of].reshape(len(windows), FRAMES_PER_WINDOW, -1)
-        if "snippets" in wanted:
-            clip_of, clips = unique_items([tuple(frame_of[i:i + FRAMES_PER_SEGMENT])
-                                           for i in range(0, len(grid), FRAMES_PER_SEGMENT)])
+        held = {}
+        with contextlib.closing(decode.iter_grid_frames(info, grid, FRAME_RATE, prepare)) as shown:
+            for window in windows:
+                first = window.start * FRAME_RATE
+                held = {k: item for k, item in held.items() if k >= first}
+                while first + FRAMES_PER_WINDOW - 1 not in held:
+                    k, item = next(shown)
+                    held[k] = item
+                yield [held[k] for k in range(first, first + FRAMES_PER_WINDOW)]
 
-            def clip_input(batch):   # clip frame indices (B, 8) -> (B, 3, 8, 112, 112) normalised
-                frames = image_transforms.network_input("snippets", np.stack([unique[f]["snippets"]
-                                                                              for clip in batch for f in clip]))
-                return image_transforms.r2plus1d_clips(frames)
+    def _visual(self, shown, known):
+        """({"frames": (80, 2048), "snippets": (10, 512)} of one window from its 80 shown frames, the
+        `known` of the next window): a frame shown at several grid times (a held last frame, a video
+        under 8 fps) and a clip of such frames go through the network once, their features are
+        copied; those of the window before (`known`, by kind) are not computed again."""
+        features, now_known = {}, {}
+        if "frames" in self.kinds:
+            features["frames"], now_known["frames"] = self._unique_features(
+                "frames", shown, id, known.get("frames", {}),
+                lambda batch: image_transforms.network_input("frames", np.stack([item["frames"] for item in batch])))
+        if "snippets" in self.kinds:
+            clips = [tuple(shown[i:i + FRAMES_PER_SEGMENT]) for i in range(0, FRAMES_PER_WINDOW, FRAMES_PER_SEGMENT)]
 
-            out = self._run("snippets", clips, clip_input)
-            features["snippets"] = out[clip_of].reshape(len(windows), NUM_SEGMENTS, -1)
-        return features
+            def clip_input(batch):   # clips of 8 prepared frames -> (B, 3, 8, 112, 112) normalised
+                frames = np.stack([frame["snippets"] for clip in batch for frame in clip])
+                return image_transforms.r2plus1d_clips(image_transforms.network_input("snippets", frames))
+
+            features["snippets"], now_known["snippets"] = self._unique_features(
+                "snippets", clips, lambda clip: tuple(map(id, clip)), known.get("snippets", {}), clip_input)
+        return features, now_known
+
+    def _unique_features(self, kind, items, key, known, to_input):
+        """((len(items), dim) features of `kind`, {key: (item, features)} of the distinct items):
+        each distinct item (by `key`) goes through the network once, and not at all when `known`
+        holds it. The items are kept in the result so that an id used as key is never reused."""
+        item_of, unique = unique_items(items, key=key)
+        fresh = [item for item in unique if key(item) not in known]
+        computed = iter(self._run(kind, fresh, to_input) if fresh else ())
+        rows = np.stack([known[key(item)][1] if key(item) in known else next(computed) for item in unique])
+        return rows[item_of], {key(item): (item, row) for item, row in zip(unique, rows)}
 
 
 def unique_items(items, key=None):
@@ -257,14 +299,17 @@ def source_identity(path):
     return {"source": os.path.abspath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
-def check_names(paths):
-    """Every video gets its own name (the file name without extension); two that share one are refused."""
-    seen = {}
+def name_clashes(paths):
+    """["a and b would write the same features (name); rename one"] for videos of `paths` that would
+    get one name (the file name without extension): features, records and parse_video's results
+    are named by it."""
+    seen, clashes = {}, []
     for path in paths:
         name = video_name(path)
         if name in seen and os.path.abspath(seen[name]) != os.path.abspath(path):
-            raise UsageError(f"{seen[name]} and {path} would write the same features ({name}); rename one")
-        seen[name] = path
+            clashes.append(f"{seen[name]} and {path} would write the same features ({name}); rename one")
+        seen.setdefault(name, path)
+    return clashes
 
 
 def is_current(entry, path, kinds, root):
@@ -277,40 +322,91 @@ def is_current(entry, path, kinds, root):
                for kind in kinds for fid in entry["ids"])
 
 
-def extract_videos(extractor, paths, root, allow_variable_frame_rate=False, progress=None, log=print):
-    """Features of every video in `paths` under `root` (official layout); returns {name: entry}.
-
-    Every file is probed and checked first, so a bad one stops the run before any network runs.
-    Videos already done with the same source file and settings are skipped (resume, cache).
-    """
-    check_names(paths)
-    for kind in extractor.kinds:
-        records.claim_folder(feature_folder(root, kind), extractor.record(kind))
+def check_videos(paths, root, kinds, allow_variable_frame_rate=False):
+    """{path: decode.VideoInfo} of the videos of `paths` still to extract under `root` (those not
+    extracted there already for `kinds`), every one probed and checked. Reads only, and needs no
+    network: a caller checks before it builds the extractor. Every bad video (unreadable, cut short,
+    no audio track for the audio features, too short, a variable frame rate unless allowed) and
+    every name clash is listed in one VideoInputError."""
+    problems = name_clashes(paths)
     done = records.read_videos(root)
     infos = {}
     for path in paths:
-        if is_current(done.get(video_name(path)), path, extractor.kinds, root):
+        if path in infos or is_current(done.get(video_name(path)), path, kinds, root):
             continue
-        info = decode.probe(path)
-        decode.check_video(info, need_audio="audio" in extractor.kinds,
-                           allow_variable_frame_rate=allow_variable_frame_rate)
-        infos[path] = info
+        try:
+            info = decode.probe(path)
+        except decode.VideoInputError as error:
+            problems.append(str(error))
+            continue
+        found = decode.video_problems(info, need_audio="audio" in kinds,
+                                      allow_variable_frame_rate=allow_variable_frame_rate)
+        if found:
+            problems.append(f"{path}: {'; '.join(found)}")
+        else:
+            infos[path] = info
+    if problems:
+        # every one is listed, however many: each must be fixed or left out before a rerun
+        raise decode.VideoInputError(f"{len(problems)} problem(s) among {len(paths)} video(s); nothing was "
+                                     f"extracted (fix or leave out each one):\n{bulleted(problems, len(problems))}")
+    return infos
+
+
+def say(text):
+    """Print one progress line now: logs written to a file are block-buffered."""
+    print(text, flush=True)
+
+
+def extract_videos(extractor, paths, root, allow_variable_frame_rate=False, progress=None, log=say, checked=None):
+    """Features of every video in `paths` under `root` (official layout); returns {name: entry}.
+
+    Every file is probed and checked first (`check_videos`), so bad ones stop the run, all named
+    in one error, before any network runs or anything is written; so do feature folders made with
+    other settings. Videos already done with the same source file and settings are skipped
+    (resume, cache). checked: what `check_videos` returned for these arguments, so the caller that
+    checked before building the extractor does not probe every file twice. With a progress bar
+    (progress True, or None on a terminal) the bar shows the videos; without one (a log file), a
+    line says each finished video and, at most every PROGRESS_LINE_SECONDS, a finished window.
+    """
+    infos = check_videos(paths, root, extractor.kinds, allow_variable_frame_rate) if checked is None else checked
+    folders = {kind: feature_folder(root, kind) for kind in extractor.kinds}
+    for kind, folder in folders.items():   # every folder compared before any is made
+        records.check_folder(folder, extractor.record(kind))
+    for kind, folder in folders.items():
+        records.claim_folder(folder, extractor.record(kind))
+    done = records.read_videos(root)
     if len(infos) < len(paths):
         log(f"{len(paths) - len(infos)} video(s) already extracted with these settings in {root}: reused")
     entries = {video_name(path): done[video_name(path)] for path in paths if path not in infos}
     shown = sys.stderr.isatty() if progress is None else progress   # auto: on a terminal only, as engine/loops.py
     bar = tqdm(infos.items(), desc="extracting", unit="video", disable=not (shown and infos))
-    for path, info in bar:
+    last_line = time.monotonic()
+
+    def window_line(path):
+        def report(number, windows, seconds):
+            nonlocal last_line
+            if number < len(windows) and time.monotonic() - last_line >= PROGRESS_LINE_SECONDS:
+                window = windows[number - 1]
+                log(f"{path}: window {number}/{len(windows)} ({window.start}-"
+                    f"{window.start + WINDOW_SECONDS - window.padded} s) done, {seconds:.1f} s")
+                last_line = time.monotonic()
+        return report
+
+    for number, (path, info) in enumerate(bar, 1):
         name = video_name(path)
         bar.set_postfix_str(name)
-        windows, features = extractor.extract(info)
+        started = time.perf_counter()
+        windows, features = extractor.extract(info, on_window=None if shown else window_line(path))
         ids = window_ids(name, windows)
         for kind, array in features.items():
             folder = feature_folder(root, kind)
             for fid, window_features in zip(ids, array):
                 save_array(window_features, os.path.join(folder, f"{fid}.npy"))
         plan = describe_plan(info.duration, windows)
-        if windows[-1].padded or windows[-1].keep_from or len(windows) > 1:
+        if not shown:
+            log(f"{path}: {plan}; done in {time.perf_counter() - started:.1f} s (video {number}/{len(infos)})")
+            last_line = time.monotonic()
+        elif windows[-1].padded or windows[-1].keep_from or len(windows) > 1:
             log(f"{path}: {plan}")
         entry = {"video": name, **source_identity(path), "kinds": list(extractor.kinds), "info": info.to_dict(),
                  "windows": [w.to_dict() for w in windows], "ids": ids, "plan": plan}

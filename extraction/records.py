@@ -31,17 +31,23 @@ def read_record(folder):
         raise UsageError(f"{path}: unreadable extraction record ({error})") from None
 
 
-def claim_folder(folder, record):
-    """Write `record` as the folder's extraction record, or check that the one there agrees."""
+def check_folder(folder, record):
+    """The folder's extraction record, None when it has none; UsageError when it says the features
+    there were made otherwise than `record`. Reads only."""
     existing = read_record(folder)
     if existing is not None:
         differing = [key for key in COMPARED_KEYS if existing.get(key) != record.get(key)]
         if differing:
             raise UsageError(f"{folder} holds features made otherwise ({', '.join(differing)} differ, see "
                              f"{os.path.join(folder, RECORD_FILE)}); extract into another folder or remove it")
-        return
-    os.makedirs(folder, exist_ok=True)
-    atomic_write_json(record, os.path.join(folder, RECORD_FILE))
+    return existing
+
+
+def claim_folder(folder, record):
+    """Write `record` as the folder's extraction record, or check that the one there agrees."""
+    if check_folder(folder, record) is None:
+        os.makedirs(folder, exist_ok=True)
+        atomic_write_json(record, os.path.join(folder, RECORD_FILE))
 
 
 def append_video(root, entry):

@@ -5,6 +5,7 @@ Prints absolute times, the speed-up, and checks that both give the same scores.
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -57,6 +58,11 @@ def reference_loop(pred_a, pred_v, gt_a, gt_v):
 
 
 def main(args):
+    problems = [f"--{key} {getattr(args, key)}: must be at least 1" for key in ("videos", "repeats")
+                if getattr(args, key) < 1]
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
+        sys.exit(2)
     rng = np.random.default_rng(args.seed)
     gt_a, gt_v = random_labels(rng, args.videos), random_labels(rng, args.videos)
     split = (random_predictions(rng, gt_a), random_predictions(rng, gt_v), gt_a, gt_v)

@@ -32,6 +32,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -56,6 +57,7 @@ from nets.convert import hcmn_to_release
 from nets.release_reference import release_hcmn_forward
 from recipes import RECIPES
 from recipes.dhhn import DHHNCriterion, DHHNTrainingModule
+from utils.errors import UsageError, UserError
 from utils.eval_metrics import METRIC_KEYS, event_level, score_outputs, segment_level
 from utils.runtime import device_description, resolve_device
 
@@ -104,8 +106,12 @@ def resolve_sizes(args):
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.n_test <= 0:
-        raise SystemExit("--n_test must be at least 1: loading val reads the test label file too")
+    problems = [f"--{key} {getattr(args, key)}: must be at least 1"
+                + (" (loading val reads the test label file too)" if key == "n_test" else "")
+                for key in ("n_train", "n_val", "n_test", "epochs", "batch_size", "eval_repeats")
+                if getattr(args, key) < 1]
+    if problems:
+        raise UsageError("; ".join(problems))
     return args
 
 
@@ -562,4 +568,8 @@ def time_origin(args, device, root, paths, work_dir):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    try:
+        main(get_args_parser().parse_args())
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

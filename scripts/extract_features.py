@@ -14,7 +14,7 @@ import os
 import sys
 
 from avvp_data.llp import YOUTUBE_ID_LENGTH
-from extraction.extractor import KINDS, add_extraction_arguments, extract_videos, extractor_from_args
+from extraction.extractor import KINDS, add_extraction_arguments, check_videos, extract_videos, extractor_from_args
 from modes.common import PROGRESS_SETTINGS
 from utils.errors import UsageError, UserError
 from utils.runtime import resolve_device
@@ -69,12 +69,13 @@ def llp_name_warning(entries):
 def main(args):
     try:
         paths = video_files(args.videos)
+        # every bad video is named before the networks are built (or their weights downloaded)
+        checked = check_videos(paths, args.out_dir, args.kinds, args.allow_variable_frame_rate)
         extractor = extractor_from_args(args, resolve_device(args.device), kinds=args.kinds)
         if args.random_weights:
             print("warning: random weights (smoke test): these features carry no information", file=sys.stderr)
         progress = PROGRESS_SETTINGS[args.progress]
-        entries = extract_videos(extractor, paths, args.out_dir,
-                                 allow_variable_frame_rate=args.allow_variable_frame_rate, progress=progress)
+        entries = extract_videos(extractor, paths, args.out_dir, progress=progress, checked=checked)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

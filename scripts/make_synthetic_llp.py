@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from avvp_data.synthetic_llp import FEATURE_DTYPES, SIZES, generate_synthetic_llp
+from utils.errors import UsageError, UserError
 
 
 def get_args_parser():
@@ -39,6 +40,10 @@ def main(args):
     n_train = n_train if args.n_train is None else args.n_train
     n_val = n_val if args.n_val is None else args.n_val
     n_test = n_test if args.n_test is None else args.n_test
+    negative = [f"--{flag} {count}: must be 0 or more" for flag, count in
+                (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)) if count < 0]
+    if negative:
+        raise UsageError("; ".join(negative))
     summary = generate_synthetic_llp(args.out, n_train, n_val, n_test, seed=args.seed,
                                      feature_dtype=args.feature_dtype,
                                      progress=not args.no_progress and sys.stderr.isatty(),
@@ -54,4 +59,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    try:
+        main(get_args_parser().parse_args())
+    except (UserError, FileExistsError) as error:   # FileExistsError: --out holds files of another origin
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -11,7 +11,9 @@ Presets: table1 (the methods of the paper's Table 1: HAN, MA, DHHN without and w
 refinement; DHHN + pseudo-labels when --pseudo_root holds them), table2 (the full DHHN, then F-H,
 P-H, A-M, V-M and L_rmse each switched off: the paper's Table 2), pseudo_labels (DHHN, HAN, DHHN +
 pseudo-labels and VALOR at each of --levels on the synthetic LLP, where the pseudo-labels are
-made from the planted truth). Flags after `--` go to every main_DHHN.py call.
+made from the planted truth). Flags after `--` go to every main_DHHN.py call. Every step of every
+configuration is parsed and resolved as main_DHHN.py will take it before anything starts; all the
+bad ones are named in one error (exit status 2).
 
 Runs are named <config slug>_seed<S> in --out_dir (default runs/sweep_<preset>); a job is the
 chain of main_DHHN.py steps of one run. A step whose summary file exists is skipped (a finished
@@ -26,6 +28,7 @@ than 3 seeds are flagged: with 2, a 95% interval multiplies the std by t = 12.7.
 (pip install -e ".[sweep]").
 """
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -35,25 +38,36 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from avvp_data.llp import PUBLISHED_FLAGS_FILE, VALOR_PSEUDO_LABELS_FOLDER, VALOR_SET_MODALITY
-from config import flags_acting_in, published_flags
+from config import FLAG_MODES, acts_in, flags_acting_in, published_flags, resolve_config
 from main_DHHN import get_args_parser as main_args_parser
+from main_DHHN import given_flags
 from reporting.tables import format_cells
+from utils.errors import UsageError, UserError, bulleted
 from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS
 from utils.io import atomic_write_json, atomic_write_text
+from utils.runtime import MAX_SEED
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_SCRIPT = os.path.join(REPO_ROOT, "main_DHHN.py")
 DEFAULT_SYNTHETIC_ROOT = os.path.join(REPO_ROOT, "data", "synthetic")
 SUBMITIT_INSTALL = 'pip install -e ".[sweep]"'
 EXECUTORS = ("local", "slurm", "submitit_local")   # submitit_local: the SLURM code path on this machine
-RESERVED_FLAGS = ("--mode", "--seed", "--checkpoint", "--model_name", "--model_save_dir", "--resume", "--no-log")
+# main_DHHN.py's settings (argparse dests) that the sweep gives each step itself, and from what
+RESERVED_DESTS = {"mode": "each step's mode", "seed": "--seeds", "checkpoint": "the run's name",
+                  "model_save_dir": "--out_dir", "llp_root": "sweep.py's --llp_root",
+                  "resume": "an interrupted step resumes", "no_log": "the plots read the per-epoch logs"}
+EXIT_USER_ERROR = 2
+# while runs go on, a line at least this often says how many run and how many finished
+ALIVE_SECONDS = 60
+POLL_SECONDS = 10   # submitit: how often the jobs' states are asked for
 # 95% two-sided quantiles of Student's t by degrees of freedom (a table of constants; beyond 30
 # the Cornish-Fisher expansion around the normal quantile is within 0.001)
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -182,7 +196,7 @@ def parse_config(text):
     """--config "TITLE=flags ...": a configuration trained and tested with those flags."""
     title, separator, flags = text.partition("=")
     if not separator or not title.strip():
-        raise SystemExit(f"error: --config {text!r}: expected TITLE=main_DHHN flags, e.g. \"HAN=--model han\"")
+        raise UsageError(f"--config {text!r}: expected TITLE=main_DHHN flags, e.g. \"HAN=--model han\"")
     return Config(title.strip(), slugify(title), train_and_test(*flags.split()))
 
 
@@ -208,30 +222,140 @@ def summary_file(save_dir, checkpoint, mode):
     return os.path.join(save_dir, f"{checkpoint}_{mode}_summary.json")
 
 
-def step_command(step, run, seed, args, extra):
-    """The main_DHHN.py argv of one step, with --resume when an interrupted train/retrain left its
-    <checkpoint>_last.pt; None when the step's summary says it already finished."""
+def step_flags(step, run, args):
+    """The flags a configuration gives one step of run `run`, `{run}` and `{save_dir}` filled in."""
+    return [flag.replace("{run}", run).replace("{save_dir}", args.out_dir) for flag in step.flags]
+
+
+def step_argv(step, run, seed, args, extra):
+    """The main_DHHN.py arguments of one step, with --resume when an interrupted train/retrain left
+    its <checkpoint>_last.pt."""
     checkpoint = run + step.suffix
-    if os.path.isfile(summary_file(args.out_dir, checkpoint, step.mode)):
-        return None
-    flags = [flag.replace("{run}", run).replace("{save_dir}", args.out_dir) for flag in step.flags]
     # a configuration's and the extra flags go to every step of the chain; each step gets those that
     # act in its mode, since main_DHHN.py refuses the others
-    flags = flags_acting_in([*flags, *extra], step.mode, main_args_parser(), source=f"the flags of {run}")
-    command = [sys.executable, MAIN_SCRIPT, "--mode", step.mode, "--seed", str(seed), "--checkpoint", checkpoint,
-               "--model_save_dir", args.out_dir, "--llp_root", args.llp_root, "--progress", "off", *flags]
+    flags = flags_acting_in([*step_flags(step, run, args), *extra], step.mode, main_args_parser(),
+                            source=f"the flags of {run}")
+    argv = ["--mode", step.mode, "--seed", str(seed), "--checkpoint", checkpoint, "--model_save_dir", args.out_dir,
+            "--llp_root", args.llp_root, "--progress", "off", *flags]
     last = os.path.join(args.out_dir, f"{checkpoint}_last.pt")
     if step.mode in ("train", "retrain") and os.path.isfile(last):
-        command.append("--resume")
-    return command
+        argv.append("--resume")
+    return argv
 
+
+def step_command(step, run, seed, args, extra):
+    """The main_DHHN.py command of one step (`step_argv`); None when the step's summary says it
+    already finished."""
+    if os.path.isfile(summary_file(args.out_dir, run + step.suffix, step.mode)):
+        return None
+    return [sys.executable, MAIN_SCRIPT, *step_argv(step, run, seed, args, extra)]
+
+
+# ------------------------------------------------------------------------------------------------
+# every configuration checked before anything starts
+
+def strict_main_parser():
+    """main_DHHN.py's parser, raising UsageError (the message names the flag) instead of exiting,
+    and taking no abbreviated flag (flags_acting_in, which splits them per step, knows none)."""
+    parser = main_args_parser()
+    parser.allow_abbrev = False
+
+    def refuse(message):
+        raise UsageError(message)
+
+    def refuse_exit(status=0, message=None):   # -h: main_DHHN.py would print its help and stop
+        raise UsageError("-h/--help runs nothing; give main_DHHN.py's flags to run with")
+    parser.error, parser.exit = refuse, refuse_exit
+    return parser
+
+
+def written_flags(words, parser):
+    """[(flag as written, argparse dest)] of main_DHHN.py command-line `words` that parse."""
+    action_of = {option: action for action in parser._actions for option in action.option_strings}
+    found, index = [], 0
+    while index < len(words):
+        flag = words[index].split("=", 1)[0]
+        action = action_of[flag]
+        found.append((flag, action.dest))
+        index += 1 + (action.nargs != 0 and "=" not in words[index])
+    return found
+
+
+def reserved_flag_problems(words, parser, where):
+    """A problem per flag of `words` that sweep.py sets itself (RESERVED_DESTS)."""
+    return [f"{flag} is set by sweep.py per run ({RESERVED_DESTS[dest]}); remove it from {where}"
+            for flag, dest in written_flags(words, parser) if dest in RESERVED_DESTS]
+
+
+def config_problems(config, args, extra, parser):
+    """What keeps `config` from running as main_DHHN.py would take it, one problem each: flags that
+    do not parse (unknown, no value, a bad value), flags sweep.py sets, flags that act in no step of
+    its chain, and what `config.resolve_config` refuses in a step's command (e.g. --epochs 0)."""
+    run = run_name(config, args.seeds[0])
+    problems, given, acting, parsed = [], {}, set(), True
+    for step in config.steps:
+        own = step_flags(step, run, args)
+        try:
+            parser.parse_args(own)
+        except UsageError as error:
+            problems.append(str(error))
+            parsed = False
+            continue
+        problems += reserved_flag_problems(own, parser, "the configuration")
+        for where, words in (("", own), (" (after --)", extra)):
+            for flag, dest in written_flags(words, parser):
+                given[flag + where] = dest
+                if acts_in(dest, step.mode):
+                    acting.add(flag + where)
+    chain = ", ".join(dict.fromkeys(step.mode for step in config.steps))
+    problems += [f"{flag} acts in no step of its chain ({chain}), only in --mode {'/'.join(FLAG_MODES[dest])}"
+                 for flag, dest in given.items() if flag not in acting]
+    if not parsed:   # the steps' commands would stop on the same words
+        return problems
+    for step in config.steps:
+        try:
+            namespace = parser.parse_args(step_argv(step, run, args.seeds[0], args, extra))
+            with contextlib.redirect_stdout(io.StringIO()):   # the notes main_DHHN.py prints at its start
+                resolve_config(namespace, given_flags(parser, namespace))
+        except UserError as error:
+            problems.append(f"--mode {step.mode}: {error}")
+    return problems
+
+
+def check_configs(configs, args, extra):
+    """Every configuration parsed and resolved as main_DHHN.py will take each step of its chain, and
+    the flags after `--`, before any run, file or folder is started; one UsageError names every bad
+    configuration with each of its flags."""
+    parser = strict_main_parser()
+    try:
+        parser.parse_args(extra)
+    except UsageError as error:   # they go to every configuration, which cannot be judged without them
+        raise UsageError(f"the flags after --: {error}; nothing was started") from None
+    problems = [f"the flags after --: {problem}" for problem in reserved_flag_problems(extra, parser, "them")]
+    titles_of = {}
+    for config in configs:
+        titles_of.setdefault(config.slug, []).append(config.title)
+    bad = 0
+    for config in configs:
+        found = list(dict.fromkeys(config_problems(config, args, extra, parser)))
+        if len(titles_of[config.slug]) > 1:
+            others = ", ".join(repr(title) for title in titles_of[config.slug] if title != config.title)
+            found.append(f"its runs would share the names {config.slug}_seed<S> with {others}; give it another title")
+        problems += [f"{config.title}: {problem}" for problem in found]
+        bad += bool(found)
+    if problems:
+        what = f"{bad} of {len(configs)} configuration(s) cannot run" if bad else "the flags after -- cannot be used"
+        raise UsageError(f"{what}; nothing was started:\n{bulleted(problems, len(problems))}")
+
+
+# ------------------------------------------------------------------------------------------------
+# running jobs
 
 def build_jobs(configs, args, extra):
     slugs = [config.slug for config in configs]
     duplicates = sorted({slug for slug in slugs if slugs.count(slug) > 1})
     if duplicates:
-        raise SystemExit(f"error: configurations would share run names: {', '.join(duplicates)}; "
-                         "give them other titles")
+        raise UsageError(f"configurations would share run names: {', '.join(duplicates)}; give them other titles")
     jobs = []
     for config in configs:
         for seed in args.seeds:
@@ -244,7 +368,9 @@ def build_jobs(configs, args, extra):
 
 def run_job(job):
     """Run a job's commands in order, appending their output to its log; returns (run, failed
-    command index or None). Module-level and stdlib-only: submitit pickles it for the cluster."""
+    command index or None, seconds the job took). Module-level and stdlib-only: submitit pickles it
+    for the cluster, where the seconds are measured too."""
+    started = time.monotonic()
     os.makedirs(os.path.dirname(job.log) or ".", exist_ok=True)
     with open(job.log, "a") as log:
         for index, command in enumerate(job.commands):
@@ -252,29 +378,102 @@ def run_job(job):
             log.flush()
             env = {**os.environ, **job.env}
             if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
-                return job.run, index
-    return job.run, None
+                return job.run, index, time.monotonic() - started
+    return job.run, None, time.monotonic() - started
+
+
+def say(text):
+    """One line now: a sweep's output often goes to a file (nohup, SLURM), which Python buffers."""
+    print(text, flush=True)
+
+
+def last_log_line(path):
+    """The last non-empty line of a run's log (main_DHHN.py's `error: ...` when a step failed), or ''."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    return next((line for line in reversed(lines) if line), "")
+
+
+def step_modes(job):
+    return [command[command.index("--mode") + 1] for command in job.commands]
+
+
+def started_line(job):
+    modes = step_modes(job)
+    return f"{job.run}: started, {len(modes)} step(s): {', '.join(modes)}"
+
+
+def duration_text(seconds):
+    """2.4 s, 37 s, 5 min 07 s, 2 h 05 min."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, whole = divmod(round(seconds), 60)
+    if minutes < 1:
+        return f"{whole} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {whole:02d} s"
+
+
+def finished_line(job, failed, seconds):
+    """A run's last line, with its own duration; a failure names the step and what its log ends with."""
+    if failed is None:
+        return f"{job.run}: done in {duration_text(seconds)}"
+    modes = step_modes(job)
+    cause = last_log_line(job.log)
+    return (f"{job.run}: FAILED in {duration_text(seconds)} at step {failed + 1}/{len(modes)} (--mode {modes[failed]})"
+            + (f": {cause}" if cause else "") + f"; log: {job.log}")
+
+
+def alive_line(running, finished, failed, waiting, since):
+    return (f"sweep: {running} running, {finished} finished ({failed} failed), {waiting} waiting; "
+            f"{duration_text(time.monotonic() - since)} since the start")
 
 
 def run_local(jobs, parallel):
+    """Run the jobs here, `parallel` at once: a line when each starts and ends (with its own
+    duration), and one at least every ALIVE_SECONDS while any runs."""
     if parallel > 1:
         threads = str(max(1, (os.cpu_count() or 1) // parallel))   # processes must not each take every core
         for job in jobs:
             job.env.setdefault("OMP_NUM_THREADS", threads)
-    started = time.time()
+    since, lock = time.monotonic(), threading.Lock()
+    counts = {"running": 0, "finished": 0, "failed": 0}
+
+    def run_one(job):
+        with lock:
+            counts["running"] += 1
+            say(started_line(job))
+        result = run_job(job)
+        with lock:
+            counts["running"] -= 1
+            counts["finished"] += 1
+            counts["failed"] += result[1] is not None
+            say(finished_line(job, *result[1:]))
+        return result
+
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        results = []
-        for run, failed in pool.map(run_job, jobs):
-            print(f"{run}: {'done' if failed is None else 'FAILED'} ({time.time() - started:.0f}s)", flush=True)
-            results.append((run, failed))
-    return results
+        futures = [pool.submit(run_one, job) for job in jobs]
+        while wait(futures, timeout=ALIVE_SECONDS).not_done:
+            with lock:
+                say(alive_line(counts["running"], counts["finished"], counts["failed"],
+                               len(jobs) - counts["running"] - counts["finished"], since))
+    return [future.result() for future in futures]
 
 
-def submitit_executor(args):
+def require_submitit(executor):
     try:
         import submitit
     except ImportError:
-        raise SystemExit(f"error: --executor {args.executor} needs submitit: {SUBMITIT_INSTALL}") from None
+        raise UsageError(f"--executor {executor} needs submitit: {SUBMITIT_INSTALL}") from None
+    return submitit
+
+
+def submitit_executor(args):
+    submitit = require_submitit(args.executor)
     folder = args.slurm_log_dir or os.path.join(args.out_dir, "slurm_logs")
     if args.executor == "submitit_local":
         executor = submitit.AutoExecutor(folder=folder, cluster="local")
@@ -288,21 +487,39 @@ def submitit_executor(args):
 
 
 def run_submitit(jobs, args):
-    """Submit the jobs as one job array and wait for them; their outputs stay in the log folder."""
+    """Submit the jobs as one job array and wait for them, polling every POLL_SECONDS: a line when a
+    job is first seen running and when it ends (with its own duration, measured on the node), and
+    one at least every ALIVE_SECONDS; their outputs stay in the log folder."""
     executor = submitit_executor(args)
     submitted = executor.map_array(run_job, jobs)
-    print(f"submitted {len(submitted)} job(s) ({', '.join(job.job_id for job in submitted[:3])}"
-          f"{', ...' if len(submitted) > 3 else ''}); waiting", flush=True)
-    results = []
-    for job, handle in zip(jobs, submitted):
-        try:
-            results.append(handle.result())
-        except Exception as error:   # a job killed or crashed on the cluster: report it, keep the others
-            print(f"{job.run}: job {handle.job_id} failed: {str(error).splitlines()[0]}", file=sys.stderr)
-            results.append((job.run, 0))
-        else:
-            print(f"{job.run}: {'done' if results[-1][1] is None else 'FAILED'}", flush=True)
-    return results
+    say(f"submitted {len(submitted)} job(s) ({', '.join(job.job_id for job in submitted[:3])}"
+        f"{', ...' if len(submitted) > 3 else ''}); waiting")
+    since = last_alive = time.monotonic()
+    results, running = {}, set()
+    while len(results) < len(jobs):
+        for job, handle in zip(jobs, submitted):
+            if job.run in results:
+                continue
+            if handle.done():
+                running.discard(job.run)
+                try:
+                    results[job.run] = handle.result()
+                except Exception as error:   # a job killed or crashed on the cluster: report it, keep the others
+                    print(f"{job.run}: job {handle.job_id} failed: {str(error).splitlines()[0]}", file=sys.stderr,
+                          flush=True)
+                    results[job.run] = (job.run, 0, None)
+                else:
+                    say(finished_line(job, *results[job.run][1:]))
+            elif job.run not in running and handle.state == "RUNNING":
+                running.add(job.run)
+                say(started_line(job) + f" (job {handle.job_id})")
+        if len(results) < len(jobs):
+            if time.monotonic() - last_alive >= ALIVE_SECONDS:
+                failed = sum(result[1] is not None for result in results.values())
+                say(alive_line(len(running), len(results), failed, len(jobs) - len(running) - len(results), since))
+                last_alive = time.monotonic()
+            time.sleep(min(POLL_SECONDS, ALIVE_SECONDS))
+    return [results[job.run] for job in jobs]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -554,26 +771,22 @@ def split_argv(argv):
     return list(argv[:cut]), list(argv[cut + 1:])
 
 
-def check_extra_flags(extra):
-    for token in extra:
-        if token.split("=", 1)[0] in RESERVED_FLAGS:
-            raise SystemExit(f"error: {token.split('=', 1)[0]} is set by sweep.py per run; "
-                             "remove it from the flags after --")
-
-
 def parse_level(text):
     try:
         precision, recall = (float(part) for part in text.split(":"))
     except ValueError:
-        raise SystemExit(f"error: --levels {text}: expected precision:recall, e.g. 0.9:0.8") from None
+        raise UsageError(f"--levels {text}: expected precision:recall, e.g. 0.9:0.8") from None
     return precision, recall
 
 
 def resolve(args):
     if not args.preset and not args.config:
-        raise SystemExit("error: give --preset or at least one --config")
+        raise UsageError("give --preset or at least one --config")
     if args.parallel < 1:
-        raise SystemExit("error: --parallel must be at least 1")
+        raise UsageError("--parallel must be at least 1")
+    outside = [str(seed) for seed in args.seeds if not 0 <= seed <= MAX_SEED]
+    if outside:
+        raise UsageError(f"--seeds {' '.join(outside)}: a seed must be in 0..{MAX_SEED}")
     args.name = args.preset or "sweep"
     args.out_dir = os.path.abspath(args.out_dir or os.path.join("runs", f"sweep_{args.name}"))
     args.levels = [parse_level(text) for text in args.levels]
@@ -582,20 +795,32 @@ def resolve(args):
     args.llp_root = os.path.abspath(args.llp_root or DEFAULT_SYNTHETIC_ROOT)
     if args.preset == "pseudo_labels" and not os.path.isfile(os.path.join(args.llp_root, ".synthetic_complete")) \
             and not synthetic:
-        raise SystemExit(f"error: --preset pseudo_labels makes its pseudo-labels from a synthetic LLP's planted "
-                         f"truth; {args.llp_root} is not one")
+        raise UsageError(f"--preset pseudo_labels makes its pseudo-labels from a synthetic LLP's planted truth; "
+                         f"{args.llp_root} is not one")
     return synthetic
 
 
 def main(argv):
+    """The sweep of the command line `argv`; a usage error is one line on stderr and exit status 2,
+    before any run, file or folder is started."""
+    try:
+        return run_sweep(argv)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def run_sweep(argv):
     own, extra = split_argv(argv)
     args = get_args_parser().parse_args(own)
-    check_extra_flags(extra)
     synthetic = resolve(args)
     configs = (PRESETS[args.preset](args) if args.preset else []) + [parse_config(text) for text in args.config]
     baseline = args.baseline or configs[0].title
     if baseline not in [config.title for config in configs]:
-        raise SystemExit(f"error: --baseline {baseline!r}: not a row ({', '.join(config.title for config in configs)})")
+        raise UsageError(f"--baseline {baseline!r}: not a row ({', '.join(config.title for config in configs)})")
+    check_configs(configs, args, extra)
+    if args.executor != "local" and not args.dry_run:
+        require_submitit(args.executor)
     jobs = build_jobs(configs, args, extra)
     pending = [job for job in jobs if job.commands]
     if args.dry_run:
@@ -616,7 +841,7 @@ def main(argv):
     results = []
     if pending:
         results = run_local(pending, args.parallel) if args.executor == "local" else run_submitit(pending, args)
-    failed = [run for run, index in results if index is not None]
+    failed = [run for run, index, _ in results if index is not None]
     per_row, missing = collect(configs, args)
     for path in missing:
         print(f"missing: {path}", file=sys.stderr)

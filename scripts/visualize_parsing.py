@@ -13,6 +13,7 @@ score (--metric: seg_/evt_ + audio, visual, av, event, or type = mean of audio, 
 import argparse
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -20,8 +21,10 @@ from avvp_data.annotations import read_segment_truth, read_video_labels
 from avvp_data.llp import CLASSES
 from reporting.export import load_predictions
 from reporting.visualize import Panel, rank_videos, render_parsing
+from utils.errors import UsageError, UserError
 from utils.eval_metrics import LEVELS, SCORED_MODALITIES, VIDEO_COLUMNS, evaluate_split, gates
 
+EXIT_USER_ERROR = 2
 METRICS = tuple(f"{level}_{column}" for level in LEVELS for column in VIDEO_COLUMNS + ("type",))
 
 
@@ -64,7 +67,7 @@ def _aligned(predictions, filenames, path):
     index = {name: i for i, name in enumerate(predictions["filenames"])}
     missing = [name for name in filenames if name not in index]
     if missing:
-        raise SystemExit(f"error: {path} lacks {len(missing)} video(s) of --predictions, e.g. {missing[0]}")
+        raise UsageError(f"{path} lacks {len(missing)} video(s) of --predictions, e.g. {missing[0]}")
     order = np.array([index[name] for name in filenames])
     return {key: (value[order] if isinstance(value, np.ndarray) and value.ndim and len(value) == len(index)
                   else value) for key, value in predictions.items() if key != "filenames"}
@@ -88,9 +91,9 @@ def _score_text(scores, video):
 def main(args):
     paths = [args.predictions] + list(args.compare)
     if args.names is not None and len(args.names) != len(paths):
-        raise SystemExit(f"error: --names has {len(args.names)} titles for {len(paths)} prediction files")
+        raise UsageError(f"--names has {len(args.names)} titles for {len(paths)} prediction files")
     if args.rank_by == "gain" and not args.compare:
-        raise SystemExit("error: --rank_by gain needs --compare")
+        raise UsageError("--rank_by gain needs --compare")
     first = load_predictions(args.predictions)
     filenames = first["filenames"]
     loaded = [first] + [_aligned(load_predictions(path), filenames, path) for path in args.compare]
@@ -100,7 +103,7 @@ def main(args):
         weak = dict(zip(label_names, labels))
         outside = [name for name in filenames if name not in weak]
         if outside:
-            raise SystemExit(f"error: {len(outside)} exported video(s) are not in --label_csv {args.label_csv}, "
+            raise UsageError(f"{len(outside)} exported video(s) are not in --label_csv {args.label_csv}, "
                              f"e.g. {outside[0]}")
     gt_audio = read_segment_truth(args.eval_audio_csv, filenames)
     gt_visual = read_segment_truth(args.eval_visual_csv, filenames)
@@ -110,7 +113,7 @@ def main(args):
         index = {name: i for i, name in enumerate(filenames)}
         unknown = [name for name in args.videos if name not in index]
         if unknown:
-            raise SystemExit(f"error: not among the exported videos: {', '.join(unknown)}")
+            raise UsageError(f"not among the exported videos: {', '.join(unknown)}")
         chosen = [(None, index[name]) for name in args.videos]
     else:
         ranking = scores[0][args.metric] if args.rank_by == "score" else scores[1][args.metric] - scores[0][args.metric]
@@ -141,4 +144,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    try:
+        main(get_args_parser().parse_args())
+    except (UserError, OSError) as error:   # OSError: a missing predictions, eval or label file, named by it
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

@@ -52,6 +52,6 @@ class StubExtractor(FeatureExtractor):
             return MeanColour(2048, IMAGENET_MEAN, IMAGENET_STD)
         return MeanColour(512, KINETICS_MEAN, KINETICS_STD)
 
-    def extract(self, info):
+    def extract(self, info, on_window=None):
         StubExtractor.calls += 1
-        return super().extract(info)
+        return super().extract(info, on_window)

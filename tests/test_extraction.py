@@ -6,6 +6,7 @@ each audio example. The real networks run in tests/test_parse_video.py.
 """
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -64,6 +65,53 @@ def test_a_25_s_video_is_three_windows_aligned_with_time(videos, tmp_path):
                                                                        for s in range(10)]
 
 
+def test_windows_run_one_at_a_time_and_the_overlap_runs_once(videos, tmp_path, monkeypatch):
+    """A 25-s video: windows 0-10, 10-20 and 15-25 s; the last one's first 5 s are the window
+    before's frames and clips, so 200 frames and 25 clips go through the networks, not 240 and 30."""
+    inputs = {kind: [] for kind in ("audio", "frames", "snippets")}
+    run = FeatureExtractor._run
+
+    def counted(self, kind, items, to_input=torch.from_numpy):
+        inputs[kind].append(len(items))
+        return run(self, kind, items, to_input)
+    monkeypatch.setattr(FeatureExtractor, "_run", counted)
+    extract_videos(StubExtractor(random_weights=True), [videos["long"]["path"]], str(tmp_path), progress=False)
+    assert {kind: sum(sizes) for kind, sizes in inputs.items()} == {"audio": 30, "frames": 200, "snippets": 25}
+    assert inputs["audio"] == [10, 10, 10]   # window by window
+
+
+def test_without_a_progress_bar_lines_say_each_window_and_each_video(videos, tmp_path, monkeypatch):
+    """Output to a file (nohup, SLURM): a line per finished window (at most every
+    PROGRESS_LINE_SECONDS, 0 here) but the last, then one per video with its time."""
+    monkeypatch.setattr(extractor_module, "PROGRESS_LINE_SECONDS", 0, raising=False)
+    lines = []
+    paths = [videos["long"]["path"], videos["three"]["path"]]
+    extract_videos(StubExtractor(random_weights=True), paths, str(tmp_path), progress=False, log=lines.append)
+    long, three = paths
+    patterns = [rf"{long}: window 1/3 \(0-10 s\) done, \d+\.\d s",
+                rf"{long}: window 2/3 \(10-20 s\) done, \d+\.\d s",
+                rf"{long}: 25\.00 s -> 25 segment\(s\) in 3 window\(s\); the last window starts at 15 s and overlaps "
+                rf"the one before by 5 s; done in \d+\.\d s \(video 1/2\)",
+                rf"{three}: 3\.00 s -> 3 segment\(s\) in 1 window\(s\); the window is padded by 7 s \(silence, last "
+                rf"frame held\), not reported; done in \d+\.\d s \(video 2/2\)"]
+    assert len(lines) == len(patterns)
+    for line, pattern in zip(lines, patterns):
+        assert re.fullmatch(pattern, line), line
+    # at most one line every PROGRESS_LINE_SECONDS: windows quicker than that are not all said
+    monkeypatch.setattr(extractor_module, "PROGRESS_LINE_SECONDS", 3600, raising=False)
+    lines.clear()
+    os.utime(long)   # extracted again
+    extract_videos(StubExtractor(random_weights=True), [long], str(tmp_path), progress=False, log=lines.append)
+    assert [line.split(": ", 1)[1].split(";")[0] for line in lines] == [
+        "25.00 s -> 25 segment(s) in 3 window(s)"]
+    # with a progress bar (a terminal) the bar says it, no lines
+    lines.clear()
+    os.utime(long)
+    extract_videos(StubExtractor(random_weights=True), [long], str(tmp_path), progress=True, log=lines.append)
+    assert lines == [f"{long}: 25.00 s -> 25 segment(s) in 3 window(s); the last window starts at 15 s and overlaps "
+                     "the one before by 5 s"]
+
+
 def test_a_3_s_video_is_one_window_padded_with_silence_and_the_last_frame(videos, tmp_path):
     entries = extract_videos(StubExtractor(random_weights=True), [videos["three"]["path"]], str(tmp_path),
                              progress=False)
@@ -89,23 +137,53 @@ def test_probe_reads_the_stream_without_decoding(videos):
     assert decode.probe(videos["vfr"]["path"]).variable_frame_rate
 
 
-def test_bad_videos_are_refused_naming_the_file_before_any_network_runs(videos, tmp_path):
-    corrupt = write_corrupt_file(tmp_path / "corrupt.mp4")
-    truncated = write_truncated_video(tmp_path / "truncated.mp4", seconds=3, faststart=False)["path"]
-    cases = [(videos["mute"]["path"], "no audio track"), (videos["blink"]["path"], "too short"),
-             (corrupt, "cannot be read as a video"), (truncated, "cannot be read as a video"),
-             (videos["vfr"]["path"], "variable frame rate"), (str(tmp_path / "absent.mp4"), "no such file")]
-    for path, message in cases:
-        StubExtractor.calls = 0
-        # the good video comes first: the bad one must stop the run before it is extracted
-        with pytest.raises(decode.VideoInputError, match=message) as error:
-            extract_videos(StubExtractor(random_weights=True), [videos["ten"]["path"], path],
-                           str(tmp_path / "out"), progress=False)
-        assert path in str(error.value) and StubExtractor.calls == 0
+def bad_videos(videos, folder):
+    """{path: how the error's line of it goes on after the path} of one broken video of each kind, in `folder`."""
+    cut = write_truncated_video(folder / "cut.mp4", seconds=3, keep_fraction=0.6)["path"]
+    lost = write_truncated_video(folder / "lost_index.mp4", seconds=3, faststart=False)["path"]
+    quiet_blink = write_test_video(folder / "quiet_blink.mp4", 0.5, audio=False)["path"]
+    refused = {
+        videos["mute"]["path"]: "no audio track; the audio features (and parsing) need one",
+        videos["blink"]["path"]: "0.48 s is too short; at least one 1-s segment is needed",
+        quiet_blink: "no audio track; the audio features (and parsing) need one; 0.48 s is too short; at least "
+                     "one 1-s segment is needed",
+        videos["vfr"]["path"]: "variable frame rate (frame intervals from 20.0 ms to 1000.0 ms); re-encode at a "
+                               "constant rate (e.g. ffmpeg -i IN -vf fps=25 OUT.mp4) or pass "
+                               "--allow_variable_frame_rate to sample it by time",
+        write_corrupt_file(folder / "corrupt.mp4"): "cannot be read as a video (",
+        lost: "cannot be read as a video (",
+        str(folder / "absent.mp4"): "no such file",
+    }
+    # it opens and demuxes up to the cut (its index comes first): only decoding it would fail
+    refused[cut] = "truncated or damaged (a cut packet at "
+    return refused
+
+
+def test_every_bad_video_is_listed_in_one_error_before_any_network_runs_and_nothing_is_written(videos, tmp_path):
+    refused = bad_videos(videos, tmp_path)
+    paths = [videos["ten"]["path"], *refused, videos["three"]["path"]]
+    StubExtractor.calls = 0
+    out = tmp_path / "out"
+    with pytest.raises(decode.VideoInputError) as error:
+        extract_videos(StubExtractor(random_weights=True), paths, str(out), progress=False)
+    first, *lines = str(error.value).splitlines()
+    assert first == ("8 problem(s) among 10 video(s); nothing was extracted (fix or leave out each one):")
+    assert len(lines) == len(refused)
+    for line, (path, problem) in zip(lines, refused.items()):
+        assert line.startswith(f"  {path}: {problem}")
+    assert StubExtractor.calls == 0 and not out.exists()
     # a video without sound is fine when no audio features are asked for
     entries = extract_videos(StubExtractor(kinds=("frames",), random_weights=True), [videos["mute"]["path"]],
                              str(tmp_path / "frames_only"), progress=False)
     assert entries["mute"]["kinds"] == ["frames"]
+
+
+def test_a_feature_folder_made_otherwise_is_refused_before_any_folder_is_made(videos, tmp_path):
+    root = tmp_path / "out"
+    records.claim_folder(feature_folder(str(root), "snippets"), StubExtractor(random_weights=False).record("snippets"))
+    with pytest.raises(UsageError, match="made otherwise"):
+        extract_videos(StubExtractor(random_weights=True), [videos["ten"]["path"]], str(root), progress=False)
+    assert os.listdir(root / "feats") == ["r2plus1d_18"]   # the audio and frames folders come before it
 
 
 def test_variable_frame_rate_is_sampled_by_time_when_allowed(videos, tmp_path):
@@ -150,9 +228,11 @@ def test_two_videos_with_one_name_are_refused(videos, tmp_path):
     other = tmp_path / "elsewhere"
     other.mkdir()
     twin = write_test_video(other / "ten.mp4", 2)["path"]
-    with pytest.raises(UsageError, match="same features"):
+    with pytest.raises(decode.VideoInputError, match=f"{videos['ten']['path']} and {twin} would write the same "
+                                                     r"features \(ten\); rename one"):
         extract_videos(StubExtractor(random_weights=True), [videos["ten"]["path"], twin], str(tmp_path / "out"),
                        progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- weight files
@@ -222,6 +302,33 @@ def test_extract_features_cli(videos, tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(cli.get_args_parser().parse_args(argv + ["--out_dir", out, "--progress", "off"]))
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_extract_features_cli_names_every_bad_video_of_a_folder_before_building_any_network(videos, tmp_path,
+                                                                                           monkeypatch, capsys):
+    from scripts import extract_features as cli
+
+    def no_networks(*args, **kwargs):
+        raise AssertionError("the networks were built before the videos were checked")
+    monkeypatch.setattr(extractor_module, "FeatureExtractor", no_networks)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    refused = bad_videos(videos, folder)
+    del refused[str(folder / "absent.mp4")]   # a folder lists only files that are there
+    os.symlink(videos["ten"]["path"], folder / "a_good.mp4")
+    for path in [videos["mute"]["path"], videos["blink"]["path"], videos["vfr"]["path"]]:
+        os.symlink(path, folder / os.path.basename(path))
+        refused[str(folder / os.path.basename(path))] = refused.pop(path)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(cli.get_args_parser().parse_args([str(folder), "--out_dir", str(out), "--progress", "off"]))
+    first, *lines = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and first.startswith(f"error: {len(refused)} problem(s) among 8 video(s)")
+    assert sorted(line.split(": ", 1)[0].strip() for line in lines) == sorted(refused)
+    for line in lines:
+        path, problem = line.strip().split(": ", 1)
+        assert problem.startswith(refused[path])
+    assert not out.exists()
 
 
 def test_a_missing_pyav_is_one_line_naming_the_install(monkeypatch):

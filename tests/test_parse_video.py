@@ -24,7 +24,7 @@ from extraction_stubs import StubExtractor
 from modes.evaluate import assemble_rows
 from recipes import RECIPES
 from utils.eval_metrics import segment_predictions
-from video_fixtures import write_test_video
+from video_fixtures import write_corrupt_file, write_test_video
 
 
 def parse(argv):
@@ -51,8 +51,8 @@ class ReplayExtractor(StubExtractor):
     source = None
     served = 0
 
-    def extract(self, info):
-        windows, _ = super().extract(info)
+    def extract(self, info, on_window=None):
+        windows, _ = super().extract(info, on_window)
         picks = [(ReplayExtractor.served + i) % self.source.num_videos for i in range(len(windows))]
         ReplayExtractor.served += len(windows)
         return windows, {kind: getattr(self.source, kind)[picks] for kind in KINDS}
@@ -143,7 +143,26 @@ def test_bad_input_stops_before_any_extraction(trained_run, clips, stub_networks
         with pytest.raises(SystemExit) as exit_info:
             parse(argv + base)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
-        assert StubExtractor.calls == 0 and not (out / "short").exists()
+        assert StubExtractor.calls == 0 and not out.exists()
+
+
+def test_every_bad_video_is_named_at_once_and_nothing_is_written(trained_run, clips, stub_networks, tmp_path,
+                                                                 capsys):
+    save_dir, _ = trained_run
+    blink = write_test_video(tmp_path / "blink.mp4", 0.5)["path"]
+    corrupt = write_corrupt_file(tmp_path / "corrupt.mp4")
+    out = tmp_path / "parsed"
+    with pytest.raises(SystemExit) as exit_info:
+        parse([clips["short"], clips["mute"], blink, corrupt, str(tmp_path / "absent.mp4"), "--checkpoint",
+               os.path.join(save_dir, "DHHN"), "--out_dir", str(out), "--random_weights", "--device", "cpu",
+               "--progress", "off"])
+    assert exit_info.value.code == 2
+    first, *lines = capsys.readouterr().err.splitlines()
+    assert first == "error: 4 problem(s) among 5 video(s); nothing was extracted (fix or leave out each one):"
+    assert [line.split(": ", 1)[0] for line in lines] == [f"  {path}" for path in (
+        clips["mute"], blink, corrupt, str(tmp_path / "absent.mp4"))]
+    assert "no audio track" in lines[0] and "too short" in lines[1] and "cannot be read as a video" in lines[2]
+    assert StubExtractor.calls == 0 and not out.exists()
 
 
 def test_real_networks_with_random_weights(trained_run, clips, tmp_path, capsys):

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import re
+import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -156,12 +158,88 @@ def test_presets_and_bad_requests(tmp_path, capsys):
     for folder in ("CLAP", "CLIP"):
         os.makedirs(tmp_path / folder / "segment_pseudo_labels")
     assert sweep.table1(args)[-1].title == "DHHN + pseudo-labels"
-    with pytest.raises(SystemExit, match="--seed is set by sweep.py"):
-        sweep.main(["--preset", "table2", "--seeds", "1", "--dry_run", "--", "--seed", "3"])
-    with pytest.raises(SystemExit, match="would share run names: a_b"):
-        sweep.main(["--config", "a b=--model han", "--config", "a-b=--model dhhn", "--seeds", "1", "--dry_run"])
-    with pytest.raises(SystemExit, match="--baseline 'nope': not a row"):
-        sweep.main(["--preset", "table2", "--seeds", "1", "--dry_run", "--baseline", "nope"])
+    for argv, message in [
+            (["--preset", "table2", "--seeds", "1", "--", "--seed", "3"],
+             "error: the flags after -- cannot be used; nothing was started:\n"
+             "  the flags after --: --seed is set by sweep.py per run (--seeds); remove it from them"),
+            (["--preset", "table2", "--seeds", "1", "--", "--bogus"],
+             "error: the flags after --: unrecognized arguments: --bogus; nothing was started"),
+            (["--config", "a b=--model han", "--config", "a-b=--model dhhn", "--seeds", "1"],
+             "error: 2 of 2 configuration(s) cannot run; nothing was started:\n"
+             "  a b: its runs would share the names a_b_seed<S> with 'a-b'; give it another title\n"
+             "  a-b: its runs would share the names a_b_seed<S> with 'a b'; give it another title\n"),
+            (["--preset", "table2", "--seeds", "1", "--baseline", "nope"], "error: --baseline 'nope': not a row"),
+            (["--seeds", "1"], "error: give --preset or at least one --config"),
+            (["--preset", "table2", "--seeds", "1", "-2"], "error: --seeds -2: a seed must be in 0..4294967295"),
+            (["--config", "A", "--seeds", "1"], "error: --config 'A': expected TITLE=main_DHHN flags")]:
+        with pytest.raises(SystemExit) as exit_info:
+            sweep.main(["--out_dir", str(tmp_path / "sweep"), "--llp_root", str(tmp_path), *argv])
+        assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(message)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_every_bad_configuration_is_named_at_once_before_anything_starts(tmp_path, capsys):
+    """Each would start and fail later (or train seconds for files it then cannot find): all are
+    refused in one error, by configuration and flag, exit status 2, and no file is made."""
+    out_dir = tmp_path / "sweep"
+    configs = {"good": HAN_FAST, "unknown": "--model han --bogus 3", "no value": "--model han --lr",
+               "bad value": "--model han --lr abc", "zero epochs": "--model han --epochs 0",
+               "own name": "--model han --checkpoint mine", "save dir": "--model han --model_save_dir elsewhere",
+               "nowhere": "--model han --refine_source final", "bad mix": "--model han --scheduler warm_up_cos_anneal "
+                                                                        "--lr_step 3"}
+    argv = [word for title, flags in configs.items() for word in ("--config", f"{title}={flags}")]
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(argv + ["--seeds", "1", "2", "--llp_root", str(tmp_path), "--out_dir", str(out_dir), "--",
+                           "--log-interval", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: 8 of 9 configuration(s) cannot run; nothing was started:",
+        "  unknown: unrecognized arguments: --bogus 3",
+        "  no value: argument --lr: expected one argument",
+        "  bad value: argument --lr: invalid float value: 'abc'",
+        "  zero epochs: --mode train: --epochs 0: must be at least 1",
+        "  own name: --checkpoint is set by sweep.py per run (the run's name); remove it from the configuration",
+        "  save dir: --model_save_dir is set by sweep.py per run (--out_dir); remove it from the configuration",
+        "  nowhere: --refine_source acts in no step of its chain (train, test), only in --mode estimate_labels",
+        "  bad mix: --mode train: --lr_step: does nothing with --scheduler warm_up_cos_anneal (it shapes --scheduler "
+        "steplr). Drop them, or pick the mode or schedule they belong to"]
+    assert not out_dir.exists()
+    # an extra flag that acts in no step of a chain is refused for each configuration it would be lost in
+    with pytest.raises(SystemExit):
+        sweep.main(["--config", f"A={HAN_FAST}", "--seeds", "1", "--llp_root", str(tmp_path), "--out_dir",
+                    str(out_dir), "--dry_run", "--", "--refined_labels", "flags.pkl"])
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "  A: --refined_labels (after --) acts in no step of its chain (train, test), only in --mode retrain"]
+
+
+def fake_job(tmp_path, run, code):
+    """A job of one step that runs `code` in Python, as if it were main_DHHN.py --mode train."""
+    return sweep.Job(run, 1, run, [[sys.executable, "-c", code, "--mode", "train"]], str(tmp_path / f"{run}.log"))
+
+
+def test_the_sweep_says_each_run_start_and_end_with_its_own_time_and_that_it_is_alive(tmp_path, monkeypatch,
+                                                                                    capsys):
+    monkeypatch.setattr(sweep, "ALIVE_SECONDS", 0.2, raising=False)
+    nap = "import time; time.sleep(1.0)"
+    jobs = [fake_job(tmp_path, "a", nap), fake_job(tmp_path, "b", nap),
+            fake_job(tmp_path, "c", "import sys; print('starting'); print('error: --lr 0: must be positive'); "
+                                    "sys.exit(2)")]
+    started = time.monotonic()
+    results = sweep.run_local(jobs, parallel=1)
+    lines = capsys.readouterr().out.splitlines()
+    said = [line for line in lines if not line.startswith("sweep: ")]
+    assert said[0] == "a: started, 1 step(s): train" and said[2] == "b: started, 1 step(s): train"
+    for line in said[1], said[3]:   # each run's own time, not the time since the sweep started
+        assert re.fullmatch(r"[ab]: done in \d\.\d s", line) and 0.9 < float(line.split()[-2]) < 1.9
+    assert time.monotonic() - started > 2
+    assert said[4:] == ["c: started, 1 step(s): train",
+                        f"c: FAILED in {said[5].split()[3]} s at step 1/1 (--mode train): error: --lr 0: must be "
+                        f"positive; log: {tmp_path / 'c.log'}"]
+    alive = [line for line in lines if line.startswith("sweep: ")]
+    assert any(re.fullmatch(r"sweep: 1 running, 0 finished \(0 failed\), 2 waiting; \d\.\d s since the start", line)
+               for line in alive)
+    assert any(line.startswith("sweep: 1 running, 1 finished (0 failed), 1 waiting; ") for line in alive)
+    assert [(run, failed) for run, failed, _ in results] == [("a", None), ("b", None), ("c", 0)]
 
 
 def test_dry_run_prints_every_job_and_runs_nothing(tmp_path, capsys):
@@ -214,16 +292,22 @@ def test_an_interrupted_run_is_resumed(tiny_llp, tmp_path, capsys):
     assert [record["epoch"] for record in summary["history"]] == [1, 2]
 
 
-def test_submitit_local_executor_runs_the_jobs(tiny_llp, tmp_path):
+def test_submitit_local_executor_runs_the_jobs(tiny_llp, tmp_path, monkeypatch, capsys):
     pytest.importorskip("submitit", reason='pip install -e ".[sweep]"')
+    monkeypatch.setattr(sweep, "ALIVE_SECONDS", 0.5)
+    monkeypatch.setattr(sweep, "POLL_SECONDS", 0.1)
     out_dir = tmp_path / "sweep"
     result = sweep.main(["--config", f"A={HAN_FAST}", "--seeds", "3", "--executor", "submitit_local", "--time", "10",
                          "--llp_root", str(tiny_llp), "--out_dir", str(out_dir), "--no_plots"])
     assert result["rows"]["A"]["seg_type"]["seeds"] == [3]
     assert os.listdir(out_dir / "slurm_logs")
+    lines = capsys.readouterr().out.splitlines()
+    assert any(re.fullmatch(r"a_seed3: done in (\d\.\d s|\d+ s|\d+ min \d\d s)", line) for line in lines)
+    assert any(re.fullmatch(r"sweep: [01] running, 0 finished \(0 failed\), [01] waiting; .* since the start", line)
+               for line in lines)
 
 
-def test_a_missing_submitit_names_the_install_command(tmp_path, monkeypatch):
+def test_a_missing_submitit_names_the_install_command(tmp_path, monkeypatch, capsys):
     real_import = builtins.__import__
 
     def no_submitit(name, *args, **kwargs):
@@ -231,6 +315,8 @@ def test_a_missing_submitit_names_the_install_command(tmp_path, monkeypatch):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_submitit)
-    args = SimpleNamespace(executor="slurm", out_dir=str(tmp_path), slurm_log_dir=None)
-    with pytest.raises(SystemExit, match=re.escape('needs submitit: pip install -e ".[sweep]"')):
-        sweep.submitit_executor(args)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main(["--config", f"A={HAN_FAST}", "--seeds", "1", "--executor", "slurm", "--llp_root", str(tmp_path),
+                    "--out_dir", str(tmp_path / "sweep")])
+    assert exit_info.value.code == 2 and not (tmp_path / "sweep").exists()
+    assert capsys.readouterr().err == 'error: --executor slurm needs submitit: pip install -e ".[sweep]"\n'
