@@ -126,22 +126,24 @@ def probe(path):
                      audio_duration=max(0.0, audio_end - start) if has_audio else 0.0, start_time=start)
 
 
-def read_audio(info):
-    """The whole audio track as LLP's extraction read it: (samples,) float64 mono at 16 kHz in
-    [-1, 1], sample 0 at the first video frame (later audio starts with silence).
+def read_audio(info, rate=AUDIO_RATE):
+    """The whole audio track as LLP's extraction read it: (samples,) float64 mono at `rate` (16 kHz
+    for VGGish, 48 kHz for CLAP) in [-1, 1], sample 0 at the first video frame (later audio starts
+    with silence).
 
     The original let ffmpeg (through moviepy) resample to 16 kHz 2-channel 16-bit PCM and VGGish
-    averaged the two channels; PyAV's resampler is the same libswresample.
+    averaged the two channels; PyAV's resampler is the same libswresample. VALOR's CLAP path read
+    48 kHz mono with librosa (soxr): the resampler differs (PROTOCOL.md §15).
     """
     av = require_av()
     if not info.has_audio:
         raise VideoInputError(f"{info.path}: no audio track")
-    resampler = av.AudioResampler(format="s16", layout=AUDIO_LAYOUT, rate=AUDIO_RATE)
+    resampler = av.AudioResampler(format="s16", layout=AUDIO_LAYOUT, rate=rate)
     chunks, first_time = [], None
     with _open(av, info.path) as container:
         stream = container.streams.audio[0]
         # AAC decodes whole last packets: up to 1023 samples past the stream's end are padding
-        length = int(round(float(stream.duration * stream.time_base) * AUDIO_RATE)) if stream.duration else None
+        length = int(round(float(stream.duration * stream.time_base) * rate)) if stream.duration else None
         try:
             for frame in container.decode(stream):
                 if first_time is None and frame.time is not None:
@@ -154,7 +156,7 @@ def read_audio(info):
         raise VideoInputError(f"{info.path}: the audio track holds no samples")
     stereo = np.concatenate([chunk.reshape(-1) for chunk in chunks]).reshape(-1, 2)
     mono = stereo[:length].astype(np.float64).mean(axis=1) / S16_SCALE
-    offset = int(round(((first_time or info.start_time) - info.start_time) * AUDIO_RATE))
+    offset = int(round(((first_time or info.start_time) - info.start_time) * rate))
     if offset > 0:
         mono = np.concatenate([np.zeros(offset), mono])
     elif offset < 0:
@@ -162,9 +164,9 @@ def read_audio(info):
     return mono
 
 
-def audio_window(mono, start_seconds, seconds):
-    """`seconds` of 16-kHz audio from `start_seconds`, zero-padded past the end of the track."""
-    begin, length = start_seconds * AUDIO_RATE, seconds * AUDIO_RATE
+def audio_window(mono, start_seconds, seconds, rate=AUDIO_RATE):
+    """`seconds` of audio at `rate` from `start_seconds`, zero-padded past the end of the track."""
+    begin, length = start_seconds * rate, seconds * rate
     piece = mono[begin:begin + length]
     return np.pad(piece, (0, length - len(piece)))
 

@@ -1,12 +1,14 @@
-"""From video files to LLP's three feature kinds, window by window (docs/PROTOCOL.md §15).
+"""From video files to LLP's three feature kinds and VALOR's CLAP and CLIP features, window by
+window (docs/PROTOCOL.md §15).
 
 `FeatureExtractor` holds the networks of the kinds asked for (pretrained, or random for a smoke
 test) and turns one probed video into (windows, rows, dim) arrays: VGGish (10, 128), ResNet152
 (80, 2048) and R(2+1)D-18 (10, 512) per 10-s window, the rows and settings of the original
-extraction. `check_videos` probes and checks many files without any network (every bad one named
-in one error); `extract_videos` runs the extractor over them, writes each window's features in the
-official folder layout with the records of extraction/records.py, and resumes after the last
-finished video.
+extraction, and CLAP (64, 768) and CLIP (10, 768) as VALOR's preprocessing makes them.
+`check_videos` probes and checks many files without any network (every bad one named in one
+error); `extract_videos` runs the extractor over them, writes each window's features in the
+official folder layout (VALOR's for CLAP and CLIP) with the records of extraction/records.py, and
+resumes after the last finished video.
 """
 import contextlib
 import io
@@ -18,15 +20,41 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from avvp_data.llp import FEATURE_KINDS, FRAMES_PER_SEGMENT, NUM_SEGMENTS
-from extraction import decode, image_transforms, records, vggish, visual_nets, weights
+from avvp_data.llp import (
+    CLAP_FEATURE_SHAPE,
+    CLIP_FEATURE_SHAPE,
+    FEATURE_KINDS,
+    FRAMES_PER_SEGMENT,
+    NUM_SEGMENTS,
+    VALOR_FEATURES_FOLDER,
+)
+from extraction import (
+    clap_audio,
+    clap_mel,
+    clip_vision,
+    decode,
+    image_transforms,
+    records,
+    vggish,
+    visual_nets,
+    weights,
+)
 from extraction.windows import SEGMENT_SECONDS, WINDOW_SECONDS, VideoTooShort, describe_plan, plan_windows
 from utils.errors import UsageError, bulleted
 from utils.io import atomic_write_bytes
 
 FRAME_RATE = FRAMES_PER_SEGMENT // SEGMENT_SECONDS   # 8 fps: ffmpeg -r 8 in the original
 FRAMES_PER_WINDOW = NUM_SEGMENTS * FRAMES_PER_SEGMENT
-KINDS = tuple(FEATURE_KINDS)
+# extraction kind -> (the model input it feeds: a dataloader feature kind, its folder under the
+# output root, the rows and dim of one window's file): the official layout, and VALOR's for CLAP/CLIP
+KIND_LAYOUT = {
+    **{kind: (kind, os.path.join("feats", folder), shape) for kind, (folder, shape) in FEATURE_KINDS.items()},
+    "clap": ("audio", os.path.join("CLAP", VALOR_FEATURES_FOLDER), CLAP_FEATURE_SHAPE),
+    "clip": ("frames", os.path.join("CLIP", VALOR_FEATURES_FOLDER), CLIP_FEATURE_SHAPE),
+}
+KINDS = tuple(KIND_LAYOUT)
+OFFICIAL_KINDS = tuple(FEATURE_KINDS)   # what LLP's released features are, the default
+AUDIO_KINDS = ("audio", "clap")         # the kinds that need an audio track
 # every setting that decides the numbers, recorded beside the features (docs/OWN_VIDEOS.md, "Feature
 # extraction beside the original")
 SETTINGS = {
@@ -57,9 +85,28 @@ SETTINGS = {
         "normalisation": "[0, 1], Kinetics mean (0.43216, 0.394666, 0.37645), std (0.22803, 0.22145, 0.216989)",
         "layer": "512-d global average pool",
     },
+    "clap": {
+        "network": "CLAP HTSAT-tiny (audio branch, feature fusion)",
+        "decoding": f"{clap_mel.SAMPLE_RATE} Hz, 2 channels, 16-bit (libswresample), mean of the channels "
+                    "(VALOR: librosa's soxr resampler)",
+        "clip": f"{clap_mel.CLIP_SAMPLES} samples per window by index picking, int16 round trip",
+        "front_end": f"fusion mel: {clap_mel.WINDOW_SIZE}-point STFT every {clap_mel.HOP_SIZE} samples, power, "
+                     f"{clap_mel.MEL_BINS} HTK mel bands {clap_mel.MEL_FMIN:g}-{clap_mel.MEL_FMAX:g} Hz, dB",
+        "window_padding": "zeros past the end of the audio track",
+        "layer": "the (64, 768) map after the final LayerNorm, rows grouped as VALOR saves them",
+    },
+    "clip": {
+        "network": "CLIP ViT-L/14 (vision tower and projection)",
+        "frame_rate": FRAME_RATE,
+        "frame_choice": "10 of the window's 80 grid frames at round(linspace(0, 79, 10))",
+        "resize": "224 x 224 bilinear on the [0, 1] float tensor, no antialias, aspect not kept",
+        "normalisation": f"CLIP mean {clip_vision.CLIP_MEAN}, std {clip_vision.CLIP_STD}",
+        "layer": "768-d get_image_features, L2-normalised",
+    },
 }
-NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus1d_18"}
-DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8}   # examples, images, clips per forward pass
+NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus1d_18", "clap": "clap", "clip": "clip"}
+# examples, images, clips, 10-s clips, images per forward pass
+DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8, "clap": 1, "clip": 10}
 # without a progress bar (output to a file), at most one line per this many seconds says a finished
 # window: a window takes about 30 s on a CPU, so a long video is not minutes of silence
 PROGRESS_LINE_SECONDS = 10
@@ -84,7 +131,7 @@ def add_extraction_arguments(parser):
                             help=f"{kind}: network inputs per forward pass")
 
 
-def extractor_from_args(args, device, kinds=KINDS):
+def extractor_from_args(args, device, kinds=OFFICIAL_KINDS):
     """The FeatureExtractor the flags of `add_extraction_arguments` ask for, on `device`."""
     batch_sizes = {kind: getattr(args, f"{kind}_batch") for kind in KINDS}
     for kind, size in batch_sizes.items():
@@ -96,8 +143,21 @@ def extractor_from_args(args, device, kinds=KINDS):
 
 
 def feature_folder(root, kind):
-    """<root>/feats/<published folder name>: the official layout (dataloader.OFFICIAL_LAYOUT)."""
-    return os.path.join(root, "feats", FEATURE_KINDS[kind][0])
+    """<root>/feats/<published folder name> (the official layout, dataloader.OFFICIAL_LAYOUT), or
+    <root>/CLAP/features and <root>/CLIP/features (VALOR's layout)."""
+    return os.path.join(root, KIND_LAYOUT[kind][1])
+
+
+def model_inputs(kinds):
+    """{dataloader feature kind: extraction kind} of a set of extraction kinds that feeds a model
+    (one kind per input), e.g. {"audio": "clap", "frames": "clip", "snippets": "snippets"}."""
+    inputs = {}
+    for kind in kinds:
+        feeds = KIND_LAYOUT[kind][0]
+        if feeds in inputs:
+            raise UsageError(f"--kinds {inputs[feeds]} and {kind} both make the {feeds} input of a model")
+        inputs[feeds] = kind
+    return inputs
 
 
 def window_ids(name, windows):
@@ -115,7 +175,7 @@ class FeatureExtractor:
     8-bit quantisation of the embeddings (off as in the LLP extraction).
     """
 
-    def __init__(self, kinds=KINDS, device="cpu", weights_dir=None, random_weights=False,
+    def __init__(self, kinds=OFFICIAL_KINDS, device="cpu", weights_dir=None, random_weights=False,
                  vggish_postprocess=False, batch_sizes=None, seed=0):
         decode.require_av()   # a missing optional dependency is said before any network is built
         unknown = set(kinds) - set(KINDS)
@@ -144,7 +204,8 @@ class FeatureExtractor:
         self.vggish_postprocess = vggish_postprocess
 
     def _build(self, kind, weights_dir):
-        network = {"audio": vggish.VGGish, "frames": visual_nets.resnet152, "snippets": visual_nets.r2plus1d_18}[kind]()
+        network = {"audio": vggish.VGGish, "frames": visual_nets.resnet152, "snippets": visual_nets.r2plus1d_18,
+                   "clap": clap_audio.htsat_tiny, "clip": clip_vision.clip_vit_l14}[kind]()
         if self.random_weights:
             self.weight_records[kind] = "random"
             return network
@@ -152,6 +213,10 @@ class FeatureExtractor:
         try:
             if kind == "audio":
                 vggish.load_vggish_weights(network, state_dict)
+            elif kind == "clap":
+                clap_audio.load_clap_audio_weights(network, state_dict)
+            elif kind == "clip":
+                clip_vision.load_clip_vision_weights(network, state_dict)
             else:
                 network.load_state_dict(state_dict)
         except (ValueError, RuntimeError) as error:   # keys or shapes of another network
@@ -160,9 +225,10 @@ class FeatureExtractor:
         return network
 
     def _encode(self, kind, inputs):
-        """The feature layer of `kind`'s network: VGGish's embedding, the visual nets' pooled features."""
+        """The feature layer of `kind`'s network: VGGish's embedding, CLAP's map, the visual nets'
+        pooled features, CLIP's L2-normalised embedding."""
         network = self.networks[kind]
-        return network(inputs) if kind == "audio" else network.features(inputs)
+        return network(inputs) if kind in AUDIO_KINDS else network.features(inputs)
 
     def record(self, kind):
         """The extraction record of `kind`'s folder (extraction/records.py)."""
@@ -172,7 +238,7 @@ class FeatureExtractor:
                                        if self.vggish_postprocess else "none (raw embedding)")
         return {"kind": kind, "network": settings.pop("network"), "weights": self.weight_records[kind],
                 "random_weights": self.random_weights, "settings": settings,
-                "rows": list(FEATURE_KINDS[kind][1]), "tool": "scripts/extract_features.py"}
+                "rows": list(KIND_LAYOUT[kind][2]), "tool": "scripts/extract_features.py"}
 
     @torch.no_grad()
     def _run(self, kind, items, to_input=torch.from_numpy):
@@ -194,13 +260,16 @@ class FeatureExtractor:
             raise decode.VideoInputError(f"{info.path}: {error}") from None
         started = time.perf_counter()
         mono = decode.read_audio(info) if "audio" in self.kinds else None
-        visual = bool({"frames", "snippets"} & set(self.kinds))
+        mono_48k = decode.read_audio(info, clap_mel.SAMPLE_RATE) if "clap" in self.kinds else None
+        visual = bool({"frames", "snippets", "clip"} & set(self.kinds))
         per_window, known = [], {}
         with contextlib.closing(self._window_frames(info, windows)) as shown:
             for number, window in enumerate(windows, 1):
                 features = {}
                 if mono is not None:
                     features["audio"] = self._audio(mono, window)
+                if mono_48k is not None:
+                    features["clap"] = self._clap(mono_48k, window)
                 if visual:
                     visual_features, known = self._visual(next(shown), known)
                     features.update(visual_features)
@@ -218,15 +287,24 @@ class FeatureExtractor:
             embeddings = self.postprocessor(torch.from_numpy(embeddings)).numpy()
         return embeddings.reshape(NUM_SEGMENTS, -1).astype(np.float32)
 
+    def _clap(self, mono, window):
+        """(64, 768) CLAP map of one window of the 48-kHz track `mono` (VALOR's preprocessing)."""
+        clip = decode.audio_window(mono, window.start, WINDOW_SECONDS, clap_mel.SAMPLE_RATE)
+        mel = clap_mel.fusion_mel(clap_mel.prepare_clip(clip, clap_mel.SAMPLE_RATE))
+        return self._run("clap", mel[None], to_input=lambda batch: batch)[0].astype(np.float32)
+
     def _window_frames(self, info, windows):
         """Per window, in order, the prepared frames shown at its 80 grid times, from one decoding
         pass; frames of the overlap of an end-aligned last window are the window before's objects."""
         wanted = {kind for kind in ("frames", "snippets") if kind in self.kinds}
-        if not wanted:
+        if not wanted and "clip" not in self.kinds:
             return
 
         def prepare(image):   # only the resized pixels of the frames in use are held
-            return {kind: image_transforms.frame_pixels(kind, image) for kind in wanted}
+            pixels = {kind: image_transforms.frame_pixels(kind, image) for kind in wanted}
+            if "clip" in self.kinds:
+                pixels["clip"] = clip_vision.resized_frame(image)
+            return pixels
 
         grid = [w.start * FRAME_RATE + k for w in windows for k in range(FRAMES_PER_WINDOW)]
         held = {}
@@ -258,6 +336,12 @@ class FeatureExtractor:
 
             features["snippets"], now_known["snippets"] = self._unique_features(
                 "snippets", clips, lambda clip: tuple(map(id, clip)), known.get("snippets", {}), clip_input)
+        if "clip" in self.kinds:
+            picked = [shown[index] for index in clip_vision.clip_frame_indices(len(shown))]
+            features["clip"], now_known["clip"] = self._unique_features(
+                "clip", picked, id, known.get("clip", {}),
+                lambda batch: image_transforms.normalize(torch.stack([item["clip"] for item in batch]),
+                                                         clip_vision.CLIP_MEAN, clip_vision.CLIP_STD))
         return features, now_known
 
     def _unique_features(self, kind, items, key, known, to_input):
@@ -339,7 +423,7 @@ def check_videos(paths, root, kinds, allow_variable_frame_rate=False):
         except decode.VideoInputError as error:
             problems.append(str(error))
             continue
-        found = decode.video_problems(info, need_audio="audio" in kinds,
+        found = decode.video_problems(info, need_audio=bool(set(AUDIO_KINDS) & set(kinds)),
                                       allow_variable_frame_rate=allow_variable_frame_rate)
         if found:
             problems.append(f"{path}: {'; '.join(found)}")

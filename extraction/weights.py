@@ -1,15 +1,17 @@
 """The pretrained weight files of the three feature networks: where they come from, how they are
 found offline (--weights_dir) and checked (docs/PROTOCOL.md §15).
 
-Each file's name carries the first 8 hex digits of its SHA-256, as torch.hub names them; a file
-whose digest does not start with them is refused, so a truncated download or another network's
-weights never make features silently.
+Each torch.hub file's name carries the first 8 hex digits of its SHA-256; a file whose digest does
+not start with them is refused, so a truncated download or another network's weights never make
+features silently. The CLIP and CLAP files are published without a digest (Hugging Face): theirs
+is recorded, not checked, and the loaders refuse a file without exactly the network's keys.
 """
 import os
 from dataclasses import dataclass
 
 import torch
 
+from extraction import clap_audio
 from utils.errors import UsageError
 from utils.io import file_sha256
 
@@ -19,10 +21,12 @@ class WeightFile:
     name: str
     url: str
     what: str
+    hashed_name: bool = True   # torch.hub's <name>-<first 8 hex digits of the SHA-256>.<ext>
 
     @property
     def sha256_prefix(self):
-        return self.name.rsplit("-", 1)[1].split(".")[0]
+        """The digest's beginning the name promises, or "" (no promise: every digest starts with it)."""
+        return self.name.rsplit("-", 1)[1].split(".")[0] if self.hashed_name else ""
 
 
 # torchvision's ImageNet (V1) and Kinetics-400 weights, the ones the original scripts loaded;
@@ -39,6 +43,13 @@ WEIGHT_FILES = {
                              "https://github.com/harritaylor/torchvggish/releases/download/v0.1/"
                              "vggish_pca_params-970ea276.pth",
                              "VGGish PCA parameters (only for --vggish_postprocess)"),
+    # VALOR's CLIP and CLAP (PROTOCOL.md §15): published on Hugging Face without a digest
+    "clip": WeightFile("clip-vit-large-patch14.bin",
+                       "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/pytorch_model.bin",
+                       "CLIP ViT-L/14 (openai/clip-vit-large-patch14, transformers' pytorch_model.bin)",
+                       hashed_name=False),
+    "clap": WeightFile(clap_audio.CHECKPOINT_NAME, clap_audio.CHECKPOINT_URL, clap_audio.CHECKPOINT_WHAT,
+                       hashed_name=False),
 }
 
 
@@ -57,7 +68,7 @@ def locate(key, weights_dir=None):
         if not os.path.isfile(path):
             os.makedirs(folder, exist_ok=True)
             try:
-                torch.hub.download_url_to_file(entry.url, path, hash_prefix=entry.sha256_prefix)
+                torch.hub.download_url_to_file(entry.url, path, hash_prefix=entry.sha256_prefix or None)
             except Exception as error:   # no network, refused, or a digest mismatch (torch raises plain errors)
                 raise UsageError(f"cannot download {entry.name} ({entry.what}) from {entry.url}: {error}; on an "
                                  "offline machine put the file in a folder and pass --weights_dir") from None

@@ -16,10 +16,11 @@ HAN_RELEASE_URL = f"https://raw.githubusercontent.com/YapengTian/AVVP-ECCV20/{AV
 HAN_RELEASE_GIT_BLOB = "ef441b4279b7272f6509d6c9f8bc6d522e9145ed"
 # the record written beside each installed file: <file>.release.json
 RECORD_SUFFIX = ".release.json"
-# feature sets a release was trained on -> kind -> what extract_features.py makes for it
+# feature sets a release was trained on -> model input -> the extraction kind that makes it
+# (extraction/extractor.py KIND_LAYOUT: VGGish, ResNet152, R(2+1)D-18, CLAP, CLIP)
 FEATURE_SETS = {
-    "official": {"audio": "vggish", "frames": "res152", "snippets": "r2plus1d_18"},
-    "clip_clap": {"audio": "clap", "frames": "clip", "snippets": "r2plus1d_18"},
+    "official": {"audio": "audio", "frames": "frames", "snippets": "snippets"},
+    "clip_clap": {"audio": "clap", "frames": "clip", "snippets": "snippets"},
 }
 
 

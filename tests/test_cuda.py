@@ -118,7 +118,8 @@ def test_feature_extraction_on_cuda_matches_the_cpu(tmp_path):
     features as on the CPU, up to the rounding of cuDNN's convolutions (TF32 by default on Ampere+)."""
     import numpy as np
 
-    from extraction.extractor import KINDS, FeatureExtractor, extract_videos, feature_folder
+    from extraction.extractor import OFFICIAL_KINDS as KINDS
+    from extraction.extractor import FeatureExtractor, extract_videos, feature_folder
     from video_fixtures import write_test_video
     video = write_test_video(tmp_path / "clip.mp4", 3)["path"]
     features = {}

@@ -18,7 +18,7 @@ from conftest import data_flags, load_test_split, run_main, train_flags
 from dataloader import LLPPaths, load_features
 from extraction import extractor as extractor_module
 from extraction import records
-from extraction.extractor import KINDS, feature_folder
+from extraction.extractor import OFFICIAL_KINDS, feature_folder
 from extraction.windows import Window
 from extraction_stubs import StubExtractor
 from modes.evaluate import assemble_rows
@@ -55,7 +55,7 @@ class ReplayExtractor(StubExtractor):
         windows, _ = super().extract(info, on_window)
         picks = [(ReplayExtractor.served + i) % self.source.num_videos for i in range(len(windows))]
         ReplayExtractor.served += len(windows)
-        return windows, {kind: getattr(self.source, kind)[picks] for kind in KINDS}
+        return windows, {kind: getattr(self.source, kind)[picks] for kind in OFFICIAL_KINDS}
 
 
 @pytest.fixture
@@ -101,11 +101,11 @@ def decisions_by_hand(argv, entry, features_dir, model_name, gating):
     """({(class, second)} heard, seen): the video's windows through the model as evaluation decides
     them (utils.eval_metrics.segment_predictions), each second from the first window covering it."""
     ids = entry["ids"]
-    features, layout = load_features({kind: feature_folder(str(features_dir), kind) for kind in KINDS}, ids,
-                                     exact_names=True)
+    folders = {kind: feature_folder(str(features_dir), kind) for kind in OFFICIAL_KINDS}
+    features, layout = load_features(folders, ids, exact_names=True)
     split = parse_video.LLPSplit(name="videos", filenames=ids, labels=np.zeros((len(ids), 25), np.float32),
                                  feature_layout=layout, **features)
-    model_args, _ = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
+    model_args, *_ = parse_video.model_arguments(parse_video.get_args_parser().parse_args(argv))
     model = next(iter(assemble_rows(RECIPES[model_name], model_args, split, torch.device("cpu")).values()))
     outputs = engine.predict(model, parse_video.to_device(model_args, split, torch.device("cpu")))
     predictions = [pred.numpy() for pred in segment_predictions(outputs, gating)]
@@ -173,7 +173,7 @@ def test_real_networks_with_random_weights(trained_run, clips, tmp_path, capsys)
     parse([clips["blip"], "--checkpoint", os.path.join(save_dir, "DHHN"), "--out_dir", str(out),
            "--random_weights", "--device", "cpu", "--progress", "off"])
     shapes = {kind: np.load(os.path.join(feature_folder(str(out / "features"), kind), "blip.npy")).shape
-              for kind in KINDS}
+              for kind in OFFICIAL_KINDS}
     assert shapes == {"audio": (10, 128), "frames": (80, 2048), "snippets": (10, 512)}
     frames = np.load(os.path.join(feature_folder(str(out / "features"), "frames"), "blip.npy"))
     assert np.isfinite(frames).all() and np.abs(frames).sum() > 0
