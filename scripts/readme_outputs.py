@@ -31,6 +31,8 @@ PER_CLASS_PREFIX = SPLIT_PREFIX + "per-class F1 of "
 CONFUSION_PREFIX = SPLIT_PREFIX + "modality confusion of "
 # per-class rows shown before the "..." of the excerpt; the class-mean row closes it
 EXCERPT_CLASSES = 2
+# first word of the column header under a title: headline table, per-class table, confusion
+TABLE_HEADER_STARTS = ("Audio", "Seg.", "truth")
 BLOCKS = ("quickstart-output", "quickstart-details")
 EXIT_DIFFERS = 1
 EXIT_USER_ERROR = 2
@@ -50,6 +52,15 @@ def body_length(title):
     return 1 + len(LEVELS)
 
 
+def opens_a_table(lines, index):
+    """Whether lines[index] is a table's title: the test step also prints phase lines under the
+    same prefix ("test: loading labels ..."), and only a title is followed by a column header."""
+    if not lines[index].startswith(SPLIT_PREFIX) or index + 1 >= len(lines):
+        return False
+    header = lines[index + 1].split()
+    return bool(header) and header[0] in TABLE_HEADER_STARTS
+
+
 def printed_test_tables(log_text):
     """{title: [title, lines...]} of every test table the log printed, in print order; a title
     printed again (a log of several runs) keeps its last table."""
@@ -58,7 +69,7 @@ def printed_test_tables(log_text):
     index = 0
     while index < len(lines):
         title = lines[index]
-        if not title.startswith(SPLIT_PREFIX):
+        if not opens_a_table(lines, index):
             index += 1
             continue
         end = index + 1 + body_length(title)

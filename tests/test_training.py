@@ -172,9 +172,11 @@ def test_han_with_hierarchy_switch_is_rejected(capsys):
 def test_test_mode_reads_the_original_release_layout(trained_run, synthetic_root, tmp_path):
     from nets.convert import hcmn_to_release
     save_dir, _ = trained_run
-    for role, suffix in checkpoint.RELEASE_SUFFIXES.items():
+    from recipes import RECIPES
+    for role, layouts in RECIPES["dhhn"].release_files.items():   # release_audio.pt, release_video.pt, ...
         ours = checkpoint.load(checkpoint.best_path(str(save_dir), "DHHN", role))["model"]
-        torch.save(hcmn_to_release(ours), tmp_path / f"release_{suffix}.pt")   # a raw release state_dict
+        [(template, _)] = layouts
+        torch.save(hcmn_to_release(ours), tmp_path / template.format(name="release"))   # a raw release state_dict
     release = run_main(train_flags(synthetic_root, tmp_path, "--mode", "test", "--checkpoint", "release"))
     ours = run_main(train_flags(synthetic_root, save_dir, "--mode", "test", "--no-log"))
     assert release["tables"] == ours["tables"]
