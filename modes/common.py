@@ -136,8 +136,9 @@ def annotation_versions(config):
     return {flag: annotation_version(getattr(config.data, flag)) for flag in EVAL_FLAGS}
 
 
-def start_run(config, device):
-    """Print what runs where and write <checkpoint>_<mode>_args.json first; returns the provenance,
+def start_run(config, device, write_args=True):
+    """Print what runs where and write <checkpoint>_<mode>_args.json first (or, write_args=False,
+    later by `write_run_args`, once the mode cannot be refused any more); returns the provenance,
     which every summary records."""
     os.makedirs(config.run.model_save_dir, exist_ok=True)
     info = provenance(device, config.run.seed)
@@ -152,9 +153,16 @@ def start_run(config, device):
     args_file = record_path(config, "args.json")
     where = "not written (--no-log)" if config.run.no_log else args_file
     print(f"flags: {format_flags(config.given) or '(the defaults)'}; the full configuration: {where}")
-    if not config.run.no_log:
-        atomic_write_json({"config": config.as_dict(), "given": config.given, "provenance": info}, args_file)
+    if write_args:
+        write_run_args(config, info)
     return info
+
+
+def write_run_args(config, info):
+    """<checkpoint>_<mode>_args.json: the configuration and provenance of this run (not with --no-log)."""
+    if not config.run.no_log:
+        atomic_write_json({"config": config.as_dict(), "given": config.given, "provenance": info},
+                          record_path(config, "args.json"))
 
 
 def format_flags(given):
@@ -220,6 +228,8 @@ def load_selected_model(recipe, config, role, split, device):
 
 
 EVALUATION_MODES = ("val", "test")
+# the modes that only read the checkpoints of a run that exists
+READING_MODES = EVALUATION_MODES + ("estimate_labels",)
 
 
 @contextmanager
@@ -230,6 +240,10 @@ def exclusive_run(config):
     One exception: val/test with --no-log write nothing there, so they may score checkpoints in a
     read-only folder (e.g. published weights); nobody can be training into such a folder."""
     check_run_name(config)
+    if config.run.mode in READING_MODES and not os.path.isdir(config.run.model_save_dir):
+        # a mistyped folder is named, and not created by the lock below
+        raise UsageError(f"--model_save_dir {config.run.model_save_dir}: no such folder, so no checkpoint "
+                         f"{config.run.checkpoint} to read (--mode {config.run.mode} reads a trained run's)")
     try:
         check_writable(config.run.model_save_dir)
     except FileWriteError:

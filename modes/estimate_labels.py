@@ -6,7 +6,16 @@ import time
 import engine
 from avvp_data.refinement_flags import write_flags
 from engine.label_refinement import summary_table
-from modes.common import check_inputs, load, load_selected_model, progress_setting, record_path, start_run, to_device
+from modes.common import (
+    check_inputs,
+    load,
+    load_selected_model,
+    progress_setting,
+    record_path,
+    start_run,
+    to_device,
+    write_run_args,
+)
 from recipes import RECIPES
 from utils import checkpoint
 from utils.io import atomic_write_json
@@ -23,11 +32,12 @@ def run_estimate_labels(config):
                              recipe.release_files)
     train_split = load(config, "train")
     model, model_config = load_selected_model(recipe, config, config.run.refine_source, train_split, device)
-    info = start_run(config, device)
+    info = start_run(config, device, write_args=False)   # written once the model has given finite outputs
     started = time.time()
     audio_flags, visual_flags, _ = engine.estimate_label_flags(
         model, to_device(config, train_split, device), train_split.labels, config.run.seed,
         config.run.eval_batch_size, progress_setting(config))
+    write_run_args(config, info)
     prefix = config.run.refine_out or os.path.join(config.run.model_save_dir, f"{config.run.checkpoint}_refined_labels")
     pickle_path, csv_path = write_flags(prefix, train_split.filenames, audio_flags, visual_flags)
     print(summary_table(audio_flags, visual_flags, train_split.labels))

@@ -14,6 +14,7 @@ from modes.common import (
     record_path,
     start_run,
     to_device,
+    write_run_args,
 )
 from nets.dual import DualHHN
 from recipes import RECIPES
@@ -29,7 +30,7 @@ from reporting.tables import (
 from utils import checkpoint
 from utils.errors import UsageError
 from utils.eval_metrics import score_outputs, segment_predictions
-from utils.io import atomic_write_json, check_writable
+from utils.io import atomic_write_json, check_creatable
 from utils.runtime import resolve_device
 
 
@@ -56,17 +57,37 @@ def assemble_rows(recipe, config, split, device):
     return rows
 
 
-def unfinished_training(config):
+def unfinished_training(config, roles):
     """"trained 3 of 10 epochs" when --checkpoint's run stopped before its last epoch (its _last.pt
-    says so), else None (finished, or files without a resume state such as the original release's)."""
-    path = checkpoint.last_path(config.run.model_save_dir, config.run.checkpoint)
-    if not os.path.isfile(path):
+    says so), "stopped in epoch 2 of 10 ..." when a best file of `roles` is newer than the run's
+    _last.pt (the write of that epoch's _last.pt failed or was killed, and the run wrote no training
+    summary); else None (finished, or files without a resume state such as the releases')."""
+    save_dir, name = config.run.model_save_dir, config.run.checkpoint
+    # mmap: only a few numbers are read, not the weights
+    best = [checkpoint.load(path, mmap=True) for path in
+            (checkpoint.best_path(save_dir, name, role) for role in roles) if os.path.isfile(path)]
+    best = [state for state in best if isinstance(state, dict) and "epoch" in state and "config" in state]
+    path = checkpoint.last_path(save_dir, name)
+    last = checkpoint.load(path, mmap=True) if os.path.isfile(path) else None
+    last_epoch = last["epoch"] if last is not None else 0
+    newest = max(best, key=lambda state: state["epoch"], default=None)
+    if newest is not None and newest["epoch"] > last_epoch and not training_summary_exists(config):
+        planned = recorded_flags(newest).get("epochs", "?")
+        return (f"stopped in epoch {newest['epoch']} of {planned}, before that epoch's {os.path.basename(path)} "
+                "was written")
+    if last is None:
         return None
-    state = checkpoint.load(path, mmap=True)   # mmap: only the two numbers are read, not the weights
-    planned = recorded_flags(state).get("epochs")
-    if planned is None or state["epoch"] >= planned:
+    planned = recorded_flags(last).get("epochs")
+    if planned is None or last_epoch >= planned:
         return None
-    return f"trained {state['epoch']} of {planned} epochs"
+    return f"trained {last_epoch} of {planned} epochs"
+
+
+def training_summary_exists(config):
+    """Whether the run wrote the summary of a finished train or retrain step (it may have deleted
+    its _last.pt to save space since)."""
+    return any(os.path.isfile(os.path.join(config.run.model_save_dir, f"{config.run.checkpoint}_{mode}_summary.json"))
+               for mode in ("train", "retrain"))
 
 
 def run_evaluate(config):
@@ -74,24 +95,29 @@ def run_evaluate(config):
     device = resolve_device(config.run.device)
     split_name = config.run.mode
     check_inputs(config, (split_name,))
-    if config.run.export_dir:   # refused now, not after the evaluation
-        if os.path.exists(config.run.export_dir) and not os.path.isdir(config.run.export_dir):
-            raise UsageError(f"--export_dir {config.run.export_dir}: exists and is not a folder")
-        check_writable(config.run.export_dir)
     for role in recipe.required_roles():   # missing checkpoints are reported before loading features
         checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role, recipe.release_files)
+    if config.run.export_dir:   # refused now, not after the evaluation; made only when written to
+        if os.path.exists(config.run.export_dir) and not os.path.isdir(config.run.export_dir):
+            raise UsageError(f"--export_dir {config.run.export_dir}: exists and is not a folder")
+        check_creatable(config.run.export_dir, "--export_dir")
     split = load(config, split_name)
     rows = assemble_rows(recipe, config, split, device)
-    unfinished = unfinished_training(config)
-    info = start_run(config, device)
+    unfinished = unfinished_training(config, recipe.required_roles())
+    # the args file is written once every row has given finite outputs: a refused run leaves the
+    # records of the run before it as they were
+    info = start_run(config, device, write_args=False)
     if unfinished:
         print(f"warning: --checkpoint {config.run.checkpoint} is an UNFINISHED run ({unfinished}; it was stopped "
               "before its last epoch): its checkpoints are those of the epochs it reached")
     started = time.time()
     data = to_device(config, split, device)
     tables, results = {}, {}
-    for name, model in rows.items():
-        outputs = engine.predict(model, data, config.run.eval_batch_size, progress=progress_setting(config), desc=name)
+    predicted = {name: engine.predict(model, data, config.run.eval_batch_size, progress=progress_setting(config),
+                                      desc=name)
+                 for name, model in rows.items()}
+    write_run_args(config, info)
+    for name, outputs in predicted.items():
         metrics = score_outputs(outputs, split.gt_audio, split.gt_visual, recipe.gating)
         results[name] = (outputs, metrics)
         tables[name] = headline(metrics)

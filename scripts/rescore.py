@@ -179,12 +179,24 @@ def check_eval_coverage(args, filenames, what):
 def event_file_sources(args):
     """[(row name, audio csv, visual csv, filenames)] to score, every input checked."""
     if args.pred_audio_csv:
-        return [(os.path.basename(args.pred_audio_csv), args.pred_audio_csv, args.pred_visual_csv,
-                 read_video_labels(args.label_csv)[0])]
+        filenames = read_video_labels(args.label_csv)[0]
+        for flag, path in (("--pred_audio_csv", args.pred_audio_csv), ("--pred_visual_csv", args.pred_visual_csv)):
+            check_predicted_videos(path, flag, filenames, args.label_csv)
+        return [(os.path.basename(args.pred_audio_csv), args.pred_audio_csv, args.pred_visual_csv, filenames)]
     export = read_checked_export(args.export_dir, "--export_dir")
     filenames = scored_videos(args, export)
     check_eval_coverage(args, filenames, f"the {export.split!r} export {args.export_dir}")
     return [(name, files["audio_csv"], files["visual_csv"], filenames) for name, files in export.rows.items()]
+
+
+def check_predicted_videos(path, flag, filenames, label_csv):
+    """Every video that a prediction file names is one of --label_csv's: a file of another split
+    (or of another subset) would otherwise be scored as predicting nothing for these videos."""
+    named = {row.filename for row in read_eval_rows(path)}
+    foreign = sorted(named - set(filenames))
+    if foreign:
+        raise UsageError(f"{flag} {path}: {len(foreign)} of the {len(named)} videos it predicts are not in --label_csv "
+                         f"{label_csv} (e.g. {', '.join(foreign[:3])}): predictions of another split?")
 
 
 def event_file_scores(args):

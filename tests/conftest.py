@@ -56,6 +56,18 @@ def run_main(argv):
     return main(get_args_parser().parse_args(argv))
 
 
+def main_fails(argv, capsys, code=2, listing=False):
+    """main_DHHN.py in-process exits with `code` and an `error: ...` message, no traceback; the
+    message is one line unless `listing` (all problems at once, listed under it). Returns it."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(argv)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert listing or err.count("\n") == 1, err
+    return err
+
+
 def train_flags(root, save_dir, *extra):
     """main_DHHN.py flags for a run on `root` writing to `save_dir`; training modes (the default
     mode, or --mode train/retrain in `extra`) train in batches of 16, which other modes refuse."""

@@ -4,6 +4,7 @@ extraction/clip_vision.py (themselves proven equal to laion_clap and transformer
 weights); and parse_video.py with a released model trained on them."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -88,6 +89,36 @@ def test_parse_video_extracts_what_a_released_model_was_trained_on(extracted, tm
     assert parsed["model_source"]["release"] == "VALOR++" and len(parsed["model_source"]["sha256"]) == 64
     assert {feeds: entry["kind"] for feeds, entry in parsed["features"].items()} == FEATURE_SETS["clip_clap"]
     assert sorted(os.listdir(tmp_path / "parsed" / "features")) == ["CLAP", "CLIP", "feats", "videos.jsonl"]
+
+
+def test_parse_video_with_hans_release_extracts_the_official_kinds(extracted, tmp_path):
+    """HAN's MMIL_Net.pt (seeded weights in its layout, unused encoders included) installed by
+    the download script, then a synthesized mp4 parsed by name: VGGish / ResNet152 / R(2+1)D."""
+    from nets import build_han, default_feature_dims
+    from nets.convert import han_to_release
+    folder, video, _, _ = extracted
+    source, models = tmp_path / "release", tmp_path / "models"
+    source.mkdir()
+    torch.manual_seed(1)
+    torch.save(han_to_release(build_han(default_feature_dims()).state_dict(), with_unused_encoders=True),
+               source / "MMIL_Net.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the seeded stand-in is not HAN's published file: the script checks HAN's git blob id
+    refused = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "scripts", "download_models.py"), "HAN",
+                              "--from", str(source), "--models_dir", str(models)], capture_output=True, text=True,
+                             env=env)
+    assert refused.returncode == 2 and "MMIL_Net.pt" in refused.stderr
+    models.mkdir(exist_ok=True)
+    shutil.copy(source / "MMIL_Net.pt", models / "MMIL_Net.pt")
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "parse_video.py"), video, "--checkpoint",
+                             str(models / "MMIL_Net.pt"), "--random_weights", "--out_dir", str(tmp_path / "parsed"),
+                             "--progress", "off", "--no_timeline"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "parsed" / "clip" / "clip_events.json") as handle:
+        parsed = json.load(handle)
+    assert parsed["model"].startswith("HAN, released")
+    assert {feeds: entry["kind"] for feeds, entry in parsed["features"].items()} == FEATURE_SETS["official"]
+    assert sorted(os.listdir(tmp_path / "parsed" / "features")) == ["feats", "videos.jsonl"]
 
 
 def test_a_run_of_this_project_extracts_the_kinds_its_checkpoint_records():

@@ -14,7 +14,7 @@ import torch
 
 import modes.common
 from avvp_data.synthetic_llp import generate_synthetic_llp
-from conftest import REPO_ROOT, run_main, train_flags
+from conftest import REPO_ROOT, main_fails, run_main, train_flags
 from main_DHHN import MODES, get_args_parser
 from modes.common import RUN_MODES
 from utils import checkpoint
@@ -29,14 +29,6 @@ def tiny_root(tmp_path_factory):
     return root
 
 
-def fails(argv, capsys, code=2):
-    """Run main_DHHN in-process; assert it exits with `code` and a one-line message; return it."""
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(argv)
-    assert exit_info.value.code == code
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 def leftovers(folder):
@@ -59,7 +51,7 @@ def leftovers(folder):
 ])
 def test_impossible_numbers_are_refused_before_any_work(tiny_root, tmp_path, capsys, flag, value, message):
     save_dir = tmp_path / "run"
-    err = fails(train_flags(tiny_root, save_dir, "--mode", "train", flag, value), capsys)
+    err = main_fails(train_flags(tiny_root, save_dir, "--mode", "train", flag, value), capsys)
     assert message in err
     assert not save_dir.exists()
 
@@ -79,7 +71,7 @@ def test_every_mode_has_its_records_known():
 
 def test_a_second_run_under_a_running_name_is_refused_naming_it(tiny_root, tmp_path, capsys):
     with RunLock(str(tmp_path), "DHHN", "train"):
-        err = fails(train_flags(tiny_root, tmp_path, "--mode", "test"), capsys)
+        err = main_fails(train_flags(tiny_root, tmp_path, "--mode", "test"), capsys)
     assert f"--checkpoint DHHN in {tmp_path} is in use by a train run (process {os.getpid()}" in err
     assert not list(tmp_path.glob("DHHN_*"))
 
@@ -124,9 +116,9 @@ def test_resume_refuses_changed_flags_before_writing_anything(tiny_root, tmp_pat
     flags = train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "1")
     run_main(flags)
     recorded = (tmp_path / "DHHN_train_args.json").read_bytes()
-    err = fails(flags + ["--resume", "--epochs", "2", "--lr", "0.001", "--no_rmse"], capsys)
+    err = main_fails(flags + ["--resume", "--epochs", "2", "--lr", "0.001", "--no_rmse"], capsys)
     assert "lr 0.0003 -> 0.001" in err and "rmse True -> False" in err
-    err = fails(flags + ["--resume", "--batch-size", "8"], capsys)
+    err = main_fails(flags + ["--resume", "--batch-size", "8"], capsys)
     assert "batch_size 16 -> 8" in err
     assert (tmp_path / "DHHN_train_args.json").read_bytes() == recorded
     # more epochs and flags that change no result are fine
@@ -137,7 +129,7 @@ def test_resume_refuses_changed_flags_before_writing_anything(tiny_root, tmp_pat
 def test_resume_refuses_fewer_epochs_than_planned(tiny_root, tmp_path, capsys):
     flags = train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2")
     run_main(flags)
-    err = fails(flags[:-1] + ["1", "--resume"], capsys)
+    err = main_fails(flags[:-1] + ["1", "--resume"], capsys)
     assert "epochs 2 -> 1 (only more epochs may be asked for)" in err
 
 
@@ -155,7 +147,7 @@ def test_ctrl_c_stops_after_the_last_saved_epoch_and_resume_finishes(tiny_root, 
         return evaluate(*args, **kwargs)
     monkeypatch.setattr(engine, "evaluate", interrupted_in_epoch_two)
     flags = train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "3")
-    err = fails(flags, capsys, code=130)
+    err = main_fails(flags, capsys, code=130)
     assert err == f"error: interrupted after epoch 1 ({tmp_path}/DHHN_last.pt holds it); continue with --resume\n"
     assert checkpoint.load(str(tmp_path / "DHHN_last.pt"))["epoch"] == 1
     assert len((tmp_path / "DHHN_train_log.jsonl").read_text().splitlines()) == 1
@@ -189,7 +181,7 @@ def test_a_full_disk_is_one_line_naming_the_file(tiny_root, tmp_path, capsys, mo
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(utils.io.os, "fsync", no_space)
-    err = fails(train_flags(tiny_root, tmp_path / "run", "--mode", "train", "--epochs", "1"), capsys)
+    err = main_fails(train_flags(tiny_root, tmp_path / "run", "--mode", "train", "--epochs", "1"), capsys)
     assert "cannot write" in err and str(tmp_path / "run") in err and "No space left on device" in err
     assert leftovers(tmp_path) == []
 
@@ -197,7 +189,7 @@ def test_a_full_disk_is_one_line_naming_the_file(tiny_root, tmp_path, capsys, mo
 def test_an_unusable_save_folder_is_refused_before_any_work(tiny_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(modes.common, "load_split", lambda *args, **kwargs: pytest.fail("features were loaded"))
     (tmp_path / "a_file").write_text("")
-    err = fails(train_flags(tiny_root, tmp_path / "a_file" / "models", "--mode", "train"), capsys)
+    err = main_fails(train_flags(tiny_root, tmp_path / "a_file" / "models", "--mode", "train"), capsys)
     assert f"cannot write {tmp_path}/a_file/models" in err
 
 
@@ -208,16 +200,16 @@ def test_a_read_only_save_folder_still_scores_with_no_log(trained_run, synthetic
         raise FileWriteError(f"cannot write {folder}/.write_test: Read-only file system")
     monkeypatch.setattr(modes.common, "check_writable", read_only)
     save_dir, _ = trained_run
-    err = fails(train_flags(synthetic_root, save_dir, "--mode", "test"), capsys)   # it would write its summary
+    err = main_fails(train_flags(synthetic_root, save_dir, "--mode", "test"), capsys)   # it would write its summary
     assert "Read-only file system" in err
     summary = run_main(train_flags(synthetic_root, save_dir, "--mode", "test", "--no-log"))
     assert "scoring its checkpoints without a run lock" in capsys.readouterr().out
     assert "DHHN dual (best-audio + best-visual)" in summary["tables"]
-    fails(train_flags(synthetic_root, save_dir, "--mode", "train", "--no-log"), capsys)   # training never
+    main_fails(train_flags(synthetic_root, save_dir, "--mode", "train", "--no-log"), capsys)   # training never
 
 
 def test_a_diverging_run_stops_naming_epoch_and_step(tiny_root, tmp_path, capsys):
-    err = fails(train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2", "--lr", "1e6"), capsys)
+    err = main_fails(train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2", "--lr", "1e6"), capsys)
     assert "error: epoch 1, step " in err and "training diverged; lower --lr" in err
     assert not (tmp_path / "DHHN_last.pt").exists()
 
@@ -225,7 +217,8 @@ def test_a_diverging_run_stops_naming_epoch_and_step(tiny_root, tmp_path, capsys
 def test_an_export_dir_that_is_a_file_is_refused_before_evaluating(tiny_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(modes.common, "load_split", lambda *args, **kwargs: pytest.fail("features were loaded"))
     (tmp_path / "exported").write_text("")
-    err = fails(train_flags(tiny_root, tmp_path, "--mode", "test", "--export_dir", str(tmp_path / "exported")), capsys)
+    err = main_fails(train_flags(tiny_root, tmp_path, "--mode", "test", "--export_dir", str(tmp_path / "exported")),
+                     capsys)
     assert f"--export_dir {tmp_path}/exported: exists and is not a folder" in err
 
 

@@ -13,7 +13,7 @@ import modes.common
 from avvp_data.annotations import read_video_labels
 from avvp_data.synthetic_llp import generate_synthetic_llp
 from config import resolve_config
-from conftest import SHARED_LLP, run_main, train_flags
+from conftest import SHARED_LLP, main_fails, run_main, train_flags
 from dataloader import LLPPaths, split_overlaps
 from main_DHHN import get_args_parser, given_flags
 from utils import checkpoint
@@ -31,13 +31,8 @@ def tiny_root(tmp_path_factory):
 
 
 def fails(argv, capsys, code=2):
-    """main_DHHN in-process: exits with `code` and one line on stderr, no traceback; returns it."""
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(argv)
-    assert exit_info.value.code == code
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err, err
-    return err
+    """main_DHHN's refusal; some list every problem they found under the first line."""
+    return main_fails(argv, capsys, code, listing=True)
 
 
 def no_features_loaded(monkeypatch):
@@ -103,9 +98,14 @@ def test_a_model_with_broken_weights_is_not_scored_as_predicting_nothing(tiny_ro
         content["model"] = {key: torch.full_like(value, float("nan")) if value.is_floating_point() else value
                             for key, value in content["model"].items()}
         checkpoint.save(path, **content)
-    err = fails(train_flags(tiny_root, tmp_path, "--mode", "test"), capsys)
+    (tmp_path / "DHHN_test_args.json").write_text("of the test before")
+    export_dir = tmp_path / "exported"
+    err = fails(train_flags(tiny_root, tmp_path, "--mode", "test", "--export_dir", str(export_dir)), capsys)
     assert "the model gives inf or NaN" in err and "of 16 videos" in err and "nothing was scored" in err
     assert not (tmp_path / "DHHN_test_summary.json").exists()
+    # a refused run leaves the records of the run before it, and makes no export folder
+    assert (tmp_path / "DHHN_test_args.json").read_text() == "of the test before"
+    assert not export_dir.exists()
 
 
 # ---------------------------------------------------------------- 6. an unfinished run
@@ -127,6 +127,31 @@ def test_an_unfinished_run_says_so_in_its_tables(tiny_root, tmp_path, capsys, mo
     assert "test: DHHN dual (best-audio + best-visual) [UNFINISHED RUN: trained 1 of 3 epochs]" in out
     assert "warning: --checkpoint DHHN is an UNFINISHED run" in out
     assert summary["unfinished"] == "trained 1 of 3 epochs"
+
+
+def test_a_run_whose_last_write_failed_after_its_best_files_is_unfinished(tiny_root, tmp_path, capsys, monkeypatch):
+    save, calls = torch.save, []
+
+    def full_disk_at_the_first_last_pt(obj, handle, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:   # epoch 1 of 2: its three best files land, its _last.pt does not
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4160 vs 4054")
+        return save(obj, handle, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", full_disk_at_the_first_last_pt)
+    fails(train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2"), capsys)
+    monkeypatch.setattr(torch, "save", save)
+    assert not (tmp_path / "DHHN_last.pt").exists() and (tmp_path / "DHHN_best_overall.pt").exists()
+    summary = run_main(train_flags(tiny_root, tmp_path, "--mode", "test"))
+    assert summary["unfinished"] == "stopped in epoch 1 of 2, before that epoch's DHHN_last.pt was written"
+    assert "[UNFINISHED RUN: stopped in epoch 1 of 2" in capsys.readouterr().out
+
+
+def test_scoring_a_mistyped_run_folder_names_it_and_creates_nothing(tiny_root, tmp_path, capsys):
+    typo = tmp_path / "modles"
+    err = fails(train_flags(tiny_root, typo, "--mode", "test"), capsys)
+    assert err == (f"error: --model_save_dir {typo}: no such folder, so no checkpoint DHHN to read (--mode test "
+                   "reads a trained run's)\n")
+    assert not typo.exists()
 
 
 # ---------------------------------------------------------------- 7, 8. failed writes, killed writes

@@ -268,6 +268,18 @@ def test_a_pair_of_event_files_is_scored_as_before(exports, tmp_path, capsys):
     assert "model_a_audio.csv (8 videos)" in capsys.readouterr().out
 
 
+def test_a_pair_of_event_files_of_another_split_is_refused(exports, tmp_path, capsys):
+    """Without a manifest, the videos the files predict are compared with --label_csv's."""
+    labels = write_label_csv(tmp_path / "val_pd.csv", VAL_NAMES)
+    audio_csv, visual_csv = f"{exports.test}/model_a_audio.csv", f"{exports.test}/model_a_visual.csv"
+    predicted = event_videos(audio_csv)
+    err = refusal(["--pred_audio_csv", audio_csv, "--pred_visual_csv", visual_csv, "--label_csv", labels,
+                   *eval_flags(exports)], capsys)
+    assert err.startswith(f"error: --pred_audio_csv {audio_csv}: {len(predicted)} of the {len(predicted)} videos it "
+                          f"predicts are not in --label_csv {labels} (e.g. {min(predicted)}")
+    assert err.endswith("predictions of another split?\n") and err.count("\n") == 1
+
+
 # ---------------------------------------------------------------- a trained model's exports
 
 @pytest.fixture(scope="module")

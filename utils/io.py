@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from utils.errors import FileWriteError
+from utils.errors import FileWriteError, UsageError
 
 
 def atomic_write(path, write_fn, mode="wb"):
@@ -62,6 +62,19 @@ def check_writable(folder):
     probe = os.path.join(folder, ".write_test")
     atomic_write(probe, lambda handle: handle.write(b""))
     os.remove(probe)
+
+
+def check_creatable(folder, flag):
+    """UsageError naming `flag` unless `folder` is a writable folder or could be made as one (its
+    nearest existing parent is a writable folder); creates nothing, so that a refused run leaves
+    no empty output folder behind."""
+    parent = os.path.abspath(folder)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {folder}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: {parent} is not writable")
 
 
 def _current_umask():
