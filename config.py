@@ -13,6 +13,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from avvp_data.datasets import dataset_classes
 from avvp_data.llp import EVAL_AUDIO_2020_CSV
 from dataloader import OFFICIAL_LAYOUT, LLPPaths
 from recipes import RECIPES
@@ -52,10 +53,17 @@ class DataConfig:
     refined_labels: str | None
     allow_random_weight_features: bool
     allow_split_overlap: bool
+    classes: str | None
+    feature_names: str
 
     @property
     def paths(self):
         return LLPPaths(**{field.name: getattr(self, field.name) for field in dataclasses.fields(LLPPaths)})
+
+    @property
+    def class_names(self):
+        """The names of the class axis: LLP's, or those of the --classes file (avvp_data/datasets.py)."""
+        return dataset_classes(self.classes)
 
 
 @dataclass(frozen=True)
@@ -366,6 +374,7 @@ def resolve_config(args, given=()):
     triples the command line set (main_DHHN.given_flags)."""
     values = dict(vars(args))
     _resolve_data_paths(values)
+    dataset_classes(values["classes"])   # a bad class list is said now, before any work
     _resolve_model_alias(values)
     _resolve_training_losses(values)
     RECIPES[values["model"]].resolve_flags(values)

@@ -13,7 +13,12 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from avvp_data.annotations import published_eval_videos, read_video_labels, segment_truth_with_coverage
+from avvp_data.annotations import (
+    published_eval_videos,
+    read_label_filenames,
+    read_video_labels,
+    segment_truth_with_coverage,
+)
 from avvp_data.feature_files import (
     ROW_FORMATS,
     feature_paths,
@@ -24,12 +29,14 @@ from avvp_data.feature_files import (
     storage_dtype,
 )
 from avvp_data.llp import (
+    CLASSES,
     EVAL_AUDIO_CSV,
     EVAL_VISUAL_CSV,
     FEATURE_KINDS,
     LABEL_TEST_CSV,
     LABEL_TRAIN_CSV,
     LABEL_VAL_CSV,
+    NUM_CLASSES,
     NUM_SEGMENTS,
     YOUTUBE_ID_LENGTH,
 )
@@ -100,6 +107,7 @@ class LLPSplit:
     gt_visual (N,25,10) uint8 class x segment, or None without eval files. feature_layout: kind ->
     (rows, dim) of its files (e.g. audio (64, 768) for CLAP maps, held as (N, 10, 768));
     pseudo_audio / pseudo_visual: (N,10,25) float32 segment pseudo-labels (PROTOCOL.md §13) or None.
+    classes: the names of the class axis (25 above stands for len(classes); avvp_data/datasets.py).
     """
     name: str
     filenames: list[str]
@@ -112,6 +120,7 @@ class LLPSplit:
     feature_layout: dict | None = None
     pseudo_audio: np.ndarray | None = None
     pseudo_visual: np.ndarray | None = None
+    classes: tuple = CLASSES
 
     @property
     def num_videos(self):
@@ -179,20 +188,21 @@ def load_features(feature_dirs, filenames, cache=None, split="videos", frame_dty
     return features, layout
 
 
-def load_pseudo_labels(pseudo_dirs, filenames):
+def load_pseudo_labels(pseudo_dirs, filenames, num_classes=NUM_CLASSES, exact_names=False):
     """modality -> (N, 10, 25) segment pseudo-labels of `filenames` from `pseudo_dirs` (modality ->
     folder of `<id>.npy`, VALOR's layout; PROTOCOL.md §13), every file validated and all problems
     raised in one LLPDataError."""
     labels, problems = {}, []
     for modality, folder in pseudo_dirs.items():
-        labels[modality] = read_pseudo_labels(feature_paths(folder, filenames), problems)
+        labels[modality] = read_pseudo_labels(feature_paths(folder, filenames, exact_names), problems, num_classes)
     if problems:
         raise LLPDataError(f"{len(problems)} bad pseudo-label file(s):\n{bulleted(problems)}")
     return labels
 
 
 def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32", pool_frames=False,
-               progress=False, known_filenames=None, pseudo_dirs=None, heartbeat=None):
+               progress=False, known_filenames=None, pseudo_dirs=None, heartbeat=None, classes=CLASSES,
+               exact_names=False):
     """Labels, features and (val/test) segment ground truth of one split; PROTOCOL.md §2.
 
     paths: LLPPaths. split: "train", "val" or "test". with_truth: read the eval files (default:
@@ -204,47 +214,52 @@ def load_split(paths, split, with_truth=None, cache=None, frame_dtype="float32",
     `check_truth_coverage` warns about a few and raises LLPDataError for more.
     pseudo_dirs: optional {"audio": folder, "visual": folder} of segment pseudo-labels
     (`load_pseudo_labels`), read before the features so that a bad one is reported first.
+    classes: the class names of the label and eval files (LLP's by default, avvp_data/datasets.py).
+    exact_names: feature files named `<filename>.npy` (your own clips), not by LLP's 11-character id.
     """
-    filenames, labels = read_video_labels(paths.label_csv(split))
+    filenames, labels = read_video_labels(paths.label_csv(split), classes)
     with_truth = split != "train" if with_truth is None else with_truth
     ground_truth = {"audio": None, "visual": None}
     if with_truth:
         covered = np.zeros(len(filenames), dtype=bool)
         for modality, csv_path in (("audio", paths.eval_audio_csv), ("visual", paths.eval_visual_csv)):
             known = known_filenames if known_filenames is not None else published_eval_videos(csv_path)
-            ground_truth[modality], has_rows = segment_truth_with_coverage(csv_path, filenames, known)
+            ground_truth[modality], has_rows = segment_truth_with_coverage(csv_path, filenames, known, classes)
             covered |= has_rows
         check_truth_coverage(paths, split, filenames, labels, covered)
-    pseudo = load_pseudo_labels(pseudo_dirs, filenames) if pseudo_dirs else {}
+    pseudo = load_pseudo_labels(pseudo_dirs, filenames, len(classes), exact_names) if pseudo_dirs else {}
     features, layout = load_features(paths.feature_dirs(), filenames, cache=cache, split=split,
                                      frame_dtype=frame_dtype, pool_frames=pool_frames, progress=progress,
-                                     heartbeat=heartbeat)
+                                     heartbeat=heartbeat, exact_names=exact_names)
     return LLPSplit(name=split, filenames=filenames, labels=labels, audio=features["audio"],
                     frames=features["frames"], snippets=features["snippets"],
                     gt_audio=ground_truth["audio"], gt_visual=ground_truth["visual"], feature_layout=layout,
-                    pseudo_audio=pseudo.get("audio"), pseudo_visual=pseudo.get("visual"))
+                    pseudo_audio=pseudo.get("audio"), pseudo_visual=pseudo.get("visual"), classes=tuple(classes))
 
 
-def split_overlaps(paths, splits=SPLITS):
+def split_overlaps(paths, splits=SPLITS, by_id=True):
     """["--label_train A and --label_val B share N videos ...", ...]: every pair of the label files
-    of `splits` (those that exist) that name a video twice, by filename or by YouTube id (the first
-    11 characters, by which the feature files are found: two clips of one video share them).
-    Checkpoints selected on a split that is also trained on or scored are silently wrong numbers."""
-    names = {split: set(read_video_labels(paths.label_csv(split))[0]) for split in splits
+    of `splits` (those that exist) that name a video twice, by filename or (by_id) by YouTube id
+    (the first 11 characters, by which the feature files are found: two clips of one video share
+    them; not with --feature_names filename). Checkpoints selected on a split that is also trained
+    on or scored are silently wrong numbers."""
+    def key(name):
+        return name[:YOUTUBE_ID_LENGTH] if by_id else name
+
+    names = {split: set(read_label_filenames(paths.label_csv(split))) for split in splits
              if os.path.isfile(paths.label_csv(split))}
     problems = []
     for index, first in enumerate(names):
         for second in list(names)[index + 1:]:
             shared = sorted(names[first] & names[second])
-            first_ids = {name[:YOUTUBE_ID_LENGTH] for name in names[first]}
-            shared_ids = sorted({name[:YOUTUBE_ID_LENGTH] for name in names[second]} & first_ids)
+            shared_ids = sorted({key(name) for name in names[second]} & {key(name) for name in names[first]})
             if not shared_ids:
                 continue
             examples = ", ".join(repr(name) for name in (shared or shared_ids)[:EXAMPLES_WITHOUT_TRUTH])
+            by = (f" and {len(shared_ids)} YouTube id(s) (the first {YOUTUBE_ID_LENGTH} characters, by which "
+                  "features are found)") if by_id else ""
             problems.append(f"--label_{first} {paths.label_csv(first)} and --label_{second} "
-                            f"{paths.label_csv(second)} share {len(shared)} video(s) and {len(shared_ids)} YouTube "
-                            f"id(s) (the first {YOUTUBE_ID_LENGTH} characters, by which features are found), "
-                            f"e.g. {examples}")
+                            f"{paths.label_csv(second)} share {len(shared)} video(s){by}, e.g. {examples}")
     return problems
 
 

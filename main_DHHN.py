@@ -68,6 +68,13 @@ def get_args_parser():
                            "fills every data flag below that is not given (default: the current folder)")
     for flag, help_text in DATA_FLAG_HELP.items():
         data.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: <llp_root>/{OFFICIAL_LAYOUT[flag]})")
+    data.add_argument("--classes", default=None, metavar="FILE",
+                      help="your own class list: one name per line, in the order of the model's class axis, as "
+                           "the label and eval files name them (default: LLP's 25 classes; docs/OWN_VIDEOS.md)")
+    data.add_argument("--feature_names", default="youtube_id", choices=("youtube_id", "filename"),
+                      help="how a video's feature files are named: youtube_id, the first 11 characters of its "
+                           "filename (LLP, as published); filename, the whole filename (your own clips, as "
+                           "extract_features.py names them)")
     data.add_argument("--eval_audio_version", default="current", choices=tuple(EVAL_AUDIO_VERSIONS),
                       help="which copy of the audio truth scores when --eval_audio_csv is not given: current "
                            "(corrected upstream in 2024) or 2020 (<llp_root>/data/" + EVAL_AUDIO_2020_CSV +

@@ -21,7 +21,8 @@ import numpy as np
 
 import engine
 import main_DHHN
-from avvp_data.llp import NUM_CLASSES
+from avvp_data.datasets import recorded_classes
+from avvp_data.llp import CLASSES
 from avvp_data.synthetic_llp import COMPLETE_MARKER
 from config import published_flags, recorded_flags, resolve_config
 from dataloader import FEATURE_FLAGS, LLPSplit, load_features
@@ -190,14 +191,14 @@ def model_arguments(args):
     return model_config, content, trained_inputs(content), None
 
 
-def load_windows(features_dir, ids, inputs):
+def load_windows(features_dir, ids, inputs, classes):
     """An LLPSplit of every window's features (weak labels unused, all zero), each model input from
-    the folder of its extraction kind ({input: kind}). The folders hold features of this run's
-    settings only (extract_videos claims them), random weights included."""
+    the folder of its extraction kind ({input: kind}), over the model's `classes`. The folders hold
+    features of this run's settings only (extract_videos claims them), random weights included."""
     folders = {feeds: feature_folder(features_dir, kind) for feeds, kind in inputs.items()}
     features, layout = load_features(folders, ids, exact_names=True)
-    return LLPSplit(name="videos", filenames=ids, labels=np.zeros((len(ids), NUM_CLASSES), dtype=np.float32),
-                    feature_layout=layout, **features)
+    return LLPSplit(name="videos", filenames=ids, labels=np.zeros((len(ids), len(classes)), dtype=np.float32),
+                    feature_layout=layout, classes=tuple(classes), **features)
 
 
 def run(args):
@@ -222,7 +223,9 @@ def run(args):
                              checked=checked)
     names = [os.path.splitext(os.path.basename(path))[0] for path in args.videos]
     ids = [fid for name in names for fid in entries[name]["ids"]]
-    split = load_windows(features_dir, ids, inputs)
+    # a run of this project parses the classes it was trained on; a release LLP's
+    classes = recorded_classes(content["model_config"]) if content else CLASSES
+    split = load_windows(features_dir, ids, inputs, classes)
     title, model = next(iter(assemble_rows(recipe, model_config, split, device).items()))
     if release is not None:   # the recipe's row title describes a run of this project
         title = f"{release[0].name}, released ({release[0].paper})"
@@ -231,7 +234,7 @@ def run(args):
     outputs = {key: value.float().cpu().numpy() for key, value in outputs.items()}
     warnings = [text for text in (note, SMOKE_TEST_WARNING if args.random_weights else None) if text]
     source = model_source(args, model_config, release)
-    write_results(args, entries, names, outputs, recipe, title, warnings,
+    write_results(args, entries, names, outputs, recipe, title, warnings, classes,
                   {"model_source": source, "features": {feeds: describe_kind(extractor, kind)
                                                         for feeds, kind in inputs.items()}})
     return entries
@@ -255,7 +258,7 @@ def describe_kind(extractor, kind):
     return {"kind": kind, "network": record["network"], "weights": record["weights"], "settings": record["settings"]}
 
 
-def write_results(args, entries, names, outputs, recipe, title, warnings, provenance):
+def write_results(args, entries, names, outputs, recipe, title, warnings, classes, provenance):
     """Each video's windows (consecutive rows of `outputs`) as one timeline, written under --out_dir."""
     first = 0
     for path, name in zip(args.videos, names):
@@ -269,7 +272,7 @@ def write_results(args, entries, names, outputs, recipe, title, warnings, proven
                        "checkpoint": args.checkpoint, **provenance, "smoke_test": bool(args.random_weights),
                        "warnings": warnings}
         written, events = write_parsed_video(os.path.join(args.out_dir, name), name, timeline, description,
-                                             with_picture=not args.no_timeline)
+                                             with_picture=not args.no_timeline, classes=classes)
         print(f"{path}: {len(events)} event(s) in {entry['info']['duration']:.1f} s -> "
               f"{os.path.dirname(written['events'])}")
 

@@ -19,12 +19,12 @@ import numpy as np
 from avvp_data.llp import (
     ANNOTATION_SHA256,
     CLASS_INDEX,
+    CLASSES,
     EVAL_AUDIO_CSV,
     EVAL_COLUMNS,
     LABEL_COLUMNS,
     LABEL_TEST_CSV,
     LABEL_VAL_CSV,
-    NUM_CLASSES,
     NUM_SEGMENTS,
     OLDER_ANNOTATION_SHA256,
 )
@@ -100,8 +100,9 @@ def _raise_problems(csv_path, problems):
     raise LLPDataError(f"{csv_path}: {len(problems)} bad row(s){note}:\n{bulleted(problems)}")
 
 
-def read_video_labels(csv_path):
-    """Filenames and (N, 25) float32 multi-hot weak labels of a label CSV; PROTOCOL.md §2.
+def read_video_labels(csv_path, classes=CLASSES):
+    """Filenames and (N, C) float32 multi-hot weak labels of a label CSV, C = len(classes) (LLP's
+    25 by default, avvp_data/datasets.py); PROTOCOL.md §2.
 
     Columns `filename`, `event_labels` (comma-joined class names). Raises
     LLPDataError on an unknown class, a repeated filename, or a filename or
@@ -112,7 +113,8 @@ def read_video_labels(csv_path):
     if not rows:
         raise LLPDataError(f"{csv_path}: no videos (a header row and no video rows)")
     filenames = [filename for _, (filename, _) in rows]
-    labels = np.zeros((len(rows), NUM_CLASSES), dtype=np.float32)
+    class_index = _class_index(classes)
+    labels = np.zeros((len(rows), len(classes)), dtype=np.float32)
     problems, first_line = [], {}
     for i, (number, (filename, event_labels)) in enumerate(rows):
         _whitespace_problem(number, "filename", filename, problems)
@@ -123,12 +125,22 @@ def read_video_labels(csv_path):
         for name in event_labels.split(","):
             if _whitespace_problem(number, "class", name, problems):
                 continue
-            if name in CLASS_INDEX:
-                labels[i, CLASS_INDEX[name]] = 1.0
+            if name in class_index:
+                labels[i, class_index[name]] = 1.0
             else:
                 problems.append(f"line {number}: unknown class {name!r}")
     _raise_problems(csv_path, problems)
     return filenames, labels
+
+
+def read_label_filenames(csv_path):
+    """The filenames of a label CSV, in order, without reading its labels (for checks that compare
+    splits, whatever their classes)."""
+    return [filename for _, (filename, _) in _read_tsv(csv_path, LABEL_COLUMNS)]
+
+
+def _class_index(classes):
+    return CLASS_INDEX if classes is CLASSES else {name: i for i, name in enumerate(classes)}
 
 
 class EvalRow(NamedTuple):
@@ -152,8 +164,8 @@ def _parse_second(text, column, problems, number):
     return int(value)
 
 
-def read_eval_rows(csv_path):
-    """All rows of an eval CSV, validated; PROTOCOL.md §2.
+def read_eval_rows(csv_path, classes=CLASSES):
+    """All rows of an eval CSV, validated, class indices into `classes`; PROTOCOL.md §2.
 
     Every row is checked, including rows of other splits, so a corrupt file
     fails the same way whichever split is loaded. Raises LLPDataError listing
@@ -161,16 +173,17 @@ def read_eval_rows(csv_path):
     or class names with leading or trailing whitespace, by line.
     """
     parsed, problems = [], []
+    class_index = _class_index(classes)
     for number, (filename, onset, offset, name) in _read_tsv(csv_path, EVAL_COLUMNS):
         bad_filename = _whitespace_problem(number, "filename", filename, problems)
         onset = _parse_second(onset, "onset", problems, number)
         offset = _parse_second(offset, "offset", problems, number)
         if _whitespace_problem(number, "class", name, problems):
             continue
-        if name not in CLASS_INDEX:
+        if name not in class_index:
             problems.append(f"line {number}: unknown class {name!r}")
         elif onset is not None and offset is not None and not bad_filename:
-            parsed.append(EvalRow(number, filename, onset, offset, CLASS_INDEX[name]))
+            parsed.append(EvalRow(number, filename, onset, offset, class_index[name]))
     _raise_problems(csv_path, problems)
     return parsed
 
@@ -231,16 +244,17 @@ def _warn_empty(csv_path, rows):
         LLPDataWarning, stacklevel=3)
 
 
-def read_segment_truth(csv_path, filenames, known_filenames=None):
-    """(N, 25, 10) uint8 ground truth, class x segment, for `filenames`; PROTOCOL.md §2.
+def read_segment_truth(csv_path, filenames, known_filenames=None, classes=CLASSES):
+    """(N, C, 10) uint8 ground truth, class x segment, for `filenames`; PROTOCOL.md §2.
 
     As `segment_truth_with_coverage`, without the coverage.
     """
-    return segment_truth_with_coverage(csv_path, filenames, known_filenames)[0]
+    return segment_truth_with_coverage(csv_path, filenames, known_filenames, classes)[0]
 
 
-def segment_truth_with_coverage(csv_path, filenames, known_filenames=None):
-    """(truth, has_rows): (N, 25, 10) uint8 ground truth, class x segment, for `filenames`, and
+def segment_truth_with_coverage(csv_path, filenames, known_filenames=None, classes=CLASSES):
+    """(truth, has_rows): (N, C, 10) uint8 ground truth, class x segment (C = len(classes), LLP's
+    25 by default), for `filenames`, and
     (N,) bool, True for the videos that at least one row of the file names; PROTOCOL.md §2.
 
     Segment t of a row is positive iff onset <= t < offset; several rows per
@@ -251,12 +265,12 @@ def segment_truth_with_coverage(csv_path, filenames, known_filenames=None):
     `known_filenames` is None, rows whose filename is not a well-formed LLP
     filename. Rows with offset <= onset get a second warning.
     """
-    rows = read_eval_rows(csv_path)
+    rows = read_eval_rows(csv_path, classes)
     known = None if known_filenames is None else set(known_filenames) | set(filenames)
     _warn_unmatched(csv_path, rows, known)
     _warn_empty(csv_path, rows)
     index = {name: i for i, name in enumerate(filenames)}
-    truth = np.zeros((len(filenames), NUM_CLASSES, NUM_SEGMENTS), dtype=np.uint8)
+    truth = np.zeros((len(filenames), len(classes), NUM_SEGMENTS), dtype=np.uint8)
     has_rows = np.zeros(len(filenames), dtype=bool)
     for row in rows:
         i = index.get(row.filename)
@@ -281,4 +295,4 @@ def published_eval_videos(eval_csv):
     paths = [os.path.join(folder, name) for name in (LABEL_VAL_CSV, LABEL_TEST_CSV)]
     if not all(os.path.isfile(path) for path in paths):
         return None
-    return {name for path in paths for name in read_video_labels(path)[0]}
+    return {name for path in paths for name in read_label_filenames(path)}

@@ -181,11 +181,12 @@ def read_feature_kind(kind, paths, dtype, progress, problems, pooled_rows=None, 
     return out, (rows, dim)
 
 
-def read_pseudo_labels(paths, problems):
-    """(N, 10, 25) float32 segment pseudo-labels (segment x class, 0 or 1), one `<id>.npy` per
-    video as VALOR ships them (PROTOCOL.md §13); every problem (missing, unreadable, shape, a value
-    other than 0 and 1) appended."""
-    out = np.zeros((len(paths), *PSEUDO_LABEL_SHAPE), dtype=np.float32)
+def read_pseudo_labels(paths, problems, num_classes=PSEUDO_LABEL_SHAPE[1]):
+    """(N, 10, C) float32 segment pseudo-labels (segment x class, 0 or 1; C LLP's 25 by default), one
+    `<id>.npy` per video as VALOR ships them (PROTOCOL.md §13); every problem (missing, unreadable,
+    shape, a value other than 0 and 1) appended."""
+    shape = (PSEUDO_LABEL_SHAPE[0], num_classes)
+    out = np.zeros((len(paths), *shape), dtype=np.float32)
     for i, path in enumerate(paths):
         if not os.path.isfile(path):
             problems.append(f"{path}: missing")
@@ -195,8 +196,8 @@ def read_pseudo_labels(paths, problems):
         except (OSError, ValueError, EOFError) as error:
             problems.append(f"{path}: unreadable ({error})")
             continue
-        if values.shape != PSEUDO_LABEL_SHAPE:
-            problems.append(f"{path}: shape {values.shape}, expected {PSEUDO_LABEL_SHAPE} (segment x class)")
+        if values.shape != shape:
+            problems.append(f"{path}: shape {values.shape}, expected {shape} (segment x class)")
         elif values.dtype.kind not in "biuf" or not np.isin(values, PSEUDO_LABEL_VALUES).all():
             problems.append(f"{path}: values other than 0 and 1 (dtype {values.dtype})")
         else:

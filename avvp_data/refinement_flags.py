@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import torch
 
-from avvp_data.llp import CLASS_INDEX, CLASSES, MODALITIES, NUM_CLASSES
+from avvp_data.llp import CLASSES, MODALITIES
 from utils.errors import UserError
 from utils.io import atomic_write_bytes, atomic_write_text
 
@@ -22,21 +22,23 @@ class RefinementError(UserError):
 
 
 def to_published_lists(audio_flags, visual_flags):
-    """The published pickle payload: [visual_lists, audio_lists], 25 lists of train-row indices each."""
+    """The published pickle payload: [visual_lists, audio_lists], one list of train-row indices per
+    class (25 for LLP) each."""
     def lists(flags):
-        return [np.flatnonzero(flags[:, c]).tolist() for c in range(NUM_CLASSES)]
+        return [np.flatnonzero(flags[:, c]).tolist() for c in range(flags.shape[1])]
     return [lists(visual_flags), lists(audio_flags)]
 
 
-def write_flags(prefix, filenames, audio_flags, visual_flags):
-    """Write <prefix>.pkl (published format, plain ints) and <prefix>.csv (filename, event_labels, modality)."""
+def write_flags(prefix, filenames, audio_flags, visual_flags, classes=CLASSES):
+    """Write <prefix>.pkl (published format, plain ints) and <prefix>.csv (filename, event_labels, modality);
+    `classes` names the columns of the flags."""
     atomic_write_bytes(pickle.dumps(to_published_lists(audio_flags, visual_flags)), prefix + ".pkl")
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(FLAG_COLUMNS)
     for modality, flags in (("audio", audio_flags), ("visual", visual_flags)):
         for row, column in zip(*np.nonzero(flags)):
-            writer.writerow([filenames[row], CLASSES[column], modality])
+            writer.writerow([filenames[row], classes[column], modality])
     atomic_write_text(buffer.getvalue(), prefix + ".csv")
     return prefix + ".pkl", prefix + ".csv"
 
@@ -59,27 +61,27 @@ class _FlagsUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def _flags_from_pickle(path, num_videos):
+def _flags_from_pickle(path, num_videos, classes):
     try:
         with open(path, "rb") as handle:
             payload = _FlagsUnpickler(handle).load()
     except Exception as error:  # any unpickling failure means the same thing to the user
         raise RefinementError(f"{path}: not a label-refinement pickle ({error})") from None
     if not (isinstance(payload, (list, tuple)) and len(payload) == 2
-            and all(isinstance(lists, (list, tuple)) and len(lists) == NUM_CLASSES for lists in payload)):
-        raise RefinementError(f"{path}: expected [visual_lists, audio_lists] with {NUM_CLASSES} lists each")
+            and all(isinstance(lists, (list, tuple)) and len(lists) == len(classes) for lists in payload)):
+        raise RefinementError(f"{path}: expected [visual_lists, audio_lists] with {len(classes)} lists each")
     flags = {}
     for modality, lists in zip(("visual", "audio"), payload):
-        mask = np.zeros((num_videos, NUM_CLASSES), dtype=bool)
+        mask = np.zeros((num_videos, len(classes)), dtype=bool)
         for column, indices in enumerate(lists):
             for index in indices:
                 try:
                     row = int(index)
                 except (TypeError, ValueError):
-                    raise RefinementError(f"{path}: {modality} list of {CLASSES[column]} holds a non-integer "
+                    raise RefinementError(f"{path}: {modality} list of {classes[column]} holds a non-integer "
                                           f"{index!r}") from None
                 if not 0 <= row < num_videos:
-                    raise RefinementError(f"{path}: {modality} index {row} of {CLASSES[column]} is outside "
+                    raise RefinementError(f"{path}: {modality} index {row} of {classes[column]} is outside "
                                           f"the {num_videos} training videos")
                 mask[row, column] = True
         flags[modality] = mask
@@ -122,9 +124,10 @@ def _numbered_rows(path, text):
         yield reader.line_num, fields
 
 
-def _flags_from_csv(path, filenames):
+def _flags_from_csv(path, filenames, classes):
     row_of = {name: row for row, name in enumerate(filenames)}
-    audio_flags = np.zeros((len(filenames), NUM_CLASSES), dtype=bool)
+    class_index = {name: column for column, name in enumerate(classes)}
+    audio_flags = np.zeros((len(filenames), len(classes)), dtype=bool)
     visual_flags = np.zeros_like(audio_flags)
     rows = _numbered_rows(path, _flags_text(path))
     _, header = next(rows)
@@ -140,17 +143,18 @@ def _flags_from_csv(path, filenames):
         filename, name, modality = (fields[position[column]] for column in FLAG_COLUMNS)
         if filename not in row_of:
             raise RefinementError(f"{path} line {line}: {filename!r} is not a training video")
-        if name not in CLASS_INDEX:
+        if name not in class_index:
             raise RefinementError(f"{path} line {line}: unknown class {name!r}")
         if modality not in MODALITIES:
             raise RefinementError(f"{path} line {line}: modality must be audio or visual, got {modality!r}")
         target = audio_flags if modality == "audio" else visual_flags
-        target[row_of[filename], CLASS_INDEX[name]] = True
+        target[row_of[filename], class_index[name]] = True
     return audio_flags, visual_flags
 
 
-def read_refined_labels(path, filenames):
-    """(audio_flags, visual_flags), (N, 25) bool for the training videos `filenames`, from .pkl or .csv."""
+def read_refined_labels(path, filenames, classes=CLASSES):
+    """(audio_flags, visual_flags), (N, C) bool for the training videos `filenames` and the C
+    `classes` (LLP's 25 by default), from .pkl or .csv."""
     if os.path.splitext(path)[1].lower() == ".csv":
-        return _flags_from_csv(path, filenames)
-    return _flags_from_pickle(path, len(filenames))
+        return _flags_from_csv(path, filenames, classes)
+    return _flags_from_pickle(path, len(filenames), classes)

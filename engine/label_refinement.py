@@ -68,11 +68,11 @@ def restrict_to_labels(audio_flags, visual_flags, labels):
     return audio_flags & labelled, visual_flags & labelled, dropped
 
 
-def summary_table(audio_flags, visual_flags, labels):
+def summary_table(audio_flags, visual_flags, labels, classes=CLASSES):
     """Printable per-class counts: labelled videos, flagged audio labels, flagged visual labels."""
     labelled = (np.asarray(labels) > 0).sum(axis=0)
     lines = [f"{'class':<24}{'labelled':>9}{'audio':>7}{'visual':>7}"]
-    for column, name in enumerate(CLASSES):
+    for column, name in enumerate(classes):
         lines.append(f"{name:<24}{labelled[column]:>9}{audio_flags[:, column].sum():>7}"
                      f"{visual_flags[:, column].sum():>7}")
     lines.append(f"{'total':<24}{labelled.sum():>9}{audio_flags.sum():>7}{visual_flags.sum():>7}")

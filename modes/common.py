@@ -7,8 +7,9 @@ import time
 from contextlib import contextmanager
 
 from avvp_data.annotations import annotation_version
+from avvp_data.datasets import check_same_classes, recorded_classes
 from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
-from avvp_data.llp import FEATURE_KINDS
+from avvp_data.llp import CLASSES, FEATURE_KINDS
 from avvp_data.tensor_split import TensorSplit
 from dataloader import load_split, split_overlaps
 from extraction.records import refuse_random_weight_features
@@ -54,7 +55,7 @@ def check_inputs(config, split_names):
     if problems:
         raise UsageError("missing inputs (see README, 'Real LLP'; --llp_root sets them all):\n  "
                          + "\n  ".join(problems))
-    overlaps = split_overlaps(config.data.paths)
+    overlaps = split_overlaps(config.data.paths, by_id=config.data.feature_names == "youtube_id")
     if overlaps and not config.data.allow_split_overlap:
         raise UsageError("the splits are not disjoint: checkpoints would be selected on, or scores computed for, "
                          "videos of another split:\n  " + "\n  ".join(overlaps)
@@ -89,7 +90,8 @@ def load(config, split_name, with_pseudo_labels=False):
                        frame_dtype=config.data.frame_dtype, pool_frames=config.data.frame_pooling == "load",
                        progress=progress_setting(config),
                        pseudo_dirs=pseudo_label_dirs(config) if with_pseudo_labels else None,
-                       heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds))
+                       heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds),
+                       classes=config.data.class_names, exact_names=config.data.feature_names == "filename")
     print(f"{split_name}: {split.num_videos} videos loaded and checked in {time.time() - started:.1f} s", flush=True)
     # the layout holds every kind's (rows, dim), so it also tells other sizes apart
     if split.feature_layout != PUBLISHED_LAYOUT:
@@ -144,7 +146,7 @@ def start_run(config, device, write_args=True):
     info = provenance(device, config.run.seed)
     info["annotations"] = annotation_versions(config)
     if config.data.allow_split_overlap:   # recorded, so that no table of such a run passes for a clean one
-        info["split_overlaps"] = split_overlaps(config.data.paths)
+        info["split_overlaps"] = split_overlaps(config.data.paths, by_id=config.data.feature_names == "youtube_id")
     title = RECIPES[config.model.name].title
     print(f"{title} {config.run.mode} | commit {info['git_commit']} | device {info['device']}")
     # the audio eval file was corrected upstream in 2024: say which copy produces the numbers
@@ -201,8 +203,8 @@ def load_selected_model(recipe, config, role, split, device):
     content = checkpoint.load(path)
     if "model" in content and "model_config" in content:
         model_config, state_dict = content["model_config"], content["model"]
-    else:  # a raw state_dict saved by the original release
-        model_config = recipe.model_config(config, feature_dims)
+    else:  # a raw state_dict saved by the original release: an LLP model
+        model_config = {**recipe.model_config(config, feature_dims), "classes": list(CLASSES)}
         try:
             state_dict = load_any_state_dict(content, recipe.release_kind)
         except (KeyError, ValueError) as error:
@@ -212,6 +214,7 @@ def load_selected_model(recipe, config, role, split, device):
         raise checkpoint.CheckpointError(
             f"{path} holds a {model_config.get('model_name')} model, not a --model {recipe.name} one; "
             f"pass --model {model_config.get('model_name')} or another --checkpoint")
+    check_same_classes(recorded_classes(model_config), split.classes, path, checkpoint.CheckpointError)
     if dict(model_config["feature_dims"]) != dict(feature_dims):
         raise checkpoint.CheckpointError(
             f"{path} was trained on feature sizes {model_config['feature_dims']}, the data has {dict(feature_dims)}")

@@ -39,8 +39,8 @@ def run_estimate_labels(config):
         config.run.eval_batch_size, progress_setting(config))
     write_run_args(config, info)
     prefix = config.run.refine_out or os.path.join(config.run.model_save_dir, f"{config.run.checkpoint}_refined_labels")
-    pickle_path, csv_path = write_flags(prefix, train_split.filenames, audio_flags, visual_flags)
-    print(summary_table(audio_flags, visual_flags, train_split.labels))
+    pickle_path, csv_path = write_flags(prefix, train_split.filenames, audio_flags, visual_flags, train_split.classes)
+    print(summary_table(audio_flags, visual_flags, train_split.labels, train_split.classes))
     print(f"flags written to {pickle_path} (published format) and {csv_path}")
     summary = {"provenance": info, "config": config.as_dict(), "source_checkpoint": config.run.refine_source,
                "model_config": model_config, "flagged_audio": int(audio_flags.sum()),

@@ -95,12 +95,12 @@ def run_evaluate(config):
     device = resolve_device(config.run.device)
     split_name = config.run.mode
     check_inputs(config, (split_name,))
-    for role in recipe.required_roles():   # missing checkpoints are reported before loading features
-        checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role, recipe.release_files)
     if config.run.export_dir:   # refused now, not after the evaluation; made only when written to
         if os.path.exists(config.run.export_dir) and not os.path.isdir(config.run.export_dir):
             raise UsageError(f"--export_dir {config.run.export_dir}: exists and is not a folder")
         check_creatable(config.run.export_dir, "--export_dir")
+    for role in recipe.required_roles():   # missing checkpoints are reported before loading features
+        checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role, recipe.release_files)
     split = load(config, split_name)
     rows = assemble_rows(recipe, config, split, device)
     unfinished = unfinished_training(config, recipe.required_roles())
@@ -127,13 +127,13 @@ def run_evaluate(config):
                "tables": tables, "unfinished": unfinished, "wall_seconds": round(time.time() - started, 3)}
     main_name = next(iter(results))   # the first row is the method's own (dual DHHN, or HAN)
     main_outputs, main_metrics = results[main_name]
-    print(per_class_table(main_metrics, title=f"{split_name}: per-class F1 of {main_name}"))
+    print(per_class_table(main_metrics, title=f"{split_name}: per-class F1 of {main_name}", classes=split.classes))
     confusion = modality_confusion(*segment_predictions(main_outputs, recipe.gating), split.gt_audio, split.gt_visual)
     print(format_confusion(confusion,
                            title=f"{split_name}: modality confusion of {main_name} (video x class x segment)"))
     summary["modality_confusion"] = confusion_dict(confusion)
     if not config.run.no_log:
-        write_per_class_csv(main_metrics, record_path(config, "per_class.csv"))
+        write_per_class_csv(main_metrics, record_path(config, "per_class.csv"), split.classes)
         atomic_write_json(summary, record_path(config, "summary.json"))
     if config.run.export_dir:
         export_predictions(config.run.export_dir, split,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 import engine
-from avvp_data.annotations import read_video_labels
+from avvp_data.annotations import read_label_filenames
+from avvp_data.datasets import check_same_classes, recorded_classes
 from avvp_data.llp import MODALITIES
 from avvp_data.refinement_flags import read_refined_labels
 from config import changed_fields, recorded_flags
@@ -181,7 +182,8 @@ def _load_training_data(config, flags_file, device):
     """(train TensorSplit with refinement flags and segment pseudo-labels when given, val
     TensorSplit, val LLPSplit)."""
     # a bad flags file is reported before the features are read, not after
-    raw_flags = read_refined_labels(flags_file, read_video_labels(config.data.label_train)[0]) if flags_file else None
+    raw_flags = (read_refined_labels(flags_file, read_label_filenames(config.data.label_train), config.data.class_names)
+                 if flags_file else None)
     train_split, val_split = load_splits(config, {"train": True, "val": False})
     if val_split.feature_formats() != train_split.feature_formats():
         raise LLPDataError(f"the features of train {train_split.feature_formats()} and val "
@@ -215,6 +217,8 @@ def fit(config, flags_file=None):
     # checked before anything is written, so that a refused resume leaves the run as it was
     resume_state = load_resume_state(last_file, config) if config.run.resume else None
     train_data, val_data, val_split = _load_training_data(config, flags_file, device)
+    if resume_state is not None:   # the same --classes file, edited since, would pair other names with the weights
+        check_same_classes(recorded_classes(resume_state["model_config"]), val_split.classes, last_file, UsageError)
     if resume_state is None:
         move_aside_previous_run(config)
     info = start_run(config, device)

@@ -196,7 +196,8 @@ def feature_sizes_config(model_name, options=()):
     of its MODEL_OPTIONS `options`."""
     def model_config(config, feature_dims):
         return {"model_name": model_name, "feature_dims": dict(feature_dims),
-                **{option: getattr(config.model, option) for option in options}}
+                **{option: getattr(config.model, option) for option in options},
+                "classes": list(config.data.class_names)}
     return model_config
 
 

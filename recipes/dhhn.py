@@ -1,5 +1,6 @@
 """DHHN (ACM MM 2022): the HCMN parsing network, two guiding networks in training, three selected
 checkpoints and the dual-stream model at val/test; PROTOCOL.md §5-§10."""
+from avvp_data.datasets import recorded_classes
 from avvp_data.llp import MODALITIES
 from nets import build_hcmn, build_mgns
 from recipes.base import Recipe, ReportRow, SelectionRole, TrainingModule, WeakLabelCriterion, criterion_settings
@@ -64,17 +65,19 @@ class DHHNCriterion(WeakLabelCriterion):
 
 def _model_config(config, feature_dims):
     return {"model_name": "dhhn", "feature_dims": dict(feature_dims),
-            "hier_feat": config.model.hier_feat, "hier_pred": config.model.hier_pred}
+            "hier_feat": config.model.hier_feat, "hier_pred": config.model.hier_pred,
+            "classes": list(config.data.class_names)}
 
 
 def _build_model(config):
-    return build_hcmn(config["feature_dims"], hier_feat=config["hier_feat"], hier_pred=config["hier_pred"])
+    return build_hcmn(config["feature_dims"], hier_feat=config["hier_feat"], hier_pred=config["hier_pred"],
+                      num_classes=len(recorded_classes(config)))
 
 
 def _build_guides(config, feature_dims):
     # both are built whatever the switches, so that the random initialisation of every net is the
     # same with and without an ablation; each net shares its name with its switch (--no_audio_mgn)
-    audio_mgn, visual_mgn = build_mgns(feature_dims)
+    audio_mgn, visual_mgn = build_mgns(feature_dims, num_classes=len(config.data.class_names))
     built = {"audio_mgn": audio_mgn, "visual_mgn": visual_mgn}
     return {name: net for name, net in built.items() if getattr(config.model, name)}
 

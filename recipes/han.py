@@ -2,6 +2,7 @@
 one checkpoint selected by val Type@AV, global gating at val/test; PROTOCOL.md §11."""
 import os
 
+from avvp_data.datasets import recorded_classes
 from nets import build_han
 from nets.convert import release_han_settings
 from recipes.base import (
@@ -23,7 +24,8 @@ NETWORK_OPTIONS = {"hidden_dim": 512, "nhead": 1, "ff_dim": 512, "num_layers": 1
 def build_model(config):
     """The network of a recorded config; configs written before the options existed are the published one."""
     return build_han(config["feature_dims"], **{option: config.get(option, published)
-                                                for option, published in NETWORK_OPTIONS.items()})
+                                                for option, published in NETWORK_OPTIONS.items()},
+                     num_classes=len(recorded_classes(config)))
 
 
 RECIPE = Recipe(

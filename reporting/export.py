@@ -46,11 +46,12 @@ def row_slug(name):
     return slug or "row"
 
 
-def write_event_csv(path, filenames, pred):
-    """Write (N, 25, 10) predictions as an eval-format event file; read back with `read_event_csv`."""
+def write_event_csv(path, filenames, pred, classes=CLASSES):
+    """Write (N, C, 10) predictions as an eval-format event file naming `classes`; read back with
+    `read_event_csv`."""
     lines = ["\t".join(EVAL_COLUMNS)]
     lines += [f"{name}\t{onset}\t{offset}\t{label}"
-              for name, onset, offset, label in event_rows(filenames, pred, CLASSES)]
+              for name, onset, offset, label in event_rows(filenames, pred, classes)]
     atomic_write_text("\n".join(lines) + "\n", path)
 
 
@@ -76,8 +77,8 @@ def export_predictions(export_dir, split, rows):
         paths = {"audio_csv": os.path.join(export_dir, f"{slug}_audio.csv"),
                  "visual_csv": os.path.join(export_dir, f"{slug}_visual.csv"),
                  "npz": os.path.join(export_dir, f"{slug}.npz")}
-        write_event_csv(paths["audio_csv"], filenames, pred_audio)
-        write_event_csv(paths["visual_csv"], filenames, pred_visual)
+        write_event_csv(paths["audio_csv"], filenames, pred_audio, split.classes)
+        write_event_csv(paths["visual_csv"], filenames, pred_visual, split.classes)
         arrays = {key: as_numpy(outputs[key]) for key in OUTPUT_KEYS}
         arrays.update(filenames=np.array(filenames), pred_audio=pred_audio, pred_visual=pred_visual,
                       gating=np.array(gating), row=np.array(name), split=np.array(split.name))
@@ -86,6 +87,7 @@ def export_predictions(export_dir, split, rows):
         atomic_write_bytes(buffer.getvalue(), paths["npz"])
         files[name] = {**paths, "gating": gating}
     manifest = {"format": MANIFEST_FORMAT, "split": split.name, "num_videos": len(filenames), "filenames": filenames,
+                "classes": list(split.classes),
                 "rows": {name: {key: (os.path.basename(value) if key != "gating" else value)
                                 for key, value in entry.items()} for name, entry in files.items()},
                 "sha256": {os.path.basename(entry[kind]): file_sha256(entry[kind])
@@ -118,6 +120,7 @@ class Export:
     filenames: list
     rows: dict
     unchecked: str | None = None
+    classes: tuple = CLASSES
 
 
 def read_export(export_dir):
@@ -132,6 +135,7 @@ def read_export(export_dir):
     manifest_path = os.path.join(export_dir, MANIFEST_FILE)
     manifest = _read_manifest(export_dir, manifest_path)
     split = manifest["split"]
+    classes = tuple(manifest.get("classes", CLASSES))   # exports written before it was recorded are LLP's
     rows = {name: {**{kind: os.path.join(export_dir, entry[kind]) for kind in ROW_FILES}, "gating": entry.get("gating")}
             for name, entry in manifest["rows"].items()}
     for files in rows.values():
@@ -152,13 +156,13 @@ def read_export(export_dir):
     if manifest["format"] < 2:
         unchecked = (f"{manifest_path}: written before exports recorded their files' checksums, so its row "
                      "files are checked against one another and its split only (export again to check them fully)")
-        return Export(export_dir, manifest_path, split, list(filenames), rows, unchecked)
+        return Export(export_dir, manifest_path, split, list(filenames), rows, unchecked, classes)
     for files in rows.values():
         for kind in ROW_FILES:
             if file_sha256(files[kind]) != manifest["sha256"][os.path.basename(files[kind])]:
                 raise ExportError(f"{files[kind]}: not the file that {manifest_path} recorded (its sha256 differs): "
                                   "changed or replaced after the export")
-    return Export(export_dir, manifest_path, split, list(filenames), rows)
+    return Export(export_dir, manifest_path, split, list(filenames), rows, classes=classes)
 
 
 def _read_manifest(export_dir, manifest_path):

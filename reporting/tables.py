@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 
-from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import CLASSES, NUM_SEGMENTS
 from utils.eval_metrics import (
     COLUMN_TITLES,
     LEVEL_TITLES,
@@ -63,29 +63,29 @@ def _cell(value):
     return "" if np.isnan(value) else f"{value:.1f}"
 
 
-def per_class_csv_text(metrics):
+def per_class_csv_text(metrics, classes=CLASSES):
     """CSV text: header class, seg_audio, seg_visual, seg_av, evt_audio, evt_visual, evt_av; one line
     per class, F x 100 with one decimal, empty for NaN."""
     values = per_class_values(metrics)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("class",) + PER_CLASS_COLUMNS)
-    for index, name in enumerate(CLASSES):
+    for index, name in enumerate(classes):
         writer.writerow([name] + [_cell(values[column][index]) for column in PER_CLASS_COLUMNS])
     return buffer.getvalue()
 
 
-def write_per_class_csv(metrics, path):
-    """Write `per_class_csv_text(metrics)` to `path` (atomically)."""
-    atomic_write_text(per_class_csv_text(metrics), path)
+def write_per_class_csv(metrics, path, classes=CLASSES):
+    """Write `per_class_csv_text(metrics, classes)` to `path` (atomically)."""
+    atomic_write_text(per_class_csv_text(metrics, classes), path)
 
 
-def per_class_table(metrics, title=None):
+def per_class_table(metrics, title=None, classes=CLASSES):
     """Printable per-class F1 (x100, one decimal, "-" where undefined): a line per class, columns
     Seg. A/V/AV then Eve. A/V/AV, and a last line with the mean over the classes that are defined
     (a macro average over classes, unlike the headline table's mean over videos)."""
     values = per_class_values(metrics)
-    name_width = max(len(name) for name in CLASSES + ("class mean",))
+    name_width = max(len(name) for name in tuple(classes) + ("class mean",))
     titles = [f"{LEVEL_TITLES[column.split('_')[0]]} {MODALITY_TITLES[column.split('_', 1)[1]]}"
               for column in PER_CLASS_COLUMNS]
     widths = [max(len(t), len("100.0")) for t in titles]
@@ -96,7 +96,7 @@ def per_class_table(metrics, title=None):
         return f"{label:<{name_width}}" + "".join(
             f"  {'-' if np.isnan(v) else f'{v:.1f}':>{w}}" for v, w in zip(numbers, widths))
 
-    for index, name in enumerate(CLASSES):
+    for index, name in enumerate(classes):
         lines.append(line(name, [values[column][index] for column in PER_CLASS_COLUMNS]))
     means = [np.nanmean(values[c]) if not np.isnan(values[c]).all() else np.nan for c in PER_CLASS_COLUMNS]
     lines.append(line("class mean", means))
@@ -106,8 +106,8 @@ def per_class_table(metrics, title=None):
 
 def _states(audio, visual, name):
     audio, visual = as_numpy(audio), as_numpy(visual)
-    if audio.ndim != 3 or audio.shape[1:] != (NUM_CLASSES, NUM_SEGMENTS) or visual.shape != audio.shape:
-        raise ValueError(f"{name} audio and visual must both have shape (N, {NUM_CLASSES}, {NUM_SEGMENTS}), "
+    if audio.ndim != 3 or audio.shape[2] != NUM_SEGMENTS or visual.shape != audio.shape:
+        raise ValueError(f"{name} audio and visual must both have shape (N, classes, {NUM_SEGMENTS}), "
                          f"got {audio.shape} and {visual.shape}")
     return (audio != 0).astype(np.int64) + 2 * (visual != 0).astype(np.int64)
 

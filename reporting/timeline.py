@@ -42,7 +42,7 @@ def video_timeline(outputs, windows, gating):
             "gate_audio": stitch(gate_audio, windows, axis=0), "gate_visual": stitch(gate_visual, windows, axis=0)}
 
 
-def timeline_events(timeline):
+def timeline_events(timeline, classes=CLASSES):
     """[{class, modality, onset, offset, confidence}] of a timeline, onset/offset in seconds.
 
     Audio-visual events are the runs where the class is both heard and seen (PROTOCOL.md §9).
@@ -57,34 +57,34 @@ def timeline_events(timeline):
     for modality in EVENT_MODALITIES:
         for cls in np.flatnonzero(decided[modality].any(axis=1)):
             for onset, offset in extract_events(decided[modality][cls]):
-                events.append({"class": CLASSES[cls], "modality": modality,
+                events.append({"class": classes[cls], "modality": modality,
                                "onset": onset * SEGMENT_SECONDS, "offset": offset * SEGMENT_SECONDS,
                                "confidence": round(float(prob[modality][cls, onset:offset].mean()), 4)})
     return sorted(events, key=lambda event: (event["onset"], event["class"], EVENT_MODALITIES.index(event["modality"])))
 
 
-def write_parsed_video(folder, name, timeline, description, with_picture=True, dpi=110):
+def write_parsed_video(folder, name, timeline, description, with_picture=True, dpi=110, classes=CLASSES):
     """Write `name`'s events JSON, eval-format CSVs and (optionally) timeline PNG into `folder`;
     returns ({kind: path}, events). description: what the JSON says besides the events (source, model, windows,
-    warnings); the picture is `timeline_figure`'s."""
+    warnings); the picture is `timeline_figure`'s; `classes` names the class axis (the model's)."""
     os.makedirs(folder, exist_ok=True)
     paths = {"events": os.path.join(folder, f"{name}_events.json"),
              "audio_csv": os.path.join(folder, f"{name}_audio.csv"),
              "visual_csv": os.path.join(folder, f"{name}_visual.csv")}
-    events = timeline_events(timeline)
+    events = timeline_events(timeline, classes)
     atomic_write_json({**description, "video": name, "segments": int(timeline["pred_audio"].shape[1]),
                        "segment_seconds": SEGMENT_SECONDS, "events": events}, paths["events"])
-    write_event_csv(paths["audio_csv"], [name], timeline["pred_audio"][None])
-    write_event_csv(paths["visual_csv"], [name], timeline["pred_visual"][None])
+    write_event_csv(paths["audio_csv"], [name], timeline["pred_audio"][None], classes)
+    write_event_csv(paths["visual_csv"], [name], timeline["pred_visual"][None], classes)
     if with_picture:
         paths["timeline"] = os.path.join(folder, f"{name}_timeline.png")
         picture = io.BytesIO()
-        timeline_figure(name, timeline, description, dpi).savefig(picture, format="png")
+        timeline_figure(name, timeline, description, dpi, classes).savefig(picture, format="png")
         atomic_write_bytes(picture.getvalue(), paths["timeline"])
     return paths, events
 
 
-def timeline_figure(name, timeline, description, dpi=110):
+def timeline_figure(name, timeline, description, dpi=110, classes=CLASSES):
     """The picture of a video's timeline, titled `name`: its decisions, segment probabilities and,
     right of each track, the video-level gate (the highest of its windows' when they differ), with
     `description["warnings"]` in a red box at the top."""
@@ -95,4 +95,5 @@ def timeline_figure(name, timeline, description, dpi=110):
                   pred_visual=timeline["pred_visual"], frame_prob=timeline["frame_prob"],
                   audio_prob=segment_gates["audio"].max(axis=0), visual_prob=segment_gates["visual"].max(axis=0),
                   gate_title="max gate" if several else "gate")
-    return parsing_figure(None, None, [panel], title=name, dpi=dpi, warnings=description.get("warnings") or ())
+    return parsing_figure(None, None, [panel], title=name, dpi=dpi, warnings=description.get("warnings") or (),
+                          class_names=classes)

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from avvp_data.llp import CLASSES, MODALITIES, NUM_CLASSES, NUM_SEGMENTS
+from avvp_data.llp import CLASSES, MODALITIES, NUM_SEGMENTS
 from utils.eval_metrics import DECISION_THRESHOLD, extract_events
 
 # Okabe-Ito colours (colour-blind safe); FN is also hatched so it survives greyscale printing
@@ -67,8 +67,8 @@ def segment_spans(pred_row, gt_row):
 
 
 def classes_to_show(gt_audio, gt_visual, *predictions):
-    """Indices of the classes positive anywhere in the truth or in any prediction; all (25, T)."""
-    present = np.zeros(NUM_CLASSES, dtype=bool)
+    """Indices of the classes positive anywhere in the truth or in any prediction; all (C, T)."""
+    present = np.zeros(np.asarray(gt_audio).shape[0], dtype=bool)
     for labels in (gt_audio, gt_visual, *predictions):
         present |= np.asarray(labels).astype(bool).any(axis=1)
     return [int(c) for c in np.flatnonzero(present)]
@@ -109,19 +109,19 @@ def top_classes(panels, count=TOP_CLASSES):
     return [int(c) for c in np.argsort(-np.max(found, axis=0), kind="stable")[:count]]
 
 
-def render_parsing(path, gt_audio, gt_visual, panels, title=None, dpi=110, warnings=()):
+def render_parsing(path, gt_audio, gt_visual, panels, title=None, dpi=110, warnings=(), class_names=CLASSES):
     """Draw the panels of one video side by side and save a PNG at `path`; returns `path`.
     Arguments as `parsing_figure`."""
-    parsing_figure(gt_audio, gt_visual, panels, title, dpi, warnings).savefig(path, format="png")
+    parsing_figure(gt_audio, gt_visual, panels, title, dpi, warnings, class_names).savefig(path, format="png")
     return path
 
 
-def parsing_figure(gt_audio, gt_visual, panels, title=None, dpi=110, warnings=()):
+def parsing_figure(gt_audio, gt_visual, panels, title=None, dpi=110, warnings=(), class_names=CLASSES):
     """The figure of one video's panels side by side.
 
     gt_audio, gt_visual: (25, T) 0/1 truth, or both None (no truth: predictions are drawn as
     such). panels: Panel list (one: a timeline; two or more: a comparison on the same class rows).
-    warnings: sentences printed in a red box at the top.
+    warnings: sentences printed in a red box at the top. class_names: the names of the class axis.
     """
     if not panels:
         raise ValueError("render_parsing needs at least one panel")
@@ -130,7 +130,7 @@ def parsing_figure(gt_audio, gt_visual, panels, title=None, dpi=110, warnings=()
     if with_truth != (gt_visual is not None):
         raise ValueError("give both gt_audio and gt_visual, or neither")
     if not with_truth:
-        gt_audio = gt_visual = np.zeros((NUM_CLASSES, num_segments), dtype=bool)
+        gt_audio = gt_visual = np.zeros((len(class_names), num_segments), dtype=bool)
     gt = {"audio": np.asarray(gt_audio).astype(bool), "visual": np.asarray(gt_visual).astype(bool)}
     classes = classes_to_show(gt["audio"], gt["visual"],
                               *(p for panel in panels for p in (panel.pred_audio, panel.pred_visual)))
@@ -163,7 +163,7 @@ def parsing_figure(gt_audio, gt_visual, panels, title=None, dpi=110, warnings=()
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for column, (ax, panel, panel_title) in enumerate(zip(axes, panels, panel_titles)):
-        _draw_panel(ax, panel, gt, classes, with_labels=column == 0, with_truth=with_truth)
+        _draw_panel(ax, panel, gt, classes, class_names if column == 0 else None, with_truth=with_truth)
         ax.set_title(panel_title, fontsize=9)
     top = 1 - warning_inches / height
     if warning_text:
@@ -202,7 +202,8 @@ def _prob_y(bottom, prob):
     return bottom + TRACK_HEIGHT * (PROB_MARGIN + (1 - 2 * PROB_MARGIN) * np.asarray(prob))
 
 
-def _draw_panel(ax, panel, gt, classes, with_labels, with_truth=True):
+def _draw_panel(ax, panel, gt, classes, class_names, with_truth=True):
+    """One panel; the class names beside its rows when `class_names` is given (the first panel)."""
     preds = {"audio": np.asarray(panel.pred_audio).astype(bool), "visual": np.asarray(panel.pred_visual).astype(bool)}
     num_segments = preds["audio"].shape[-1]
     styles = OUTCOME_STYLES if with_truth else {"pred": PREDICTED_STYLE}
@@ -237,8 +238,8 @@ def _draw_panel(ax, panel, gt, classes, with_labels, with_truth=True):
                 ax.annotate(f"{float(np.asarray(gates[track])[cls]):.2f}", xy=(num_segments, bottom + TRACK_HEIGHT / 2),
                             xytext=(gate_offset, 0), textcoords="offset points", ha="left", va="center",
                             fontsize=7, color=PROB_COLOUR)
-        if with_labels:
-            ax.annotate(CLASSES[cls].replace("_", " "), xy=(0, _track_y(row, "audio")),
+        if class_names is not None:
+            ax.annotate(class_names[cls].replace("_", " "), xy=(0, _track_y(row, "audio")),
                         xycoords="data", xytext=(-62, 0), textcoords="offset points",
                         ha="right", va="center", fontsize=9, fontweight="bold")
     if not classes:

@@ -14,7 +14,14 @@ import os
 import sys
 
 from avvp_data.llp import YOUTUBE_ID_LENGTH
-from extraction.extractor import KINDS, add_extraction_arguments, check_videos, extract_videos, extractor_from_args
+from extraction.extractor import (
+    KINDS,
+    OFFICIAL_KINDS,
+    add_extraction_arguments,
+    check_videos,
+    extract_videos,
+    extractor_from_args,
+)
 from modes.common import PROGRESS_SETTINGS
 from utils.errors import UsageError, UserError
 from utils.runtime import resolve_device
@@ -28,7 +35,9 @@ def get_args_parser():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("videos", nargs="+", help="video files, or folders whose video files are all taken")
     parser.add_argument("--out_dir", required=True, help="root of the official layout to write (feats/...)")
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="feature kinds to extract")
+    parser.add_argument("--kinds", nargs="+", default=list(OFFICIAL_KINDS), choices=KINDS,
+                        help="feature kinds to extract: LLP's three by default; clap and clip make VALOR's "
+                             "CLAP/ and CLIP/ folders (docs/OWN_VIDEOS.md)")
     add_extraction_arguments(parser)
     parser.add_argument("--progress", default="auto", choices=("auto", "on", "off"), help="progress bar")
     return parser
@@ -61,8 +70,8 @@ def llp_name_warning(entries):
     shared = [names for names in prefixes.values() if len(names) > 1]
     if shared:
         return (f"{len(shared)} group(s) of feature ids share their first {YOUTUBE_ID_LENGTH} characters (e.g. "
-                f"{', '.join(shared[0][:3])}); main_DHHN.py finds features by those characters, as LLP's loader did, "
-                "so rename the videos before training on these features (parse_video.py is not affected)")
+                f"{', '.join(shared[0][:3])}); main_DHHN.py finds features by those characters, as LLP's loader did: "
+                "train on these features with --feature_names filename (parse_video.py is not affected)")
     return None
 
 

@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 
 from avvp_data.annotations import read_eval_rows, read_segment_truth, read_video_labels
+from avvp_data.datasets import describe_classes
 from avvp_data.llp import CLASSES, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV
 from dataloader import max_videos_without_truth
 from reporting.decision_rules import (
@@ -135,6 +136,9 @@ def read_checked_export(export_dir, flag):
         export = read_export(export_dir)
     except ExportError as error:
         raise UsageError(f"{flag} {export_dir}: {error}") from None
+    if export.classes != CLASSES:   # the decision rules and their thresholds are LLP's (PROTOCOL.md §14)
+        raise UsageError(f"{flag} {export_dir}: predicts {describe_classes(export.classes)}; rescore.py scores "
+                         f"{describe_classes(CLASSES)}")
     if export.unchecked:
         print(f"note: {export.unchecked}", file=sys.stderr)
     return export

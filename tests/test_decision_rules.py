@@ -251,7 +251,7 @@ def write_eval_csv(path, rows):
 
 
 def write_export(export_dir, split_name, filenames, outputs):
-    split = types.SimpleNamespace(name=split_name, filenames=filenames)
+    split = types.SimpleNamespace(name=split_name, filenames=filenames, classes=CLASSES)
     tensors = {key: torch.from_numpy(value) for key, value in outputs.items()}
     export_predictions(str(export_dir), split, {ROW: (tensors, "modality")})
     return str(export_dir)

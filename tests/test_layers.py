@@ -84,8 +84,9 @@ def test_every_error_class_is_a_user_error(relative_path):
     assert [cls.__name__ for cls in errors if not issubclass(cls, UserError)] == []
 
 
-def test_main_prints_a_user_error_in_one_line_and_lets_bugs_through(monkeypatch, capsys):
+def test_main_prints_a_user_error_in_one_line_and_lets_bugs_through(monkeypatch, capsys, tmp_path):
     import main_DHHN
+    argv = ["--mode", "test", "--model_save_dir", str(tmp_path)]
 
     class FreshError(UserError):
         pass
@@ -96,12 +97,12 @@ def test_main_prints_a_user_error_in_one_line_and_lets_bugs_through(monkeypatch,
         return mode
     monkeypatch.setitem(main_DHHN.MODES, "test", raises(FreshError("--flag x: what is wrong")))
     with pytest.raises(SystemExit) as exit_info:
-        main_DHHN.main(main_DHHN.get_args_parser().parse_args(["--mode", "test"]))
+        main_DHHN.main(main_DHHN.get_args_parser().parse_args(argv))
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: --flag x: what is wrong\n"
     monkeypatch.setitem(main_DHHN.MODES, "test", raises(KeyError("a bug")))
     with pytest.raises(KeyError):
-        main_DHHN.main(main_DHHN.get_args_parser().parse_args(["--mode", "test"]))
+        main_DHHN.main(main_DHHN.get_args_parser().parse_args(argv))
 
 
 CITATION = re.compile(r"PROTOCOL\.md (§\d+)")

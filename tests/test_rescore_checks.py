@@ -36,7 +36,7 @@ def fake_outputs(num_videos, seed):
 
 
 def write_export(folder, split_name, filenames, seed, rows=ROWS):
-    split = types.SimpleNamespace(name=split_name, filenames=filenames)
+    split = types.SimpleNamespace(name=split_name, filenames=filenames, classes=CLASSES)
     export_predictions(str(folder), split, {name: (fake_outputs(len(filenames), seed + number), "modality")
                                             for number, name in enumerate(rows)})
     return str(folder)

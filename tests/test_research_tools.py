@@ -109,6 +109,7 @@ def test_rescored_export_equals_score_outputs(synthetic_root, tmp_path, gating):
 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest == {"format": 2, "split": "test", "num_videos": split.num_videos, "filenames": split.filenames,
+                        "classes": list(CLASSES),
                         "rows": {"Random model": {"audio_csv": "random_model_audio.csv",
                                                   "visual_csv": "random_model_visual.csv",
                                                   "npz": "random_model.npz", "gating": gating}},
