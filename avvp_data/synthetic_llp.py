@@ -104,7 +104,7 @@ CONFUSABLE_PAIRS = (
     ("Speech", "Singing"),
 )
 
-_YOUTUBE_ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
+YOUTUBE_ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 _CLIP_SECONDS = NUM_SEGMENTS  # one segment per second
 # CLAP maps as VALOR saves them (utils/clap_preprocess.py, get_audio_feature_maps -> clap_utils.py,
 # htsat_forward_features): HTS-AT's 8 x 8 token grid is (4 time chunks x 2 frequency bins) x 8 time
@@ -211,10 +211,10 @@ def generate_synthetic_llp(root, n_train, n_val, n_test, seed=0, feature_dtype="
         audio_mask, visual_mask = truth[split][0][i], truth[split][1][i]
         feats, latents = _synthesize_video(world, seed, split, i, audio_mask, visual_mask, RECIPE)
         video_id = filenames[split][i][:YOUTUBE_ID_LENGTH]
-        feature_bytes += _save_features(feats, feat_dirs, video_id, feature_dtype)
+        feature_bytes += save_features(feats, feat_dirs, video_id, feature_dtype)
         if modern_features:
             modern = _synthesize_modern_video(modern_world, seed, split, i, latents, RECIPE, MODERN_RECIPE)
-            modern_feature_bytes += _save_features(modern, modern_dirs, video_id, feature_dtype)
+            modern_feature_bytes += save_features(modern, modern_dirs, video_id, feature_dtype)
 
     _write_truth(os.path.join(data_dir, TRUTH_FILE), filenames, truth)
     _write_annotation_csvs(data_dir, filenames, truth)
@@ -293,9 +293,9 @@ def write_pseudo_labels(root, out_root, precision, recall, seed=0):
         for modality in MODALITIES:
             set_name = _SET_OF_MODALITY[modality]
             other = truths[MODALITIES[1 - MODALITIES.index(modality)]]
-            labels, by_source = _noisy_segment_labels(truths[modality], other, weak, precision, recall,
-                                                      _rng(seed, _PURPOSE_PSEUDO_LABELS, VALOR_SETS.index(set_name),
-                                                           SPLITS.index(split)))
+            labels, by_source = _noisy_segment_labels(
+                truths[modality], other, weak, precision, recall,
+                seeded_rng(seed, _PURPOSE_PSEUDO_LABELS, VALOR_SETS.index(set_name), SPLITS.index(split)))
             assert labels.shape[1:] == PSEUDO_LABEL_SHAPE, labels.shape
             for name, video_labels in zip(filenames, labels):
                 np.save(os.path.join(out_dirs[set_name], name[:YOUTUBE_ID_LENGTH] + ".npy"),
@@ -333,14 +333,14 @@ def load_planted_truth(root, split):
 _MODERN_KEYS = ("modern_features", "modern_format_version")
 
 
-def _check_count(name, value):
+def check_count(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 def _params(n_train, n_val, n_test, seed, feature_dtype, modern_features=False):
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("seed", seed)):
-        _check_count(name, value)
+        check_count(name, value)
     if feature_dtype not in FEATURE_DTYPES:
         raise ValueError(f"feature_dtype must be one of {FEATURE_DTYPES}, got {feature_dtype!r}")
     if not isinstance(modern_features, (bool, np.bool_)):
@@ -376,7 +376,7 @@ def _valor_dirs(root, folder, create=False):
     return dirs
 
 
-def _npy_files(folders):
+def npy_files(folders):
     return [os.path.join(folder, name) for folder in folders if os.path.isdir(folder)
             for name in sorted(os.listdir(folder)) if name.endswith(".npy")]
 
@@ -388,17 +388,17 @@ def _claim_root(root, params):
     ours_names = set(SPLIT_LABEL_CSV.values()) | {LABEL_FULL_CSV, EVAL_AUDIO_CSV, EVAL_VISUAL_CSV, TRUTH_FILE}
     leftovers = [os.path.join(data_dir, name) for name in sorted(ours_names)
                  if os.path.exists(os.path.join(data_dir, name))]
-    leftovers += _npy_files([*feat_dirs.values(), *_valor_dirs(root, VALOR_FEATURES_FOLDER).values(),
+    leftovers += npy_files([*feat_dirs.values(), *_valor_dirs(root, VALOR_FEATURES_FOLDER).values(),
                              *_valor_dirs(root, VALOR_PSEUDO_LABELS_FOLDER).values()])
     leftovers += [os.path.join(root, name) for name in (PSEUDO_LABELS_SIDECAR, PSEUDO_LABELS_PARTIAL)
                   if os.path.exists(os.path.join(root, name))]
-    _claim_folder(root, (PARTIAL_MARKER, COMPLETE_MARKER), leftovers, params,
+    claim_output_folder(root, (PARTIAL_MARKER, COMPLETE_MARKER), leftovers, params,
                   "annotation, feature or pseudo-label files that the synthetic generator did not write",
                   "choose an empty folder")
     _layout(root)
 
 
-def _claim_folder(folder, markers, leftovers, params, foreign, advice):
+def claim_output_folder(folder, markers, leftovers, params, foreign, advice):
     """Mark `folder` as being written (markers: (partial, complete) file names) after removing the
     `leftovers` an earlier run of ours left there (stale videos of another size or seed would
     otherwise linger); refuses (FileExistsError) when they are not ours: no marker of ours exists."""
@@ -417,7 +417,7 @@ def _claim_folder(folder, markers, leftovers, params, foreign, advice):
 # --------------------------------------------------------------------------------------------
 # the planted world: prototypes, scenes, class frequencies
 
-def _rng(seed, *purpose):
+def seeded_rng(seed, *purpose):
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=purpose))
 
 
@@ -426,13 +426,13 @@ def _rng(seed, *purpose):
  _PURPOSE_MODERN_WORLD, _PURPOSE_MODERN_FEATURES, _PURPOSE_PSEUDO_LABELS) = range(7)
 
 
-def _unit_rows(matrix):
+def unit_rows(matrix):
     return matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)
 
 
 def _build_world(seed, recipe):
     """Prototypes (25, D) per feature kind, scene bases (rank, D), offsets (D,), class weights."""
-    rng = _rng(seed, _PURPOSE_WORLD)
+    rng = seeded_rng(seed, _PURPOSE_WORLD)
     world = {"class_weights": np.exp(0.5 * rng.standard_normal(NUM_CLASSES))}
     world["class_weights"][CLASS_INDEX["Speech"]] = recipe.speech_weight
     for kind, (_, shape) in FEATURE_KINDS.items():
@@ -442,7 +442,7 @@ def _build_world(seed, recipe):
 
 def _build_modern_world(seed, recipe):
     """The same as _build_world's per kind, for "CLIP" and "CLAP" (own stream, own prototypes)."""
-    rng = _rng(seed, _PURPOSE_MODERN_WORLD)
+    rng = seeded_rng(seed, _PURPOSE_MODERN_WORLD)
     return {name: _kind_world(rng, shape[-1], recipe) for name, shape in MODERN_SET_SHAPES.items()}
 
 
@@ -450,15 +450,15 @@ def _kind_world(rng, dim, recipe):
     """{"prototypes": (25, D), "scene": (rank, D), "offset": (D,)} of one feature kind."""
     pair_of = {CLASS_INDEX[name]: pair_index for pair_index, pair in enumerate(CONFUSABLE_PAIRS)
                for name in pair}
-    own = _unit_rows(rng.standard_normal((NUM_CLASSES, dim)))
-    shared = _unit_rows(rng.standard_normal((len(CONFUSABLE_PAIRS), dim)))
+    own = unit_rows(rng.standard_normal((NUM_CLASSES, dim)))
+    shared = unit_rows(rng.standard_normal((len(CONFUSABLE_PAIRS), dim)))
     prototypes = own.copy()
     for c, pair_index in pair_of.items():
         prototypes[c] = (np.sqrt(recipe.shared_fraction) * shared[pair_index]
                          + np.sqrt(1.0 - recipe.shared_fraction) * own[c])
     return {
-        "prototypes": _unit_rows(prototypes).astype(np.float32),
-        "scene": _unit_rows(rng.standard_normal((recipe.scene_rank, dim))).astype(np.float32),
+        "prototypes": unit_rows(prototypes).astype(np.float32),
+        "scene": unit_rows(rng.standard_normal((recipe.scene_rank, dim))).astype(np.float32),
         "offset": (recipe.offset_scale * np.abs(rng.standard_normal(dim))).astype(np.float32),
     }
 
@@ -473,13 +473,13 @@ def _partner_classes():
 
 def _make_filenames(seed, split_sizes):
     """{split: [<11-char id>_<start>_<end>]}, ids unique over all splits."""
-    rng = _rng(seed, _PURPOSE_NAMES)
+    rng = seeded_rng(seed, _PURPOSE_NAMES)
     taken = set()
     names = {}
     for split in SPLITS:
         names[split] = []
         while len(names[split]) < split_sizes[split]:
-            video_id = "".join(rng.choice(_YOUTUBE_ID_ALPHABET, YOUTUBE_ID_LENGTH))
+            video_id = "".join(rng.choice(YOUTUBE_ID_ALPHABET, YOUTUBE_ID_LENGTH))
             start = int(rng.integers(0, 300))
             if video_id in taken:
                 continue
@@ -528,7 +528,7 @@ def _visual_extent_of_av_event(rng, audio_extent, recipe):
 
 def _sample_annotations(seed, split, n_videos, class_weights, recipe):
     """audio, visual: (N, 25, 10) uint8 planted truth of one split."""
-    rng = _rng(seed, _PURPOSE_LABELS, SPLITS.index(split))
+    rng = seeded_rng(seed, _PURPOSE_LABELS, SPLITS.index(split))
     class_probs = class_weights / class_weights.sum()
     audio = np.zeros((n_videos, NUM_CLASSES, NUM_SEGMENTS), dtype=np.uint8)
     visual = np.zeros_like(audio)
@@ -554,22 +554,22 @@ def _sample_annotations(seed, split, n_videos, class_weights, recipe):
 # --------------------------------------------------------------------------------------------
 # features
 
-def _instance_prototypes(rng, prototypes, classes, recipe):
+def instance_prototypes(rng, prototypes, classes, recipe):
     """(len(classes), D) per-video variants of the class prototypes."""
     base = prototypes[classes]
     dim = base.shape[-1]
     perturbation = rng.standard_normal(base.shape, dtype=np.float32) / np.sqrt(dim)
-    return _unit_rows(base + recipe.instance_variation * perturbation).astype(np.float32)
+    return unit_rows(base + recipe.instance_variation * perturbation).astype(np.float32)
 
 
-def _segment_amplitudes(rng, masks, base_amplitude, recipe):
+def segment_amplitudes(rng, masks, base_amplitude, recipe):
     """(10, K) amplitude of each of K classes in each segment (0 where the mask is 0)."""
     low, high = recipe.amplitude_range
     factors = rng.uniform(low, high, size=masks.shape).astype(np.float32)
     return (base_amplitude * factors * masks).T
 
 
-def _combine(weights, rows):
+def combine_rows(weights, rows):
     """(n, K) @ (K, D) as K rank-one updates in float32.
 
     Not `@`: BLAS sums in an order that depends on the library and its thread count (so would
@@ -581,20 +581,20 @@ def _combine(weights, rows):
     return out
 
 
-def _background(rng, world_kind, scene_coefficients, n_rows, recipe):
+def background_rows(rng, world_kind, scene_coefficients, n_rows, recipe):
     """(n_rows, D) offset + scene + white noise; scene_coefficients (n_rows, rank)."""
     dim = world_kind["offset"].shape[0]
     noise = rng.standard_normal((n_rows, dim), dtype=np.float32)
     noise *= recipe.noise_std
     noise += world_kind["offset"]
-    noise += _combine(scene_coefficients, world_kind["scene"])
+    noise += combine_rows(scene_coefficients, world_kind["scene"])
     return noise
 
 
 def _synthesize_video(world, seed, split, index, audio_mask, visual_mask, recipe):
     """{"audio": (10, 128), "frames": (80, 2048), "snippets": (10, 512)} float32 for one video,
     and its latents (scene per segment, classes and per-segment amplitudes per modality)."""
-    rng = _rng(seed, _PURPOSE_FEATURES, SPLITS.index(split), index)
+    rng = seeded_rng(seed, _PURPOSE_FEATURES, SPLITS.index(split), index)
     amplitudes = dict(recipe.amplitude)
     scene = recipe.scene_std * rng.standard_normal(recipe.scene_rank, dtype=np.float32)
     scene_per_segment = scene + recipe.scene_drift * rng.standard_normal(
@@ -602,30 +602,30 @@ def _synthesize_video(world, seed, split, index, audio_mask, visual_mask, recipe
 
     audio_classes = np.flatnonzero(audio_mask.any(axis=1))
     visual_classes = np.flatnonzero(visual_mask.any(axis=1))
-    audio_gain = _segment_amplitudes(rng, audio_mask[audio_classes], 1.0, recipe)      # (10, Ka)
-    visual_gain = _segment_amplitudes(rng, visual_mask[visual_classes], 1.0, recipe)   # (10, Kv)
+    audio_gain = segment_amplitudes(rng, audio_mask[audio_classes], 1.0, recipe)      # (10, Ka)
+    visual_gain = segment_amplitudes(rng, visual_mask[visual_classes], 1.0, recipe)   # (10, Kv)
 
     feats = {}
     world_kind = world["audio"]
-    audio = _background(rng, world_kind, scene_per_segment, NUM_SEGMENTS, recipe)
-    shapes = _instance_prototypes(rng, world_kind["prototypes"], audio_classes, recipe)
-    audio += _combine(amplitudes["audio"] * audio_gain, shapes)
+    audio = background_rows(rng, world_kind, scene_per_segment, NUM_SEGMENTS, recipe)
+    shapes = instance_prototypes(rng, world_kind["prototypes"], audio_classes, recipe)
+    audio += combine_rows(amplitudes["audio"] * audio_gain, shapes)
     feats["audio"] = audio
 
     world_kind = world["frames"]
     scene_per_frame = np.repeat(scene_per_segment, FRAMES_PER_SEGMENT, axis=0)
-    frames = _background(rng, world_kind, scene_per_frame, NUM_SEGMENTS * FRAMES_PER_SEGMENT, recipe)
-    shapes = _instance_prototypes(rng, world_kind["prototypes"], visual_classes, recipe)
+    frames = background_rows(rng, world_kind, scene_per_frame, NUM_SEGMENTS * FRAMES_PER_SEGMENT, recipe)
+    shapes = instance_prototypes(rng, world_kind["prototypes"], visual_classes, recipe)
     frame_gain = np.repeat(visual_gain, FRAMES_PER_SEGMENT, axis=0)
     frame_gain = frame_gain * (1.0 + recipe.frame_jitter * rng.standard_normal(
         frame_gain.shape, dtype=np.float32))
-    frames += _combine(amplitudes["frames"] * frame_gain, shapes)
+    frames += combine_rows(amplitudes["frames"] * frame_gain, shapes)
     feats["frames"] = frames
 
     world_kind = world["snippets"]
-    snippets = _background(rng, world_kind, scene_per_segment, NUM_SEGMENTS, recipe)
-    shapes = _instance_prototypes(rng, world_kind["prototypes"], visual_classes, recipe)
-    snippets += _combine(amplitudes["snippets"] * visual_gain, shapes)
+    snippets = background_rows(rng, world_kind, scene_per_segment, NUM_SEGMENTS, recipe)
+    shapes = instance_prototypes(rng, world_kind["prototypes"], visual_classes, recipe)
+    snippets += combine_rows(amplitudes["snippets"] * visual_gain, shapes)
     feats["snippets"] = snippets
 
     for kind, (_, shape) in FEATURE_KINDS.items():
@@ -648,7 +648,7 @@ def _clap_step_weights():
 def _clap_rows(per_segment):
     """(10, K) -> (64, K): per time step the overlap-weighted mix of the segments it covers, the
     same in both frequency bands (row = band * 32 + step, see _CLAP_BANDS)."""
-    return np.tile(_combine(_clap_step_weights(), per_segment), (_CLAP_BANDS, 1))
+    return np.tile(combine_rows(_clap_step_weights(), per_segment), (_CLAP_BANDS, 1))
 
 
 def _jittered(rng, gain, jitter):
@@ -658,21 +658,21 @@ def _jittered(rng, gain, jitter):
 def _synthesize_modern_video(world, seed, split, index, latents, recipe, modern_recipe):
     """{"CLIP": (10, 768), "CLAP": (64, 768)} float32 for one video: the scene and per-segment
     amplitudes of its classic features (`latents`), the modern world's prototypes, own noise."""
-    rng = _rng(seed, _PURPOSE_MODERN_FEATURES, SPLITS.index(split), index)
+    rng = seeded_rng(seed, _PURPOSE_MODERN_FEATURES, SPLITS.index(split), index)
     amplitudes = dict(modern_recipe.amplitude)
     feats = {}
     world_kind = world["CLIP"]
-    clip = _background(rng, world_kind, latents["scene"], CLIP_FEATURE_SHAPE[0], recipe)
-    shapes = _instance_prototypes(rng, world_kind["prototypes"], latents["visual_classes"], recipe)
+    clip = background_rows(rng, world_kind, latents["scene"], CLIP_FEATURE_SHAPE[0], recipe)
+    shapes = instance_prototypes(rng, world_kind["prototypes"], latents["visual_classes"], recipe)
     gain = _jittered(rng, latents["visual_gain"], modern_recipe.row_jitter)
-    clip += _combine(amplitudes["CLIP"] * gain, shapes)
+    clip += combine_rows(amplitudes["CLIP"] * gain, shapes)
     feats["CLIP"] = clip
 
     world_kind = world["CLAP"]
-    clap = _background(rng, world_kind, _clap_rows(latents["scene"]), CLAP_FEATURE_SHAPE[0], recipe)
-    shapes = _instance_prototypes(rng, world_kind["prototypes"], latents["audio_classes"], recipe)
+    clap = background_rows(rng, world_kind, _clap_rows(latents["scene"]), CLAP_FEATURE_SHAPE[0], recipe)
+    shapes = instance_prototypes(rng, world_kind["prototypes"], latents["audio_classes"], recipe)
     gain = _jittered(rng, _clap_rows(latents["audio_gain"]), modern_recipe.row_jitter)
-    clap += _combine(amplitudes["CLAP"] * gain, shapes)
+    clap += combine_rows(amplitudes["CLAP"] * gain, shapes)
     feats["CLAP"] = clap
 
     for name, shape in MODERN_SET_SHAPES.items():
@@ -692,7 +692,7 @@ def _check_pseudo_label_args(precision, recall, seed):
         raise ValueError(f"precision must be in (0, 1], got {precision!r}")
     if not 0 <= recall <= 1:
         raise ValueError(f"recall must be in [0, 1], got {recall!r}")
-    _check_count("seed", seed)
+    check_count("seed", seed)
 
 
 def _complete_params(root):
@@ -711,7 +711,7 @@ def _complete_params(root):
 
 def _claim_pseudo_label_root(out_root, out_dirs, run):
     """Mark `out_root` as being written; remove pseudo-labels an earlier call left there."""
-    _claim_folder(out_root, (PSEUDO_LABELS_PARTIAL, PSEUDO_LABELS_SIDECAR), _npy_files(out_dirs.values()), run,
+    claim_output_folder(out_root, (PSEUDO_LABELS_PARTIAL, PSEUDO_LABELS_SIDECAR), npy_files(out_dirs.values()), run,
                   "pseudo-label files that write_pseudo_labels did not write", "choose another folder")
     for folder in out_dirs.values():
         os.makedirs(folder, exist_ok=True)
@@ -785,7 +785,7 @@ def _label_quality(counts):
 # --------------------------------------------------------------------------------------------
 # files
 
-def _save_features(feats, folders, video_id, feature_dtype):
+def save_features(feats, folders, video_id, feature_dtype):
     """Write {kind: array} to folders[kind]/<video_id>.npy; returns the bytes written."""
     written = 0
     for kind, array in feats.items():
@@ -795,7 +795,7 @@ def _save_features(feats, folders, video_id, feature_dtype):
     return written
 
 
-def _save_npz_deterministic(path, arrays):
+def save_npz_deterministic(path, arrays):
     """np.savez without the zip timestamps, so that equal arrays give equal bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -812,7 +812,7 @@ def _write_truth(path, filenames, truth):
     for split in SPLITS:
         arrays[f"{split}_filenames"] = np.array(filenames[split], dtype=f"<U{_longest(filenames)}")
         arrays[f"{split}_audio"], arrays[f"{split}_visual"] = truth[split]
-    _save_npz_deterministic(path, arrays)
+    save_npz_deterministic(path, arrays)
 
 
 def _longest(filenames):
@@ -829,17 +829,17 @@ def _write_annotation_csvs(data_dir, filenames, truth):
     weak_header = "filename\tevent_labels"
     weak = {split: _weak_label_lines(filenames[split], *truth[split]) for split in SPLITS}
     for split in SPLITS:
-        _write_lines(os.path.join(data_dir, SPLIT_LABEL_CSV[split]), weak_header, weak[split])
+        write_tsv_lines(os.path.join(data_dir, SPLIT_LABEL_CSV[split]), weak_header, weak[split])
     # as in LLP: the full file is train, val, test in that order
-    _write_lines(os.path.join(data_dir, LABEL_FULL_CSV), weak_header,
+    write_tsv_lines(os.path.join(data_dir, LABEL_FULL_CSV), weak_header,
                  [line for split in SPLITS for line in weak[split]])
     for file_name, modality in ((EVAL_AUDIO_CSV, 0), (EVAL_VISUAL_CSV, 1)):
         lines = ["\t".join(map(str, row)) for split in EVAL_SPLITS
                  for row in event_rows(filenames[split], truth[split][modality], CLASSES)]
-        _write_lines(os.path.join(data_dir, file_name), "\t".join(EVAL_COLUMNS), lines)
+        write_tsv_lines(os.path.join(data_dir, file_name), "\t".join(EVAL_COLUMNS), lines)
 
 
-def _write_lines(path, header, lines):
+def write_tsv_lines(path, header, lines):
     atomic_write_text("\n".join([header, *lines]) + "\n", path)
 
 
