@@ -21,11 +21,12 @@ class DualHHN(nn.Module):
         self.visual_stream = visual_stream
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor,
-                snippets: torch.Tensor) -> dict[str, torch.Tensor]:
+                snippets: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """audio (B, 10, Da), frames (B, 80, Df), snippets (B, 10, Ds) ->
-        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}."""
-        from_audio = self.audio_stream(audio, frames, snippets)
-        from_visual = self.visual_stream(audio, frames, snippets)
+        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)};
+        mask as in HCMN.forward."""
+        from_audio = self.audio_stream(audio, frames, snippets, mask)
+        from_visual = self.visual_stream(audio, frames, snippets, mask)
         return {
             "global_prob": (from_audio["global_prob"] + from_visual["global_prob"]) / 2,
             "audio_prob": from_audio["audio_prob"],

@@ -44,26 +44,30 @@ class HANBaseline(nn.Module):
     def han_layers(self):
         return [self.han, *getattr(self, "more_han_layers", ())]
 
-    def encode(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, d) audio and visual sequences through every HAN layer in the `update` order."""
         for layer in self.han_layers():
             if self.update == "parallel":
-                audio, visual = layer.encode_pair(audio, visual)
+                audio, visual = layer.encode_pair(audio, visual, mask)
             else:
-                audio = layer(audio, visual)[0]
-                visual = layer(visual, audio)[0]
+                audio = layer(audio, visual, mask=mask)[0]
+                visual = layer(visual, audio, mask=mask)[0]
         return audio, visual
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor,
-                snippets: torch.Tensor) -> dict[str, torch.Tensor]:
+                snippets: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """audio (B, 10, Da), frames (B, 80, Df), snippets (B, 10, Ds) ->
-        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}."""
-        return self.forward_with_embeddings(audio, frames, snippets)[0]
+        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}.
+        Any number of segments T works in place of 10; mask: optional (B, T) bool, True on each
+        video's own segments of a padded batch."""
+        return self.forward_with_embeddings(audio, frames, snippets, mask)[0]
 
-    def forward_with_embeddings(self, audio: torch.Tensor, frames: torch.Tensor, snippets: torch.Tensor):
+    def forward_with_embeddings(self, audio: torch.Tensor, frames: torch.Tensor, snippets: torch.Tensor,
+                                mask: torch.Tensor | None = None):
         """(outputs as `forward`, audio sequence after the HAN layer (B, 10, d), fused visual
         sequence before it (B, 10, d)): what MA's segment contrastive term compares (PROTOCOL.md §12)."""
         audio, visual = self.projection(audio, frames, snippets)
         visual_projected = visual
-        audio, visual = self.encode(audio, visual)
-        return self.head(torch.stack([audio, visual], dim=2)), audio, visual_projected
+        audio, visual = self.encode(audio, visual, mask)
+        return self.head(torch.stack([audio, visual], dim=2), mask), audio, visual_projected

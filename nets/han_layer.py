@@ -31,21 +31,26 @@ class HANLayer(nn.Module):
         self.dropout_ff_hidden = nn.Dropout(dropout)
         self.dropout_ff = nn.Dropout(dropout)
 
-    def forward(self, query: torch.Tensor, other: torch.Tensor, need_weights: bool = False
+    def forward(self, query: torch.Tensor, other: torch.Tensor, need_weights: bool = False,
+                mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """query (B, Tq, d), other (B, To, d) -> (out (B, Tq, d), weights).
 
         weights is None unless need_weights; then it is (cross (B, Tq, To),
-        self (B, Tq, Tq)), averaged over heads.
+        self (B, Tq, Tq)), averaged over heads. mask: optional (B, T) bool (Tq == To), True on
+        a video's own segments: padded segments are attended by nothing.
         """
-        cross, cross_weights = self.cross_attn(query, other, other, need_weights=need_weights)
-        self_out, self_weights = self.self_attn(query, query, query, need_weights=need_weights)
+        padding = None if mask is None else ~mask
+        cross, cross_weights = self.cross_attn(query, other, other, need_weights=need_weights,
+                                               key_padding_mask=padding)
+        self_out, self_weights = self.self_attn(query, query, query, need_weights=need_weights,
+                                                key_padding_mask=padding)
         hidden = self.norm1(query + self.dropout_cross(cross) + self.dropout_self(self_out))
         feed_forward = self.linear2(self.dropout_ff_hidden(F.relu(self.linear1(hidden))))
         out = self.norm2(hidden + self.dropout_ff(feed_forward))
         return out, ((cross_weights, self_weights) if need_weights else None)
 
-    def encode_pair(self, audio: torch.Tensor, visual: torch.Tensor
+    def encode_pair(self, audio: torch.Tensor, visual: torch.Tensor, mask: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """audio (B, T, d), visual (B, T, d) -> new audio, new visual (B, T, d).
 
@@ -54,5 +59,6 @@ class HANLayer(nn.Module):
         """
         # One call on the two directions stacked along the batch: the weights are shared and
         # every operation is per row, so this equals the two published calls in half the kernels.
-        updated = self(torch.cat([audio, visual]), torch.cat([visual, audio]))[0]
+        both = None if mask is None else torch.cat([mask, mask])
+        updated = self(torch.cat([audio, visual]), torch.cat([visual, audio]), mask=both)[0]
         return updated[:audio.shape[0]], updated[audio.shape[0]:]

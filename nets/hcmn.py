@@ -26,12 +26,19 @@ class ConvBlock(nn.Module):
         return F.relu(self.norm(self.conv(x.transpose(1, 2)))).transpose(1, 2)
 
 
-def upsample_nearest(features: torch.Tensor, length: int) -> torch.Tensor:
-    """(B, T_k, 2, d) -> (B, length, 2, d) by nearest-neighbour repetition in time."""
-    batch, steps, modalities, dim = features.shape
-    flat = features.reshape(batch, steps, modalities * dim).transpose(1, 2)
-    flat = F.interpolate(flat, size=length, mode="nearest")
-    return flat.transpose(1, 2).reshape(batch, length, modalities, dim)
+def upsample_nearest(features: torch.Tensor, length: int, stride: int) -> torch.Tensor:
+    """(B, T_k, 2, d) -> (B, length, 2, d): segment t takes output t // stride, the window its
+    stride step starts in. On LLP (T = 10, T_k = 5 and 2) these are exactly the release's nearest-
+    neighbour indices (F.interpolate, floor(t * T_k / T)); unlike those, they do not depend on T,
+    so a video's result does not change when it is padded into a longer batch."""
+    index = torch.arange(length, device=features.device) // stride
+    return features.index_select(1, index)
+
+
+def scale_mask(mask: torch.Tensor | None, stride: int) -> torch.Tensor | None:
+    """The (B, T_k) mask of a scale's outputs: output j is a video's own when its window starts on
+    one of the video's segments (segment stride * j)."""
+    return None if mask is None else mask[:, ::stride]
 
 
 class HCMN(nn.Module):
@@ -63,27 +70,32 @@ class HCMN(nn.Module):
         self.head = MMILHead(d_model, num_classes)
 
     def hierarchical_features(self, audio: torch.Tensor, frames: torch.Tensor,
-                              snippets: torch.Tensor) -> list[torch.Tensor]:
+                              snippets: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Inputs as in `forward` -> [F_1, ..., F_K], each (B, T, 2, d)."""
         audio, visual = self.projection(audio, frames, snippets)
+        if mask is not None:   # padding enters the convolutions as their own zero padding would
+            audio, visual = audio * mask[:, :, None], visual * mask[:, :, None]
         num_segments = audio.shape[1]
         features = []
         for audio_conv, visual_conv in zip(self.audio_convs, self.visual_convs):
-            audio_k, visual_k = self.han.encode_pair(audio_conv(audio), visual_conv(visual))
+            stride = audio_conv.conv.stride[0]
+            audio_k, visual_k = self.han.encode_pair(audio_conv(audio), visual_conv(visual), scale_mask(mask, stride))
             mixed = torch.stack([audio_k, visual_k], dim=2)
             if features:
-                mixed = upsample_nearest(mixed, num_segments) + features[-1]
+                mixed = upsample_nearest(mixed, num_segments, stride) + features[-1]
             features.append(mixed)
         return features
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor,
-                snippets: torch.Tensor) -> dict[str, torch.Tensor]:
+                snippets: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """audio (B, 10, Da), frames (B, 80, Df), snippets (B, 10, Ds) ->
-        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}."""
-        features = self.hierarchical_features(audio, frames, snippets)
+        {"global_prob", "audio_prob", "visual_prob": (B, C), "frame_prob": (B, 10, 2, C)}.
+        Any number of segments T works in place of 10; mask: optional (B, T) bool, True on each
+        video's own segments of a padded batch (outputs on padding are to be ignored)."""
+        features = self.hierarchical_features(audio, frames, snippets, mask)
         if not self.hier_pred:
             features = features[-1:]
         # the one shared head on all scales stacked along the batch (one call, not K)
-        stacked = self.head(torch.cat(features))
+        stacked = self.head(torch.cat(features), None if mask is None else mask.repeat(len(features), 1))
         return {key: value.unflatten(0, (len(features), -1)).mean(dim=0)
                 for key, value in stacked.items()}

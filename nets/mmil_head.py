@@ -25,11 +25,15 @@ class MMILHead(nn.Module):
         self.fc_frame_att = nn.Linear(d_model, num_classes)
         self.fc_av_att = nn.Linear(d_model, num_classes)
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """features (B, T, 2, d) -> {"global_prob", "audio_prob", "visual_prob": (B, C),
-        "frame_prob": (B, T, 2, C)}."""
+        "frame_prob": (B, T, 2, C)}. mask: optional (B, T) bool, True on a video's own segments,
+        False on padding, which then gets no weight in the pooling over time."""
         frame_prob = torch.sigmoid(self.fc_prob(features))
-        time_weights = torch.softmax(self.fc_frame_att(features), dim=1)
+        time_logits = self.fc_frame_att(features)
+        if mask is not None:
+            time_logits = time_logits.masked_fill(~mask[:, :, None, None], float("-inf"))
+        time_weights = torch.softmax(time_logits, dim=1)
         modality_weights = torch.softmax(self.fc_av_att(features), dim=2)
         temporal_prob = time_weights * frame_prob
         return {

@@ -21,7 +21,7 @@ from nets import (
     count_parameters,
     default_feature_dims,
 )
-from nets.hcmn import upsample_nearest
+from nets.hcmn import SCALES, upsample_nearest
 from nets.projections import InputProjection
 from recipes import RECIPES
 from utils.errors import UsageError
@@ -215,13 +215,22 @@ def test_hierarchical_features_add_upsampled_scales():
     scale_outputs = [torch.stack(output.split(2), dim=2) for output in mixed]
     assert [e.shape[1] for e in scale_outputs] == [10, 5, 2]
     torch.testing.assert_close(features[0], scale_outputs[0])
-    for k in (1, 2):
+    for k, (_, stride) in zip((1, 2), SCALES[1:]):
         torch.testing.assert_close(features[k] - features[k - 1],
-                                   upsample_nearest(scale_outputs[k], NUM_SEGMENTS))
+                                   upsample_nearest(scale_outputs[k], NUM_SEGMENTS, stride))
     # nearest upsampling: segment t of T=10 reads step t*T_k//10
-    upsampled = upsample_nearest(scale_outputs[2], NUM_SEGMENTS)
+    upsampled = upsample_nearest(scale_outputs[2], NUM_SEGMENTS, 5)
     assert torch.equal(upsampled[:, :5], scale_outputs[2][:, :1].expand(-1, 5, -1, -1))
     assert torch.equal(upsampled[:, 5:], scale_outputs[2][:, 1:].expand(-1, 5, -1, -1))
+
+
+def test_upsampling_by_stride_is_the_releases_nearest_interpolation_on_llp():
+    """t // stride picks the very steps F.interpolate(mode="nearest") picks for T = 10 (the release)."""
+    for (_, stride), steps in zip(SCALES, (10, 5, 2)):
+        scale = torch.randn(3, steps, 2, 4)
+        flat = scale.reshape(3, steps, 8).transpose(1, 2)
+        released = F.interpolate(flat, size=NUM_SEGMENTS, mode="nearest").transpose(1, 2).reshape(3, 10, 2, 4)
+        assert torch.equal(upsample_nearest(scale, NUM_SEGMENTS, stride), released)
 
 
 def test_hier_pred_averages_scales_and_off_uses_last_scale():
