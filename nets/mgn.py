@@ -26,12 +26,14 @@ class ResidualEncoder(nn.Module):
         # train apart; PROTOCOL.md §6
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, d) -> (B, T, d)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d); mask: optional (B, T) bool, True on a video's own segments
+        (padding is attended by nothing)."""
+        padding = None if mask is None else ~mask
         for _ in range(self.num_iterations):
             encoded = x
             for layer in self.layers:
-                encoded = layer(encoded)
+                encoded = layer(encoded, src_key_padding_mask=padding)
             x = x + encoded
         return x
 
@@ -51,13 +53,15 @@ class AudioMGN(nn.Module):
                                        num_iterations, dropout)
         self.head = MILHead(d_model, num_classes)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def forward(self, audio: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """audio (B, T, Da) -> video-level audio probabilities (B, C)."""
-        return self.with_segments(audio)[0]
+        return self.with_segments(audio, mask)[0]
 
-    def with_segments(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """audio (B, T, Da) -> video-level (B, C) and segment-level (B, T, C) audio probabilities."""
-        return self.head(self.encoder(self.projection(audio)))
+    def with_segments(self, audio: torch.Tensor, mask: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio (B, T, Da) -> video-level (B, C) and segment-level (B, T, C) audio probabilities;
+        mask as in HCMN.forward."""
+        return self.head(self.encoder(self.projection(audio), mask), mask)
 
 
 class VisualMGN(nn.Module):
@@ -75,11 +79,13 @@ class VisualMGN(nn.Module):
                                        num_iterations, dropout)
         self.head = MILHead(d_model, num_classes)
 
-    def forward(self, frames: torch.Tensor, snippets: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, snippets: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """frames (B, T*F, Df), snippets (B, T, Ds) -> video-level visual probabilities (B, C)."""
-        return self.with_segments(frames, snippets)[0]
+        return self.with_segments(frames, snippets, mask)[0]
 
-    def with_segments(self, frames: torch.Tensor, snippets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_segments(self, frames: torch.Tensor, snippets: torch.Tensor, mask: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """frames (B, T*F, Df), snippets (B, T, Ds) -> video-level (B, C) and segment-level
-        (B, T, C) visual probabilities."""
-        return self.head(self.encoder(self.projection(frames, snippets)))
+        (B, T, C) visual probabilities; mask as in HCMN.forward."""
+        return self.head(self.encoder(self.projection(frames, snippets), mask), mask)

@@ -56,8 +56,13 @@ class MILHead(nn.Module):
         self.fc_prob = nn.Linear(d_model, num_classes)
         self.fc_frame_att = nn.Linear(d_model, num_classes)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, T, d) -> video probabilities (B, C), segment probabilities (B, T, C)."""
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, T, d) -> video probabilities (B, C), segment probabilities (B, T, C);
+        mask: optional (B, T) bool, False on padding, which gets no weight over time."""
         frame_prob = torch.sigmoid(self.fc_prob(features))
-        time_weights = torch.softmax(self.fc_frame_att(features), dim=1)
+        time_logits = self.fc_frame_att(features)
+        if mask is not None:
+            time_logits = time_logits.masked_fill(~mask[:, :, None], float("-inf"))
+        time_weights = torch.softmax(time_logits, dim=1)
         return (time_weights * frame_prob).sum(dim=1), frame_prob

@@ -4,7 +4,7 @@ longest video (with the mask), for lengths that do not divide the strides of DHH
 import pytest
 import torch
 
-from nets import build_han, build_hcmn, default_feature_dims
+from nets import build_han, build_hcmn, build_mgns, default_feature_dims
 from nets.dual import DualHHN
 
 FRAMES_PER_SEGMENT = 8
@@ -84,3 +84,22 @@ def test_a_full_mask_changes_nothing_on_llp(single_thread):
         masked = model(*inputs, torch.ones(3, 10, dtype=torch.bool))
     for key in plain:
         torch.testing.assert_close(masked[key], plain[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("modality", ["audio", "visual"])
+def test_dhhns_guiding_networks_score_a_video_alone_as_in_a_padded_batch(modality, single_thread):
+    torch.manual_seed(0)
+    audio_mgn, visual_mgn = (net.eval() for net in build_mgns(default_feature_dims()))
+    videos = [video(length, seed) for seed, length in enumerate(LENGTHS)]
+    audio, frames, snippets, mask = padded_batch(videos)
+
+    def run(net_inputs, net_mask=None):
+        if modality == "audio":
+            return audio_mgn.with_segments(net_inputs[0], net_mask)
+        return visual_mgn.with_segments(net_inputs[1], net_inputs[2], net_mask)
+    with torch.no_grad():
+        video_prob, segment_prob = run((audio, frames, snippets), mask)
+        for index, parts in enumerate(videos):
+            alone_video, alone_segments = run([part[None] for part in parts])
+            torch.testing.assert_close(video_prob[index], alone_video[0], rtol=0, atol=2e-6)
+            torch.testing.assert_close(segment_prob[index, :parts[0].shape[0]], alone_segments[0], rtol=0, atol=2e-6)
