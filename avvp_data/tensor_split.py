@@ -51,3 +51,41 @@ class TensorSplit:
         else:
             order = torch.randperm(len(self), generator=generator)
         return order.to(self.device).split(batch_size)
+
+
+class PaddedSplit(TensorSplit):
+    """A split of videos of different lengths (LFAV, long own videos) served like a TensorSplit: the
+    features padded with zeros to the longest video, and every batch carrying "mask" (B, T), True on
+    each video's own segments, cut to the batch's longest video. The networks and DHHN's guides
+    honour the mask, so a padded segment changes no output (tests/test_variable_length.py).
+
+    videos: one {"audio": (T_i, Da), "frames": (T_i * F, Df), "snippets": (T_i, Ds)} numpy dict per
+    video; labels: (N, C) float32 weak labels.
+    """
+
+    def __init__(self, name, filenames, videos, labels, device):
+        self.name = name
+        self.filenames = list(filenames)
+        self.device = device
+        lengths = torch.tensor([video["audio"].shape[0] for video in videos])
+        longest = int(lengths.max())
+        self.tensors = {}
+        for key in FEATURE_KEYS:
+            rows_per_segment = videos[0][key].shape[0] // videos[0]["audio"].shape[0]
+            padded = torch.zeros(len(videos), longest * rows_per_segment, videos[0][key].shape[1])
+            for index, video in enumerate(videos):
+                padded[index, :video[key].shape[0]] = torch.from_numpy(video[key])
+            self.tensors[key] = padded.to(device)
+        self.tensors["mask"] = (torch.arange(longest)[None, :] < lengths[:, None]).to(device)
+        self.tensors["labels"] = torch.as_tensor(labels, dtype=torch.float32).to(device)
+
+    def gather(self, index):
+        """As TensorSplit.gather, the time axes cut to the longest video of the batch."""
+        batch = super().gather(index)
+        steps = int(batch["mask"].sum(dim=1).max())
+        segments = batch["audio"].shape[1]
+        for key in FEATURE_KEYS:
+            rows_per_segment = batch[key].shape[1] // segments
+            batch[key] = batch[key][:, :steps * rows_per_segment]
+        batch["mask"] = batch["mask"][:, :steps]
+        return batch

@@ -78,6 +78,10 @@ class TrainingModule(nn.Module):
         return {name: getattr(self, name) for name in self.net_names}
 
     def forward(self, batch):
+        """The parsing network's outputs; a batch of videos of different lengths carries the
+        (B, T) "mask" of each one's own segments (avvp_data/tensor_split.PaddedSplit)."""
+        if "mask" in batch:
+            return self.model(batch["audio"], batch["frames"], batch["snippets"], batch["mask"])
         return self.model(batch["audio"], batch["frames"], batch["snippets"])
 
 

@@ -20,11 +20,13 @@ class DHHNTrainingModule(TrainingModule):
     def forward(self, batch):
         outputs = dict(super().forward(batch))
         nets = self.nets
+        mask = batch.get("mask")
         if "audio_mgn" in nets:
-            outputs["audio_guide"], outputs["audio_guide_segments"] = nets["audio_mgn"].with_segments(batch["audio"])
+            outputs["audio_guide"], outputs["audio_guide_segments"] = nets["audio_mgn"].with_segments(
+                batch["audio"], mask)
         if "visual_mgn" in nets:
             outputs["visual_guide"], outputs["visual_guide_segments"] = nets["visual_mgn"].with_segments(
-                batch["frames"], batch["snippets"])
+                batch["frames"], batch["snippets"], mask)
         return outputs
 
 
