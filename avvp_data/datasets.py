@@ -1,4 +1,4 @@
-"""Which classes a run parses: LLP's 25 by default, or a user's own list (`--classes FILE`).
+"""Which classes a run parses: LLP's 25 by default, or a user's own list (`--classes FILE`; PROTOCOL.md §16).
 
 The class list is the one thing about a dataset that every part must agree on: it orders the
 columns of the weak labels, the class axis of the segment truth and of every model output, the

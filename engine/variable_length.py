@@ -1,4 +1,4 @@
-"""Model outputs for videos of different lengths (LFAV, your own long videos): the videos are
+"""Model outputs for videos of different lengths (LFAV, your own long videos; PROTOCOL.md §16): the videos are
 padded into batches of similar length with the mask of each one's own segments, which the
 networks honour (a video's outputs do not depend on the batch it is in: tests/test_variable_length.py),
 and each video's outputs are cut back to its own length."""
