@@ -53,6 +53,21 @@ class TensorSplit:
         return order.to(self.device).split(batch_size)
 
 
+def pad_videos(videos):
+    """({"audio", "frames", "snippets": (B, T_max * rows per segment, D) float32}, (B, T_max) bool
+    mask, True on each video's own segments) of per-video {"audio": (T_i, Da), "frames": (T_i * F,
+    Df), "snippets": (T_i, Ds)} numpy dicts, zeros after each video's own segments."""
+    lengths = torch.tensor([video["audio"].shape[0] for video in videos])
+    longest = int(lengths.max())
+    padded = {}
+    for key in FEATURE_KEYS:
+        rows_per_segment = videos[0][key].shape[0] // videos[0]["audio"].shape[0]
+        padded[key] = torch.zeros(len(videos), longest * rows_per_segment, videos[0][key].shape[1])
+        for index, video in enumerate(videos):
+            padded[key][index, :video[key].shape[0]] = torch.from_numpy(video[key])
+    return padded, torch.arange(longest)[None, :] < lengths[:, None]
+
+
 class PaddedSplit(TensorSplit):
     """A split of videos of different lengths (LFAV, long own videos) served like a TensorSplit: the
     features padded with zeros to the longest video, and every batch carrying "mask" (B, T), True on
@@ -67,16 +82,9 @@ class PaddedSplit(TensorSplit):
         self.name = name
         self.filenames = list(filenames)
         self.device = device
-        lengths = torch.tensor([video["audio"].shape[0] for video in videos])
-        longest = int(lengths.max())
-        self.tensors = {}
-        for key in FEATURE_KEYS:
-            rows_per_segment = videos[0][key].shape[0] // videos[0]["audio"].shape[0]
-            padded = torch.zeros(len(videos), longest * rows_per_segment, videos[0][key].shape[1])
-            for index, video in enumerate(videos):
-                padded[index, :video[key].shape[0]] = torch.from_numpy(video[key])
-            self.tensors[key] = padded.to(device)
-        self.tensors["mask"] = (torch.arange(longest)[None, :] < lengths[:, None]).to(device)
+        features, mask = pad_videos(videos)
+        self.tensors = {key: value.to(device) for key, value in features.items()}
+        self.tensors["mask"] = mask.to(device)
         self.tensors["labels"] = torch.as_tensor(labels, dtype=torch.float32).to(device)
 
     def gather(self, index):

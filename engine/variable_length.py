@@ -2,13 +2,12 @@
 padded into batches of similar length with the mask of each one's own segments, which the
 networks honour (a video's outputs do not depend on the batch it is in: tests/test_variable_length.py),
 and each video's outputs are cut back to its own length."""
-import numpy as np
 import torch
 
+from avvp_data.tensor_split import pad_videos
 from engine.loops import EVAL_BATCH_SIZE, check_finite_outputs
 from utils.errors import UserError
 
-FEATURE_KEYS = ("audio", "frames", "snippets")
 VIDEO_LEVEL_KEYS = ("global_prob", "audio_prob", "visual_prob")
 
 
@@ -25,22 +24,6 @@ def segment_count(name, features):
     return length
 
 
-def pad_batch(videos, device):
-    """({kind: (B, T_max * rows per segment, D) float32}, (B, T_max) bool mask) of a list of
-    per-video feature dicts (numpy), padded with zeros after each video's own segments."""
-    lengths = [video["audio"].shape[0] for video in videos]
-    longest = max(lengths)
-    batch = {}
-    for key in FEATURE_KEYS:
-        rows_per_segment = videos[0][key].shape[0] // lengths[0]
-        padded = np.zeros((len(videos), longest * rows_per_segment, videos[0][key].shape[1]), dtype=np.float32)
-        for index, video in enumerate(videos):
-            padded[index, :video[key].shape[0]] = video[key]
-        batch[key] = torch.from_numpy(padded).to(device)
-    mask = torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]
-    return batch, mask.to(device)
-
-
 @torch.no_grad()
 def predict_videos(model, names, videos, device, batch_size=EVAL_BATCH_SIZE):
     """[{"global_prob", "audio_prob", "visual_prob": (C,), "frame_prob": (T_i, 2, C)} numpy] of
@@ -52,8 +35,9 @@ def predict_videos(model, names, videos, device, batch_size=EVAL_BATCH_SIZE):
     model.eval()
     for start in range(0, len(order), batch_size):
         chosen = order[start:start + batch_size]
-        batch, mask = pad_batch([videos[index] for index in chosen], device)
-        outputs = model(batch["audio"], batch["frames"], batch["snippets"], mask)
+        batch, mask = pad_videos([videos[index] for index in chosen])
+        batch = {key: value.to(device) for key, value in batch.items()}
+        outputs = model(batch["audio"], batch["frames"], batch["snippets"], mask.to(device))
         check_finite_outputs({key: outputs[key] for key in VIDEO_LEVEL_KEYS}, [names[i] for i in chosen],
                              "variable-length prediction")
         for row, index in enumerate(chosen):

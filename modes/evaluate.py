@@ -28,7 +28,6 @@ from reporting.tables import (
     write_per_class_csv,
 )
 from utils import checkpoint
-from utils.errors import UsageError
 from utils.eval_metrics import score_outputs, segment_predictions
 from utils.io import atomic_write_json, check_creatable
 from utils.runtime import resolve_device
@@ -96,8 +95,6 @@ def run_evaluate(config):
     split_name = config.run.mode
     check_inputs(config, (split_name,))
     if config.run.export_dir:   # refused now, not after the evaluation; made only when written to
-        if os.path.exists(config.run.export_dir) and not os.path.isdir(config.run.export_dir):
-            raise UsageError(f"--export_dir {config.run.export_dir}: exists and is not a folder")
         check_creatable(config.run.export_dir, "--export_dir")
     for role in recipe.required_roles():   # missing checkpoints are reported before loading features
         checkpoint.find_selected(config.run.model_save_dir, config.run.checkpoint, role, recipe.release_files)

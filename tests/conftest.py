@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from avvp_data.llp import NUM_CLASSES, NUM_SEGMENTS
 from avvp_data.synthetic_llp import generate_synthetic_llp
 from dataloader import LLPPaths, load_split
 
@@ -66,6 +67,34 @@ def main_fails(argv, capsys, code=2, listing=False):
     assert err.startswith("error: ") and "Traceback" not in err, err
     assert listing or err.count("\n") == 1, err
     return err
+
+
+def fake_outputs(num_videos, seed):
+    """Random engine.predict-like outputs (LLP's shapes), probabilities uniform in [0, 1), so spread
+    around the 0.5 threshold: every video has events in both modalities."""
+    generator = torch.Generator().manual_seed(seed)
+    return {"global_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
+            "audio_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
+            "visual_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
+            "frame_prob": torch.rand(num_videos, NUM_SEGMENTS, 2, NUM_CLASSES, generator=generator)}
+
+
+def fail_at_call(monkeypatch, owner, name, call, error):
+    """Make `owner.name` raise `error` at its `call`-th call (counted from 1) and behave as before
+    otherwise; returns the original, so that a test can put it back before going on."""
+    original, calls = getattr(owner, name), []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise error
+        return original(*args, **kwargs)
+    monkeypatch.setattr(owner, name, failing)
+    return original
+
+
+# what torch's zip writer raises when a checkpoint's bytes do not reach a full disk
+FULL_DISK_ERROR = "[enforce fail at inline_container.cc:626] . unexpected pos 4160 vs 4054"
 
 
 def train_flags(root, save_dir, *extra):

@@ -14,7 +14,7 @@ import torch
 
 import modes.common
 from avvp_data.synthetic_llp import generate_synthetic_llp
-from conftest import REPO_ROOT, main_fails, run_main, train_flags
+from conftest import REPO_ROOT, fail_at_call, main_fails, run_main, train_flags
 from main_DHHN import MODES, get_args_parser
 from modes.common import RUN_MODES
 from utils import checkpoint
@@ -138,14 +138,7 @@ def test_resume_refuses_fewer_epochs_than_planned(tiny_root, tmp_path, capsys):
 
 def test_ctrl_c_stops_after_the_last_saved_epoch_and_resume_finishes(tiny_root, tmp_path, capsys, monkeypatch):
     import engine
-    evaluate, calls = engine.evaluate, []
-
-    def interrupted_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-    monkeypatch.setattr(engine, "evaluate", interrupted_in_epoch_two)
+    evaluate = fail_at_call(monkeypatch, engine, "evaluate", 2, KeyboardInterrupt)   # in epoch 2
     flags = train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "3")
     err = main_fails(flags, capsys, code=130)
     assert err == f"error: interrupted after epoch 1 ({tmp_path}/DHHN_last.pt holds it); continue with --resume\n"

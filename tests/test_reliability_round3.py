@@ -13,7 +13,7 @@ import modes.common
 from avvp_data.annotations import read_video_labels
 from avvp_data.synthetic_llp import generate_synthetic_llp
 from config import resolve_config
-from conftest import SHARED_LLP, main_fails, run_main, train_flags
+from conftest import FULL_DISK_ERROR, SHARED_LLP, fail_at_call, main_fails, run_main, train_flags
 from dataloader import LLPPaths, split_overlaps
 from main_DHHN import get_args_parser, given_flags
 from utils import checkpoint
@@ -112,14 +112,7 @@ def test_a_model_with_broken_weights_is_not_scored_as_predicting_nothing(tiny_ro
 
 def test_an_unfinished_run_says_so_in_its_tables(tiny_root, tmp_path, capsys, monkeypatch):
     import engine
-    evaluate, calls = engine.evaluate, []
-
-    def interrupted_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-    monkeypatch.setattr(engine, "evaluate", interrupted_in_epoch_two)
+    evaluate = fail_at_call(monkeypatch, engine, "evaluate", 2, KeyboardInterrupt)   # in epoch 2
     fails(train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "3"), capsys, code=130)
     monkeypatch.setattr(engine, "evaluate", evaluate)
     summary = run_main(train_flags(tiny_root, tmp_path, "--mode", "test"))
@@ -130,14 +123,8 @@ def test_an_unfinished_run_says_so_in_its_tables(tiny_root, tmp_path, capsys, mo
 
 
 def test_a_run_whose_last_write_failed_after_its_best_files_is_unfinished(tiny_root, tmp_path, capsys, monkeypatch):
-    save, calls = torch.save, []
-
-    def full_disk_at_the_first_last_pt(obj, handle, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:   # epoch 1 of 2: its three best files land, its _last.pt does not
-            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4160 vs 4054")
-        return save(obj, handle, *args, **kwargs)
-    monkeypatch.setattr(torch, "save", full_disk_at_the_first_last_pt)
+    # epoch 1 of 2: its three best files land, its _last.pt does not
+    save = fail_at_call(monkeypatch, torch, "save", 4, RuntimeError(FULL_DISK_ERROR))
     fails(train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2"), capsys)
     monkeypatch.setattr(torch, "save", save)
     assert not (tmp_path / "DHHN_last.pt").exists() and (tmp_path / "DHHN_best_overall.pt").exists()
@@ -157,14 +144,8 @@ def test_scoring_a_mistyped_run_folder_names_it_and_creates_nothing(tiny_root, t
 # ---------------------------------------------------------------- 7, 8. failed writes, killed writes
 
 def test_a_failed_checkpoint_write_is_one_line_and_the_run_resumes(tiny_root, tmp_path, capsys, monkeypatch):
-    save, calls = torch.save, []
-
-    def full_disk_in_epoch_two(obj, handle, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:   # epoch 1 wrote best x3 + last; the first write of epoch 2 fails (a best or last)
-            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4160 vs 4054")
-        return save(obj, handle, *args, **kwargs)
-    monkeypatch.setattr(torch, "save", full_disk_in_epoch_two)
+    # epoch 1 wrote best x3 + last; the first write of epoch 2 fails (a best or last)
+    save = fail_at_call(monkeypatch, torch, "save", 5, RuntimeError(FULL_DISK_ERROR))
     flags = train_flags(tiny_root, tmp_path, "--mode", "train", "--epochs", "2")
     err = fails(flags, capsys)
     assert err.count("\n") == 1

@@ -10,8 +10,8 @@ import types
 import pytest
 import torch
 
-from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from conftest import data_flags, load_test_split, run_main
+from avvp_data.llp import CLASSES, NUM_CLASSES
+from conftest import data_flags, fake_outputs, load_test_split, run_main
 from dataloader import LLPPaths, load_split
 from reporting.decision_rules import score_rule, tune_visual_thresholds
 from reporting.export import MANIFEST_FILE, export_predictions, load_predictions, rescore_event_files
@@ -24,15 +24,6 @@ HEADLINE = [f"{level}_{column}" for level in ("seg", "evt") for column in ("audi
 TEST_NAMES = [f"test{i:07d}_0_10" for i in range(8)]
 VAL_NAMES = [f"vald{i:07d}_0_10" for i in range(8)]
 ROWS = ("Model A", "Model B")   # files model_a*, model_b*
-
-
-def fake_outputs(num_videos, seed):
-    """Random engine.predict-like outputs: every video has events in both modalities."""
-    generator = torch.Generator().manual_seed(seed)
-    return {"global_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
-            "audio_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
-            "visual_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
-            "frame_prob": torch.rand(num_videos, NUM_SEGMENTS, 2, NUM_CLASSES, generator=generator)}
 
 
 def write_export(folder, split_name, filenames, seed, rows=ROWS):

@@ -10,7 +10,7 @@ import torch
 
 from avvp_data.llp import CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from avvp_data.synthetic_llp import generate_synthetic_llp
-from conftest import data_flags, load_test_split, run_main
+from conftest import data_flags, fake_outputs, load_test_split, run_main
 from dataloader import LLPPaths, load_split
 from reporting.export import (
     export_predictions,
@@ -43,15 +43,6 @@ TINY_SIZE = dict(n_train=24, n_val=12, n_test=12)
 
 def eval_csvs(root):
     return f"{root}/data/AVVP_eval_audio.csv", f"{root}/data/AVVP_eval_visual.csv"
-
-
-def fake_outputs(num_videos, seed):
-    """Random engine.predict-like outputs, probabilities spread around the 0.5 threshold."""
-    generator = torch.Generator().manual_seed(seed)
-    return {"global_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
-            "audio_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
-            "visual_prob": torch.rand(num_videos, NUM_CLASSES, generator=generator),
-            "frame_prob": torch.rand(num_videos, NUM_SEGMENTS, 2, NUM_CLASSES, generator=generator)}
 
 
 def png_size(path):

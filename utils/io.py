@@ -68,6 +68,8 @@ def check_creatable(folder, flag):
     """UsageError naming `flag` unless `folder` is a writable folder or could be made as one (its
     nearest existing parent is a writable folder); creates nothing, so that a refused run leaves
     no empty output folder behind."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{flag} {folder}: exists and is not a folder")
     parent = os.path.abspath(folder)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
