@@ -13,7 +13,10 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-from avvp_data.datasets import dataset_classes
+from avvp_data.datasets import DATASETS, dataset_classes
+from avvp_data.lfav import feature_dirs as lfav_feature_dirs
+from avvp_data.lfav import label_paths as lfav_label_paths
+from avvp_data.lfav_split import LFAVPaths
 from avvp_data.llp import EVAL_AUDIO_2020_CSV
 from dataloader import OFFICIAL_LAYOUT, LLPPaths
 from recipes import RECIPES
@@ -34,7 +37,10 @@ MODEL_ALIASES = {
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the inputs are and how they are held in memory (PROTOCOL.md §2, §13)."""
+    """Which dataset, where its inputs are and how they are held in memory (PROTOCOL.md §2, §13, §16).
+    With --dataset lfav the LLP-only fields (LLP_ONLY_FLAGS) are None."""
+    dataset: str
+    lfav_root: str | None
     llp_root: str
     audio_dir: str
     video_dir: str
@@ -61,9 +67,20 @@ class DataConfig:
         return LLPPaths(**{field.name: getattr(self, field.name) for field in dataclasses.fields(LLPPaths)})
 
     @property
+    def lfav_paths(self):
+        """The LFAVPaths of --dataset lfav: the feature folders and <lfav_root>'s label files."""
+        return LFAVPaths(audio_dir=self.audio_dir, video_dir=self.video_dir, st_dir=self.st_dir,
+                         labels=lfav_label_paths(self.lfav_root))
+
+    @property
+    def description(self):
+        """The DatasetDescription of --dataset (avvp_data/datasets.py)."""
+        return DATASETS[self.dataset]
+
+    @property
     def class_names(self):
-        """The names of the class axis: LLP's, or those of the --classes file (avvp_data/datasets.py)."""
-        return dataset_classes(self.classes)
+        """The names of the class axis: the dataset's, or those of the --classes file (avvp_data/datasets.py)."""
+        return dataset_classes(self.classes, self.dataset)
 
 
 @dataclass(frozen=True)
@@ -292,6 +309,43 @@ def published_flags(name, mode, parser, leave_out=()):
     return flags_acting_in(read_flags_file(path), mode, parser, leave_out, source=path)
 
 
+# flags of LLP's files and of methods that exist for LLP only (refinement, pseudo-label folders of
+# (10, C) files, the packed cache, the CUDA-graph step of fixed shapes): refused with --dataset lfav
+LLP_ONLY_FLAGS = ("llp_root", "label_train", "label_val", "label_test", "eval_audio_csv", "eval_visual_csv",
+                  "eval_audio_version", "classes", "feature_names", "feature_cache", "frame_dtype", "frame_pooling",
+                  "audio_pseudo_dir", "visual_pseudo_dir", "refined_labels", "allow_random_weight_features",
+                  "allow_split_overlap", "export_dir", "cuda_graph")
+FEATURE_DIR_FLAGS = {"audio_dir": "audio", "video_dir": "frames", "st_dir": "snippets"}
+
+
+def _resolve_dataset(values, given):
+    """--dataset lfav: the feature folders from --lfav_root unless given, the LLP-only flags refused
+    and recorded as None, the mode checked against what LFAV supports; --lfav_root with LLP refused."""
+    description = DATASETS[values["dataset"]]
+    given_dests = {dest: flag for dest, flag, _ in given}
+    if values["dataset"] == "llp":
+        if values["lfav_root"] is not None:
+            raise UsageError("--lfav_root: only read with --dataset lfav")
+        return False
+    problems = [f"{given_dests[dest]}" for dest in LLP_ONLY_FLAGS if dest in given_dests]
+    if problems:
+        raise UsageError(f"{', '.join(problems)}: LLP only, nothing reads them with --dataset {description.name} "
+                         "(its files are found under --lfav_root; PROTOCOL.md §16)")
+    if values["mode"] not in description.modes:
+        raise UsageError(f"--mode {values['mode']}: not available with --dataset {description.name} "
+                         f"(it has {', '.join(description.modes)}); label refinement is defined on LLP")
+    values["lfav_root"] = values["lfav_root"] or ""
+    folders = lfav_feature_dirs(values["lfav_root"])
+    for flag, kind in FEATURE_DIR_FLAGS.items():
+        if values[flag] is None:
+            values[flag] = folders[kind]
+    for dest in LLP_ONLY_FLAGS:
+        if dest not in FIELD_OF_FLAG or FIELD_OF_FLAG[dest][0] != "data":
+            continue
+        values[dest] = None
+    return True
+
+
 # ------------------------------------------------------------------------------------------------
 # resolution: {argparse dest: value} as parsed -> Config
 
@@ -373,8 +427,9 @@ def resolve_config(args, given=()):
     flags that do nothing in the mode or schedule (`check_flags_act`). given: the (dest, flag, value)
     triples the command line set (main_DHHN.given_flags)."""
     values = dict(vars(args))
-    _resolve_data_paths(values)
-    dataset_classes(values["classes"])   # a bad class list is said now, before any work
+    if not _resolve_dataset(values, given):
+        _resolve_data_paths(values)
+    dataset_classes(values["classes"], values["dataset"])   # a bad class list is said now, before any work
     _resolve_model_alias(values)
     _resolve_training_losses(values)
     RECIPES[values["model"]].resolve_flags(values)

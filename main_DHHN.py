@@ -8,6 +8,7 @@ import argparse
 import sys
 
 import engine
+from avvp_data.datasets import DATASETS
 from avvp_data.llp import EVAL_AUDIO_2020_CSV
 from config import EVAL_AUDIO_VERSIONS, MODEL_ALIASES, flag_modes_help, resolve_config
 from dataloader import OFFICIAL_LAYOUT
@@ -63,6 +64,13 @@ def get_args_parser():
         description="DHHN (ACM MM 2022) / HAN (ECCV 2020) for audio-visual video parsing on LLP",
         formatter_class=HelpFormatter)
     data = parser.add_argument_group("data (published flag names)")
+    data.add_argument("--dataset", default="llp", choices=tuple(DATASETS),
+                      help="llp: LLP, 10-s videos (as published); lfav: LFAV, long videos of any length, its own "
+                           "labels, metrics and selection rule (PROTOCOL.md §16; train/val/test)")
+    data.add_argument("--lfav_root", default=None,
+                      help="--dataset lfav: folder holding the release's LFAV_dataset/ and feats/{"
+                           "audio-feat-vggish-align,visual-feat-res18-align,visual-feat-r2plus1d-align}/ "
+                           "(default: the current folder); --audio_dir/--video_dir/--st_dir override the folders")
     data.add_argument("--llp_root", default="",
                       help="folder in the official layout (data/AVVP_*.csv, feats/{vggish,res152,r2plus1d_18}/); "
                            "fills every data flag below that is not given (default: the current folder)")

@@ -13,7 +13,10 @@ matched exactly.
 """
 import functools
 import os
+from dataclasses import dataclass
 
+from avvp_data.lfav import FEATURE_KINDS as LFAV_FEATURE_KINDS
+from avvp_data.lfav import LFAV_CLASSES, SNIPPET_SECONDS
 from avvp_data.llp import CLASSES
 from utils.errors import UserError, bulleted
 
@@ -54,16 +57,18 @@ def read_class_list(path):
     return tuple(names)
 
 
-def dataset_classes(classes_file):
-    """The class names of a run: LLP's for None, else those of the --classes file."""
-    return CLASSES if classes_file is None else read_class_list(os.path.abspath(classes_file))
+def dataset_classes(classes_file, dataset="llp"):
+    """The class names of a run: those of the --classes file, else the dataset's own (LLP's 25,
+    LFAV's 35)."""
+    return DATASETS[dataset].classes if classes_file is None else read_class_list(os.path.abspath(classes_file))
 
 
 def describe_classes(classes):
     """"LLP's 25 classes" or "7 classes (Dog, Cat, Piano, Rain, ...)", for messages."""
     classes = tuple(classes)
-    if classes == CLASSES:
-        return f"LLP's {len(CLASSES)} classes"
+    for dataset in DATASETS.values():
+        if classes == dataset.classes:
+            return f"{dataset.title}'s {len(classes)} classes"
     shown = ", ".join(classes[:NAMES_SHOWN]) + (", ..." if len(classes) > NAMES_SHOWN else "")
     return f"{len(classes)} classes ({shown})"
 
@@ -84,3 +89,42 @@ def check_same_classes(trained, data, where, error=UserError):
     why = " (the same names in another order)" if same_names else ""
     raise error(f"{where} was trained on {describe_classes(trained)}, the data has {describe_classes(data)}{why}; "
                 "pass the --classes file it was trained with")
+
+
+# ------------------------------------------------------------------------------------------------
+# what a dataset is (--dataset)
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    """What the modes need to know of a dataset, in one place (PROTOCOL.md §16).
+
+    segments: a video's fixed number of segments (LLP: 10) or None for videos of any length, which
+    are then padded and masked (avvp_data/tensor_split.PaddedSplit); segment_seconds: the length of
+    one; weak_labels: the weak-label kinds its training files give ("video" for LLP; LFAV also
+    "audio" and "visual", which train the modality predictions); feature_dims: kind -> per-row width
+    of its published features; frames_per_segment: rows of the frame features per segment; metrics:
+    which scorer its val/test use ("llp": utils/eval_metrics.py, "lfav": utils/lfav_metrics.py).
+    """
+    name: str
+    title: str
+    classes: tuple
+    segments: int | None
+    segment_seconds: float
+    weak_labels: tuple
+    feature_dims: dict
+    frames_per_segment: int
+    metrics: str
+    modes: tuple    # the --mode values it supports
+
+
+DATASETS = {
+    "llp": DatasetDescription(
+        name="llp", title="LLP", classes=CLASSES, segments=10, segment_seconds=1.0, weak_labels=("video",),
+        feature_dims={"audio": 128, "frames": 2048, "snippets": 512}, frames_per_segment=8, metrics="llp",
+        modes=("train", "retrain", "val", "test", "estimate_labels")),
+    "lfav": DatasetDescription(
+        name="lfav", title="LFAV", classes=LFAV_CLASSES, segments=None, segment_seconds=SNIPPET_SECONDS,
+        weak_labels=("video", "audio", "visual"),
+        feature_dims={kind: width for kind, (_, width) in LFAV_FEATURE_KINDS.items()}, frames_per_segment=1,
+        metrics="lfav", modes=("train", "val", "test")),
+}

@@ -67,9 +67,33 @@ TRUTH_FILES = {
     "val": {"audio": "val/val_audio.csv", "visual": "val/val_visual.csv"},
     "test": {"audio": "test/test_audio.csv", "visual": "test/test_visual.csv"},
 }
+# The layout an LFAV root has here: the release's label folder as it ships (LFAV_dataset/, the
+# WEAK_LABEL_FILES and TRUTH_FILES are relative to it) and the feature folders under feats/, named as
+# src/scripts/train_s3.sh:4-6 names them; --audio_dir / --video_dir / --st_dir point elsewhere.
+LABEL_FOLDER = "LFAV_dataset"
+FEATURES_FOLDER = "feats"
+FEATURE_FOLDERS = {"audio": "audio-feat-vggish-align", "frames": "visual-feat-res18-align",
+                   "snippets": "visual-feat-r2plus1d-align"}
+
 # tab-separated with a header row (the release reads them with `pd.read_csv(..., sep='\t')`)
 WEAK_COLUMNS = ("filename", "event_labels")
 TRUTH_COLUMNS = ("filename", "onset", "offset", "event_labels")
+
+
+def label_paths(root):
+    """{split: {"video"/"audio"/"visual": weak file, and for val/test "audio_truth"/"visual_truth"}},
+    the paths of an LFAV root's label files (WEAK_LABEL_FILES, TRUTH_FILES under LABEL_FOLDER)."""
+    paths = {split: {kind: os.path.join(root, LABEL_FOLDER, name) for kind, name in files.items()}
+             for split, files in WEAK_LABEL_FILES.items()}
+    for split, files in TRUTH_FILES.items():
+        paths[split].update({f"{modality}_truth": os.path.join(root, LABEL_FOLDER, name)
+                             for modality, name in files.items()})
+    return paths
+
+
+def feature_dirs(root):
+    """{kind: folder of its <id>.npy files} of an LFAV root, for the kinds of FEATURE_KINDS."""
+    return {kind: os.path.join(root, FEATURES_FOLDER, FEATURE_FOLDERS[kind]) for kind in FEATURE_KINDS}
 
 
 class LFAVDataError(UserError):

@@ -25,6 +25,9 @@ What is planted, per video: a length T uniform in [min_length, max_length]; 1-8 
 often, as in LFAV's val set; speech drawn most often); each class audio-only, visual-only or
 audio-visual; per modality one to six runs of 2-60 snippets (log-uniform) or the whole video; the
 visual runs of an audio-visual class are the audio runs, a jittered copy of them, or independent.
+The first 35 videos of val and test each also have one class audio-visual (video i class i), so that
+every class has positive snippets in audio, visual and both there, as in the release's val and test
+(the snippet mAP of a class without any is NaN).
 Runs of one class and modality that touch or overlap merge, so every truth row is a maximal run:
 reading the files back gives exactly the planted rows (quartiles of their lengths about 4, 13 and
 33 s; LFAV's val truth has 4, 8 and 31). Features are made as synthetic_llp's, with its helpers:
@@ -45,6 +48,7 @@ import numpy as np
 
 from avvp_data.lfav import (
     FEATURE_KINDS,
+    LABEL_FOLDER,
     LFAV_CLASS_INDEX,
     LFAV_CLASSES,
     LFAV_NUM_CLASSES,
@@ -56,6 +60,8 @@ from avvp_data.lfav import (
     VIDEO_ID_LENGTH,
     WEAK_COLUMNS,
     WEAK_LABEL_FILES,
+    feature_dirs,
+    label_paths,
 )
 from avvp_data.synthetic_llp import (
     YOUTUBE_ID_ALPHABET,
@@ -75,21 +81,18 @@ from avvp_data.synthetic_llp import (
 from utils.io import atomic_write_json
 
 # (n_train, n_val, n_test); "lfav" has the release's split sizes (about 4.3 GB of features at the
-# default lengths, 180 s on average)
-SIZES = {"tiny": (48, 16, 16), "demo": (400, 80, 120), "lfav": (3721, 486, 968)}
+# default lengths, 180 s on average). val and test hold at least 35 videos, one per class (see
+# _sample_video), so that every class has positive snippets there; "demo" is what DHHN_lfav.sh
+# trains on a laptop (with --max_length 120: about 5 min per run on 2 CPU cores)
+SIZES = {"tiny": (48, 35, 35), "demo": (96, 35, 35), "lfav": (3721, 486, 968)}
 SPLITS = ("train", "val", "test")
 DEFAULT_MIN_LENGTH, DEFAULT_MAX_LENGTH = 60, 300   # snippets (seconds) per video, uniform
-LABEL_FOLDER = "LFAV_dataset"      # the release's folder of label files (WEAK_LABEL_FILES are relative to it)
-FEATURES_FOLDER = "feats"
-# feature kind (lfav.FEATURE_KINDS) -> folder, as src/scripts/train_s3.sh:4-6 names them
-FEATURE_FOLDERS = {"audio": "audio-feat-vggish-align", "frames": "visual-feat-res18-align",
-                   "snippets": "visual-feat-r2plus1d-align"}
 FEATURE_DTYPE = "float32"
 TRUTH_FILE = "synthetic_lfav_truth.npz"
 COMPLETE_MARKER = ".synthetic_lfav_complete"
 PARTIAL_MARKER = ".synthetic_lfav_partial"
 # Bump when the generated content changes, so that an old complete root is regenerated.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # columns of a planted event (rows of `<split>_events` in TRUTH_FILE); modality 0 audio, 1 visual
 EVENT_COLUMNS = ("video", "modality", "class", "onset", "offset")
 
@@ -165,8 +168,10 @@ def generate_synthetic_lfav(root, n_train, n_val, n_test, min_length=DEFAULT_MIN
     events = {split: [] for split in SPLITS}
     feature_bytes = 0
     for split, i in iterator:
+        # the first 35 videos of val and test cover every class, one each (see _sample_video)
+        covered = i if split != "train" and i < LFAV_NUM_CLASSES else None
         audio_mask, visual_mask = _sample_video(seeded_rng(seed, *_LABELS, SPLITS.index(split), i),
-                                                world["class_probs"], min_length, max_length, RECIPE)
+                                                world["class_probs"], min_length, max_length, RECIPE, covered)
         feats = _synthesize_video(world, seeded_rng(seed, *_FEATURES, SPLITS.index(split), i),
                                   audio_mask, visual_mask, RECIPE)
         feature_bytes += save_features(feats, feat_dirs, filenames[split][i], FEATURE_DTYPE)
@@ -198,22 +203,6 @@ def is_complete(root, n_train, n_val, n_test, min_length=DEFAULT_MIN_LENGTH, max
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return stored == wanted and all(os.path.isfile(path) for path in _our_files(root))
-
-
-def label_paths(root):
-    """{split: {"video"/"audio"/"visual": weak file, and for val/test "audio_truth"/"visual_truth"}},
-    the absolute paths of a root's label files (lfav.py's WEAK_LABEL_FILES and TRUTH_FILES)."""
-    paths = {split: {kind: os.path.join(root, LABEL_FOLDER, name) for kind, name in files.items()}
-             for split, files in WEAK_LABEL_FILES.items()}
-    for split, files in TRUTH_FILES.items():
-        paths[split].update({f"{modality}_truth": os.path.join(root, LABEL_FOLDER, name)
-                             for modality, name in files.items()})
-    return paths
-
-
-def feature_dirs(root):
-    """{kind: folder of its <id>.npy files} for the kinds of lfav.FEATURE_KINDS."""
-    return {kind: os.path.join(root, FEATURES_FOLDER, FEATURE_FOLDERS[kind]) for kind in FEATURE_KINDS}
 
 
 def load_planted_truth(root, split):
@@ -358,14 +347,21 @@ def _visual_extent_of_av_event(rng, audio_extent, recipe):
     return _sample_extent(rng, length, recipe.whole_video_prob_visual, recipe)
 
 
-def _sample_video(rng, class_probs, min_length, max_length, recipe):
-    """audio, visual: (35, T) bool planted truth of one video, T uniform in [min_length, max_length]."""
+def _sample_video(rng, class_probs, min_length, max_length, recipe, covered=None):
+    """audio, visual: (35, T) bool planted truth of one video, T uniform in [min_length, max_length].
+    covered: a class index the video must have audio-visual (the visual extent a copy of the audio
+    one), so that val and test hold every class in audio, visual and both, as the release's do."""
     length = int(rng.integers(min_length, max_length + 1))
     audio = np.zeros((LFAV_NUM_CLASSES, length), dtype=bool)
     visual = np.zeros_like(audio)
     n_classes = 1 + rng.choice(len(recipe.classes_per_video_probs), p=recipe.classes_per_video_probs)
     speech = LFAV_CLASS_INDEX["speech"]
-    for c in rng.choice(LFAV_NUM_CLASSES, size=n_classes, replace=False, p=class_probs):
+    chosen = rng.choice(LFAV_NUM_CLASSES, size=n_classes, replace=False, p=class_probs)
+    if covered is not None:
+        audio[covered] = _sample_extent(rng, length, recipe.whole_video_prob_audio, recipe)
+        visual[covered] = audio[covered]
+        chosen = [c for c in chosen if c != covered]
+    for c in chosen:
         modality = rng.choice(3, p=recipe.speech_modality_probs if c == speech else recipe.modality_probs)
         if modality in (0, 2):   # 0 audio-only, 1 visual-only, 2 audio-visual
             audio[c] = _sample_extent(rng, length, recipe.whole_video_prob_audio, recipe)

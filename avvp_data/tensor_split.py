@@ -69,10 +69,11 @@ def pad_videos(videos):
 
 
 class PaddedSplit(TensorSplit):
-    """A split of videos of different lengths (LFAV, long own videos) served like a TensorSplit: the
-    features padded with zeros to the longest video, and every batch carrying "mask" (B, T), True on
-    each video's own segments, cut to the batch's longest video. The networks and DHHN's guides
-    honour the mask, so a padded segment changes no output (tests/test_variable_length.py).
+    """A split of videos of different lengths (LFAV, long own videos) served like a TensorSplit:
+    every batch holds its videos padded with zeros to the batch's longest one, and carries "mask"
+    (B, T), True on each video's own segments. The networks and DHHN's guides honour the mask, so a
+    padded segment changes no output (tests/test_variable_length.py). Each video is held at its own
+    length, so memory is that of the features, not of N x the longest video.
 
     videos: one {"audio": (T_i, Da), "frames": (T_i * F, Df), "snippets": (T_i, Ds)} numpy dict per
     video; labels: (N, C) float32 weak labels.
@@ -82,18 +83,16 @@ class PaddedSplit(TensorSplit):
         self.name = name
         self.filenames = list(filenames)
         self.device = device
-        features, mask = pad_videos(videos)
-        self.tensors = {key: value.to(device) for key, value in features.items()}
-        self.tensors["mask"] = mask.to(device)
-        self.tensors["labels"] = torch.as_tensor(labels, dtype=torch.float32).to(device)
+        self.videos = [{key: torch.from_numpy(video[key]).to(device) for key in FEATURE_KEYS} for video in videos]
+        self.lengths = [video["audio"].shape[0] for video in videos]
+        self.tensors = {"labels": torch.as_tensor(labels, dtype=torch.float32).to(device)}
 
     def gather(self, index):
-        """As TensorSplit.gather, the time axes cut to the longest video of the batch."""
-        batch = super().gather(index)
-        steps = int(batch["mask"].sum(dim=1).max())
-        segments = batch["audio"].shape[1]
+        """The batch dict of a 1-D index tensor: the per-video extras gathered, the features padded."""
+        batch = {key: value[index] for key, value in self.tensors.items()}
+        chosen = index.tolist()
         for key in FEATURE_KEYS:
-            rows_per_segment = batch[key].shape[1] // segments
-            batch[key] = batch[key][:, :steps * rows_per_segment]
-        batch["mask"] = batch["mask"][:, :steps]
+            batch[key] = torch.nn.utils.rnn.pad_sequence([self.videos[i][key] for i in chosen], batch_first=True)
+        lengths = torch.tensor([self.lengths[i] for i in chosen], device=self.device)
+        batch["mask"] = torch.arange(int(lengths.max()), device=self.device)[None, :] < lengths[:, None]
         return batch

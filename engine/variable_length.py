@@ -7,6 +7,7 @@ import torch
 from avvp_data.tensor_split import pad_videos
 from engine.loops import EVAL_BATCH_SIZE, check_finite_outputs
 from utils.errors import UserError
+from utils.lfav_metrics import evaluate_videos, snippet_predictions, snippet_probabilities
 
 VIDEO_LEVEL_KEYS = ("global_prob", "audio_prob", "visual_prob")
 
@@ -44,3 +45,19 @@ def predict_videos(model, names, videos, device, batch_size=EVAL_BATCH_SIZE):
             results[index] = {key: outputs[key][row].float().cpu().numpy() for key in VIDEO_LEVEL_KEYS}
             results[index]["frame_prob"] = outputs["frame_prob"][row, :lengths[index]].float().cpu().numpy()
     return results
+
+
+def score_lfav(outputs, gt_audio, gt_visual):
+    """LFAV's metrics (utils/lfav_metrics.evaluate_videos) of `predict_videos` outputs against the
+    per-video (C, T_i) truths: snippets decided by the release's rule (frame and video-level
+    modality probability >= 0.5), ranked by the raw frame probabilities for mAP."""
+    decided = [snippet_predictions(out["frame_prob"], out["audio_prob"], out["visual_prob"]) for out in outputs]
+    probs = [snippet_probabilities(out["frame_prob"]) for out in outputs]
+    return evaluate_videos([pair[0] for pair in decided], [pair[1] for pair in decided], gt_audio, gt_visual,
+                           [prob[0] for prob in probs], [prob[1] for prob in probs])
+
+
+def evaluate_lfav(model, split, device, batch_size=EVAL_BATCH_SIZE):
+    """predict_videos + score_lfav: the LFAV metrics dict of one model on an LFAVSplit."""
+    outputs = predict_videos(model, split.filenames, split.videos, device, batch_size)
+    return score_lfav(outputs, split.gt_audio, split.gt_visual)

@@ -6,19 +6,28 @@ import shutil
 import time
 from contextlib import contextmanager
 
+import torch
+
+import engine
 from avvp_data.annotations import annotation_version
 from avvp_data.datasets import check_same_classes, recorded_classes
 from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
+from avvp_data.lfav import MODALITIES as LFAV_MODALITIES
+from avvp_data.lfav import LFAVDataError
+from avvp_data.lfav_split import classes_without_positives, load_lfav_split, missing_inputs
 from avvp_data.llp import CLASSES, FEATURE_KINDS
-from avvp_data.tensor_split import TensorSplit
+from avvp_data.tensor_split import PaddedSplit, TensorSplit
 from dataloader import load_split, split_overlaps
+from engine.variable_length import evaluate_lfav
 from extraction.records import refuse_random_weight_features
 from nets.convert import load_any_state_dict
 from recipes import RECIPES
+from reporting.tables import format_lfav_table, format_table
 from utils import checkpoint
 from utils.errors import FileWriteError, LLPDataError, UsageError
 from utils.eval_metrics import METRIC_KEYS
 from utils.io import atomic_write_json, check_writable
+from utils.lfav_metrics import RECORDED_KEYS as LFAV_RECORDED_KEYS
 from utils.progress import heartbeat_for
 from utils.run_lock import RunLock
 from utils.runtime import provenance
@@ -40,6 +49,13 @@ def progress_setting(config):
 
 def check_inputs(config, split_names):
     """Every file and folder the run needs exists; all problems reported at once, by flag."""
+    if config.data.dataset == "lfav":
+        problems = list(dict.fromkeys(problem for name in split_names
+                                      for problem in missing_inputs(config.data.lfav_paths, name)))
+        if problems:
+            raise UsageError("missing LFAV inputs (--lfav_root holds LFAV_dataset/ and feats/; PROTOCOL.md §16):\n  "
+                             + "\n  ".join(problems))
+        return
     needed = [("audio_dir", True), ("video_dir", True), ("st_dir", True)]
     needed += [(f"label_{name}", False) for name in split_names]
     if any(name != "train" for name in split_names):
@@ -83,9 +99,18 @@ def pseudo_label_dirs(config):
 
 def load(config, split_name, with_pseudo_labels=False):
     """The LLPSplit `split_name` (train/val/test), with segment truth for val and test, and with the
-    segment pseudo-labels of --audio_pseudo_dir / --visual_pseudo_dir when asked."""
+    segment pseudo-labels of --audio_pseudo_dir / --visual_pseudo_dir when asked; with --dataset
+    lfav, the LFAVSplit (avvp_data/lfav_split.py)."""
     started = time.time()
     print(f"{split_name}: loading labels, truth and features", flush=True)
+    if config.data.dataset == "lfav":
+        split = load_lfav_split(config.data.lfav_paths, split_name,
+                                heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds))
+        lengths = split.lengths
+        print(f"{split_name}: {split.num_videos} LFAV videos of {min(lengths)}-{max(lengths)} s "
+              f"({sum(lengths) / len(lengths):.0f} s on average) loaded and checked in {time.time() - started:.1f} s",
+              flush=True)
+        return split
     split = load_split(config.data.paths, split_name, cache=feature_cache(config),
                        frame_dtype=config.data.frame_dtype, pool_frames=config.data.frame_pooling == "load",
                        progress=progress_setting(config),
@@ -109,7 +134,7 @@ def load_splits(config, with_pseudo_labels):
     for split_name, with_pseudo in with_pseudo_labels.items():
         try:
             splits.append(load(config, split_name, with_pseudo))
-        except LLPDataError as error:
+        except (LLPDataError, LFAVDataError) as error:
             problems.append(f"{split_name}: {error}")
     if problems:
         raise LLPDataError("\n".join(problems))
@@ -117,7 +142,37 @@ def load_splits(config, with_pseudo_labels):
 
 
 def to_device(config, split, device):
+    """The split on `device` as batches are served from it: a TensorSplit of LLP's fixed-length
+    videos, or a PaddedSplit of LFAV's, which also carries their per-modality weak labels."""
+    if config.data.dataset == "lfav":
+        data = PaddedSplit(split.name, split.filenames, split.videos, split.labels, device)
+        for modality in LFAV_MODALITIES:
+            data.add(f"{modality}_labels", torch.from_numpy(getattr(split, f"{modality}_labels")))
+        return data
     return TensorSplit(split, device, pool_frames=config.data.frame_pooling == "load")
+
+
+def evaluate_model(config, recipe, model, data, split):
+    """The metrics dict of `model` on a split with truth, as the dataset scores it: LLP's
+    (utils/eval_metrics.py, the recipe's gating) or LFAV's (utils/lfav_metrics.py)."""
+    if config.data.dataset == "lfav":
+        return evaluate_lfav(model, split, data.device, config.run.eval_batch_size)
+    return engine.evaluate(model, data, split.gt_audio, split.gt_visual, recipe.gating, config.run.eval_batch_size,
+                           progress_setting(config))
+
+
+def check_selectable(config, val_split):
+    """LFAV's selection score holds the snippet mAP, which is NaN when a class has no positive
+    snippet in val (its AP is 0/0): such a val split could never select a checkpoint, so it is
+    refused before training, naming the classes."""
+    if config.data.dataset != "lfav":
+        return
+    absent = classes_without_positives(val_split)
+    if absent:
+        named = "; ".join(f"{modality}: {', '.join(names)}" for modality, names in absent.items())
+        raise UsageError(f"LFAV val: no positive snippet of {named}. Its snippet mAP is NaN, so LFAV's selection "
+                         "score is NaN at every epoch and no checkpoint would be kept; give a val split that has "
+                         "every class")
 
 
 def record_path(config, kind):
@@ -126,14 +181,20 @@ def record_path(config, kind):
 
 
 def headline(metrics):
-    """The 10 published numbers (fractions) of a metrics dict."""
-    return {key: float(metrics[key]) for key in METRIC_KEYS}
+    """The 10 published numbers (fractions) of a metrics dict, and LFAV's mAPs and selection score
+    when it has them."""
+    return {key: float(metrics[key]) for key in METRIC_KEYS + LFAV_RECORDED_KEYS if key in metrics}
+
+
+def format_results(metrics, title):
+    """The published table of a metrics (or headline) dict, with LFAV's mAP line when it has one."""
+    return format_lfav_table(metrics, title) if "map_avg" in metrics else format_table(metrics, title)
 
 
 def annotation_versions(config):
     """{flag: which published copy it is} of the eval files a run scores with (none for
     estimate_labels, which scores nothing); recorded in every args.json and summary (PROTOCOL.md §2)."""
-    if config.run.mode == "estimate_labels":
+    if config.run.mode == "estimate_labels" or config.data.dataset != "llp":
         return {}
     return {flag: annotation_version(getattr(config.data, flag)) for flag in EVAL_FLAGS}
 

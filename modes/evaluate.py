@@ -5,8 +5,10 @@ import time
 
 import engine
 from config import recorded_flags
+from engine.variable_length import predict_videos, score_lfav
 from modes.common import (
     check_inputs,
+    format_results,
     headline,
     load,
     load_selected_model,
@@ -22,7 +24,6 @@ from reporting.export import export_predictions
 from reporting.tables import (
     confusion_dict,
     format_confusion,
-    format_table,
     modality_confusion,
     per_class_table,
     write_per_class_csv,
@@ -89,6 +90,24 @@ def training_summary_exists(config):
                for mode in ("train", "retrain"))
 
 
+def predict_rows(config, rows, split, device):
+    """{row title: outputs} of every row's model on `split`: batched LLP outputs, or (LFAV) one
+    outputs dict per video of its own length (engine/variable_length.py); non-finite outputs refused."""
+    if config.data.dataset == "lfav":
+        return {name: predict_videos(model, split.filenames, split.videos, device, config.run.eval_batch_size)
+                for name, model in rows.items()}
+    data = to_device(config, split, device)
+    return {name: engine.predict(model, data, config.run.eval_batch_size, progress=progress_setting(config), desc=name)
+            for name, model in rows.items()}
+
+
+def score_rows(config, recipe, outputs, split):
+    """The metrics dict of one row's outputs, as the dataset scores them (LLP: the recipe's gating)."""
+    if config.data.dataset == "lfav":
+        return score_lfav(outputs, split.gt_audio, split.gt_visual)
+    return score_outputs(outputs, split.gt_audio, split.gt_visual, recipe.gating)
+
+
 def run_evaluate(config):
     recipe = RECIPES[config.model.name]
     device = resolve_device(config.run.device)
@@ -108,20 +127,21 @@ def run_evaluate(config):
         print(f"warning: --checkpoint {config.run.checkpoint} is an UNFINISHED run ({unfinished}; it was stopped "
               "before its last epoch): its checkpoints are those of the epochs it reached")
     started = time.time()
-    data = to_device(config, split, device)
-    tables, results = {}, {}
-    predicted = {name: engine.predict(model, data, config.run.eval_batch_size, progress=progress_setting(config),
-                                      desc=name)
-                 for name, model in rows.items()}
+    predicted = predict_rows(config, rows, split, device)
     write_run_args(config, info)
+    tables, results = {}, {}
     for name, outputs in predicted.items():
-        metrics = score_outputs(outputs, split.gt_audio, split.gt_visual, recipe.gating)
+        metrics = score_rows(config, recipe, outputs, split)
         results[name] = (outputs, metrics)
         tables[name] = headline(metrics)
-        print(format_table(metrics, title=f"{split_name}: {name}" + (f" [UNFINISHED RUN: {unfinished}]"
-                                                                        if unfinished else "")))
+        print(format_results(metrics, title=f"{split_name}: {name}" + (f" [UNFINISHED RUN: {unfinished}]"
+                                                                          if unfinished else "")))
     summary = {"provenance": info, "config": config.as_dict(), "split": split_name, "num_videos": split.num_videos,
                "tables": tables, "unfinished": unfinished, "wall_seconds": round(time.time() - started, 3)}
+    if config.data.dataset == "lfav":   # LFAV's release reports these tables only (PROTOCOL.md §16)
+        if not config.run.no_log:
+            atomic_write_json(summary, record_path(config, "summary.json"))
+        return summary
     main_name = next(iter(results))   # the first row is the method's own (dual DHHN, or HAN)
     main_outputs, main_metrics = results[main_name]
     print(per_class_table(main_metrics, title=f"{split_name}: per-class F1 of {main_name}", classes=split.classes))

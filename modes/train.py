@@ -27,6 +27,9 @@ from engine.label_refinement import restrict_to_labels
 from engine.optimization import build_optimizer, build_scheduler
 from modes.common import (
     check_inputs,
+    check_selectable,
+    evaluate_model,
+    format_results,
     headline,
     load_splits,
     move_aside_previous_run,
@@ -36,15 +39,17 @@ from modes.common import (
     to_device,
 )
 from recipes import RECIPES
-from reporting.tables import format_table
+from recipes.base import SelectionRole
 from utils import checkpoint
 from utils.errors import FileWriteError, LLPDataError, RunInterrupted, UsageError
 from utils.io import atomic_write_json
+from utils.lfav_metrics import ROLE_SCORES as LFAV_ROLE_SCORES
 from utils.progress import heartbeat_for
 from utils.runtime import resolve_device
 
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16}   # --autocast
 EPOCH_LINE_METRICS = ("seg_audio", "seg_visual", "seg_av", "seg_type", "evt_type")   # val scores of an epoch line
+LFAV_EPOCH_LINE_METRICS = ("map_avg", "selection")   # and of an LFAV run's
 # flags that may differ on --resume: they change neither the trained weights nor the scores
 # (--epochs may grow too: see check_resume_config); a moved --model_save_dir changes no result
 RESUME_FREE_FLAGS = ("resume", "progress", "log_interval", "no_log", "eval_batch_size", "feature_cache",
@@ -178,9 +183,23 @@ def select_checkpoints(selection, metrics, epoch, run):
     return improved
 
 
+def selection_roles(config, recipe):
+    """The recipe's SelectionRoles, scored as the dataset selects: on LFAV each role the recipe shares
+    with utils/lfav_metrics.ROLE_SCORES takes that score, strictly better to be kept (PROTOCOL.md
+    §16); a role without one (MA's "final": the last epoch) keeps its rule."""
+    if config.data.dataset != "lfav":
+        return recipe.selection
+    return tuple(SelectionRole(role.name, LFAV_ROLE_SCORES[role.name]) if role.name in LFAV_ROLE_SCORES else role
+                 for role in recipe.selection)
+
+
 def _load_training_data(config, flags_file, device):
     """(train TensorSplit with refinement flags and segment pseudo-labels when given, val
     TensorSplit, val LLPSplit)."""
+    if config.data.dataset == "lfav":   # no refinement flags nor pseudo-label folders (config.LLP_ONLY_FLAGS)
+        train_split, val_split = load_splits(config, {"train": False, "val": False})
+        check_selectable(config, val_split)
+        return to_device(config, train_split, device), to_device(config, val_split, device), val_split
     # a bad flags file is reported before the features are read, not after
     raw_flags = (read_refined_labels(flags_file, read_label_filenames(config.data.label_train), config.data.class_names)
                  if flags_file else None)
@@ -249,9 +268,8 @@ def fit(config, flags_file=None):
                                                 _step_logger(config, epoch), progress_setting(config), f"epoch {epoch}")
                 for scheduler in run.schedulers.values():
                     scheduler.step()
-                metrics = engine.evaluate(run.nets["model"], val_data, val_split.gt_audio, val_split.gt_visual,
-                                          recipe.gating, config.run.eval_batch_size, progress_setting(config))
-                saved = select_checkpoints(recipe.selection, metrics, epoch, run)
+                metrics = evaluate_model(config, recipe, run.nets["model"], val_data, val_split)
+                saved = select_checkpoints(selection_roles(config, recipe), metrics, epoch, run)
                 for role in saved:
                     writer.save(checkpoint.best_path(config.run.model_save_dir, config.run.checkpoint, role),
                                 model=run.nets["model"].state_dict(), model_config=model_config, role=role,
@@ -288,7 +306,7 @@ def _finish(config, run, info, started):
                "history": run.history, "wall_seconds": round(time.time() - started, 3)}
     for role, epoch in run.best_epoch.items():
         if epoch is not None:
-            print(format_table(run.history[epoch - 1]["val"], title=f"val, best-{role} checkpoint (epoch {epoch})"))
+            print(format_results(run.history[epoch - 1]["val"], title=f"val, best-{role} checkpoint (epoch {epoch})"))
     if not config.run.no_log:
         atomic_write_json(summary, record_path(config, "summary.json"))
     return summary
@@ -331,6 +349,7 @@ def _rmse_note(losses):
 def _epoch_line(record):
     val = record["val"]
     losses = " ".join(f"{name}={value:.4f}" for name, value in record["losses"].items())
-    scores = " ".join(f"{key}={100 * val[key]:.1f}" for key in EPOCH_LINE_METRICS)
+    scores = " ".join(f"{key}={100 * val[key]:.1f}" for key in EPOCH_LINE_METRICS + LFAV_EPOCH_LINE_METRICS
+                      if key in val)
     saved = f" saved: {','.join(record['saved'])}" if record["saved"] else ""
     return f"epoch {record['epoch']:3d} ({record['seconds']:.1f}s) | {losses} | val {scores}{saved}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from avvp_data.llp import MODALITIES
-from recipes.losses import make_targets, parsing_losses, segment_pseudo_label_loss
+from recipes.losses import make_targets, modality_targets, parsing_losses, segment_pseudo_label_loss
 from utils.errors import UsageError
 
 # every ablation switch of the command line (paper Table 2), by argparse dest; a recipe lists the
@@ -92,7 +92,9 @@ class WeakLabelCriterion:
     §10 (refined targets when the batch carries flags). When the batch carries segment
     pseudo-labels ("audio_pseudo", "visual_pseudo", (B, 10, 25)), the segment terms pseudo_audio
     and pseudo_visual are added, each pseudo_weight x BCE of the segment probabilities
-    (PROTOCOL.md §13).
+    (PROTOCOL.md §13), over each video's own segments in a padded batch (§16). A batch carrying
+    per-modality weak labels ("audio_labels", "visual_labels": LFAV) trains the modality
+    predictions on them (§16).
 
     `__call__(outputs, batch)` returns the named loss terms, in float32, from the outputs of the
     recipe's TrainingModule; it runs no network. Subclasses add their model's terms in
@@ -105,6 +107,10 @@ class WeakLabelCriterion:
 
     @staticmethod
     def targets(batch):
+        """Targets of the batch: its modality weak labels where the dataset has them (LFAV,
+        PROTOCOL.md §16), else the smoothed and optionally refined video labels (§7, §10)."""
+        if "audio_labels" in batch:
+            return modality_targets(batch["labels"], batch["audio_labels"], batch["visual_labels"])
         return make_targets(batch["labels"], batch.get("audio_flags"), batch.get("visual_flags"))
 
     def model_losses(self, outputs, batch):
@@ -118,7 +124,7 @@ class WeakLabelCriterion:
             target = batch.get(f"{modality}_pseudo")
             if target is not None:
                 losses[f"pseudo_{modality}"] = self.pseudo_weight * segment_pseudo_label_loss(
-                    outputs["frame_prob"][:, :, index], target)
+                    outputs["frame_prob"][:, :, index], target, batch.get("mask"))
         return losses
 
 

@@ -51,7 +51,8 @@ class DHHNCriterion(WeakLabelCriterion):
         audio_guide, visual_guide = outputs.get("audio_guide"), outputs.get("visual_guide")
         losses = parsing_losses(outputs, targets, audio_guide, visual_guide, use_rmse=self.use_rmse)
         # the MGNs learn the weak labels, or P_a and P_v when the labels are refined (PROTOCOL.md §10)
-        refined = "audio_flags" in batch or "visual_flags" in batch
+        # or given per modality (LFAV, §16)
+        refined = "audio_flags" in batch or "visual_flags" in batch or "audio_labels" in batch
         losses.update(mgn_losses(audio_guide, visual_guide,
                                  targets.audio if refined else labels,
                                  targets.visual if refined else labels))
@@ -59,7 +60,8 @@ class DHHNCriterion(WeakLabelCriterion):
             for modality in MODALITIES:
                 segments, target = outputs.get(f"{modality}_guide_segments"), batch.get(f"{modality}_pseudo")
                 if segments is not None and target is not None:
-                    losses[f"mgn_pseudo_{modality}"] = self.pseudo_weight * segment_pseudo_label_loss(segments, target)
+                    losses[f"mgn_pseudo_{modality}"] = self.pseudo_weight * segment_pseudo_label_loss(
+                        segments, target, batch.get("mask"))
         # the MGN terms see the HCMN only through detached guides, so one backward pass of the sum
         # gives exactly the gradients of the two separate published objectives
         return losses

@@ -21,6 +21,13 @@ class Targets:
     global_: torch.Tensor
 
 
+def modality_targets(labels, audio_labels, visual_labels):
+    """Targets of a dataset whose training files give weak labels per modality (LFAV): the audio and
+    visual predictions learn their own modality's labels, unsmoothed, and the global one the
+    video's, as the LFAV release trains with --real_av_labels (PROTOCOL.md §16). All (B, C)."""
+    return Targets(audio=audio_labels, visual=visual_labels, global_=labels)
+
+
 def make_targets(labels, audio_flags: torch.Tensor | None = None,
                  visual_flags: torch.Tensor | None = None, smoothing=VISUAL_SMOOTHING):
     """labels: (B, 25) weak multi-hot; *_flags: (B, 25) bool, labels judged wrong (PROTOCOL.md §10).
@@ -89,13 +96,20 @@ def mgn_losses(audio_mgn_prob, visual_mgn_prob, audio_target, visual_target):
     return losses
 
 
-def segment_pseudo_label_loss(segment_prob, pseudo_labels):
+def segment_pseudo_label_loss(segment_prob, pseudo_labels, mask=None):
     """BCE of (B, T, 25) segment probabilities (clamped as in PROTOCOL.md §7) against (B, T, 25)
-    segment pseudo-labels in {0, 1}, the mean over every segment and class; PROTOCOL.md §13."""
-    return F.binary_cross_entropy(clamp_prob(segment_prob), pseudo_labels)
+    segment pseudo-labels in {0, 1}, the mean over every segment and class; PROTOCOL.md §13.
+    mask: (B, T) bool, True on each video's own segments (padded batches, PROTOCOL.md §16): the mean
+    is then over those segments only, so a video's loss does not depend on the batch's padding."""
+    if mask is None:
+        return F.binary_cross_entropy(clamp_prob(segment_prob), pseudo_labels)
+    terms = F.binary_cross_entropy(clamp_prob(segment_prob), pseudo_labels, reduction="none")
+    weights = mask[:, :, None].to(terms.dtype)
+    return (terms * weights).sum() / (weights.sum() * terms.shape[-1])
 
 
-def segment_contrast_loss(audio_embed, visual_embed, temperature=CONTRAST_TEMPERATURE, smoothing=CONTRAST_SMOOTHING):
+def segment_contrast_loss(audio_embed, visual_embed, temperature=CONTRAST_TEMPERATURE, smoothing=CONTRAST_SMOOTHING,
+                          mask=None):
     """MA's segment contrastive term; PROTOCOL.md §12.
 
     audio_embed, visual_embed: (B, T, d). Each audio segment t is a T-way classification over the
@@ -103,11 +117,25 @@ def segment_contrast_loss(audio_embed, visual_embed, temperature=CONTRAST_TEMPER
     t, smoothed as MA does it: 1 - smoothing on t, smoothing / (T - 1) on every other segment
     (unlike torch's label_smoothing, which also gives the target a share). Returns the mean over
     the B*T rows of the cross-entropy.
+
+    mask: (B, T) bool, True on each video's own T_i segments (padded batches, PROTOCOL.md §16): a
+    row is then a T_i-way choice among its video's own segments, the smoothing spread over its
+    T_i - 1 others, and the mean is over the rows of real segments only; per video, the loss of the
+    video alone.
     """
     audio = F.normalize(audio_embed, p=2, dim=-1)
     visual = F.normalize(visual_embed, p=2, dim=-1)
     num_segments = audio.shape[1]
-    log_probs = (audio @ visual.transpose(1, 2) / temperature).log_softmax(dim=-1)   # (B, T, T)
-    target = torch.full((num_segments, num_segments), smoothing / (num_segments - 1), device=log_probs.device)
-    target.fill_diagonal_(1.0 - smoothing)
-    return -(target * log_probs).sum(dim=-1).mean()
+    logits = audio @ visual.transpose(1, 2) / temperature   # (B, T, T)
+    if mask is None:
+        target = torch.full((num_segments, num_segments), smoothing / (num_segments - 1), device=logits.device)
+        target.fill_diagonal_(1.0 - smoothing)
+        return -(target * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    columns = mask[:, None, :]
+    log_probs = logits.masked_fill(~columns, float("-inf")).log_softmax(dim=-1).masked_fill(~columns, 0.0)
+    others = (mask.sum(dim=1) - 1).clamp(min=1).to(logits.dtype)   # T_i - 1 per video
+    eye = torch.eye(num_segments, dtype=torch.bool, device=logits.device)[None]
+    target = torch.where(eye, torch.full_like(logits, 1.0 - smoothing),
+                         (smoothing / others)[:, None, None].expand_as(logits))
+    per_row = -(target * columns * log_probs).sum(dim=-1)   # (B, T)
+    return per_row[mask].mean()

@@ -17,11 +17,12 @@ from recipes.losses import parsing_losses, segment_contrast_loss
 
 class MATrainingModule(TrainingModule):
     """The HAN network's outputs plus the two segment sequences MA's contrastive term compares
-    (audio_embed, visual_embed, (B, 10, d)); PROTOCOL.md §12."""
+    (audio_embed, visual_embed, (B, 10, d)); PROTOCOL.md §12. A padded batch's mask reaches the
+    network and the contrastive term (§16)."""
 
     def forward(self, batch):
         outputs, audio_embed, visual_embed = self.model.forward_with_embeddings(
-            batch["audio"], batch["frames"], batch["snippets"])
+            batch["audio"], batch["frames"], batch["snippets"], batch.get("mask"))
         return {**outputs, "audio_embed": audio_embed, "visual_embed": visual_embed}
 
 
@@ -31,7 +32,8 @@ class MACriterion(WeakLabelCriterion):
 
     def model_losses(self, outputs, batch):
         losses = parsing_losses(outputs, self.targets(batch), use_rmse=False)
-        losses["contrast"] = segment_contrast_loss(outputs["audio_embed"], outputs["visual_embed"])
+        losses["contrast"] = segment_contrast_loss(outputs["audio_embed"], outputs["visual_embed"],
+                                                   mask=batch.get("mask"))
         return losses
 
 

@@ -38,6 +38,16 @@ def format_table(results, title=None):
     return format_cells({key: f"{100 * results[key]:.1f}" for key in METRIC_KEYS}, title)
 
 
+def format_lfav_table(results, title=None):
+    """LFAV's results: the published table of F-scores over its snippets, then the snippet-level mAPs
+    and the release's selection score (x100, one decimal; PROTOCOL.md §16)."""
+    maps = "  ".join(f"{name} {100 * results[f'map_{key}']:.1f}"
+                     for key, name in (("audio", "audio"), ("visual", "visual"), ("av", "audio-visual"),
+                                       ("avg", "mean")))
+    return (f"{format_table(results, title)}\nsnippet mAP: {maps} | selection (mAP mean + Eve. Type@AV) / 2: "
+            f"{100 * results['selection']:.1f}")
+
+
 def format_cells(cells, title=None):
     """The published table layout around given cell texts, {"<level>_<column>": text} (e.g.
     "61.4 ± 0.3"); each column as wide as its title or its widest cell, two spaces apart."""

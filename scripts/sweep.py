@@ -235,8 +235,9 @@ def step_argv(step, run, seed, args, extra):
     # act in its mode, since main_DHHN.py refuses the others
     flags = flags_acting_in([*step_flags(step, run, args), *extra], step.mode, main_args_parser(),
                             source=f"the flags of {run}")
+    data = ["--dataset", "lfav", "--lfav_root", args.lfav_root] if args.lfav_root else ["--llp_root", args.llp_root]
     argv = ["--mode", step.mode, "--seed", str(seed), "--checkpoint", checkpoint, "--model_save_dir", args.out_dir,
-            "--llp_root", args.llp_root, "--progress", "off", *flags]
+            *data, "--progress", "off", *flags]
     last = os.path.join(args.out_dir, f"{checkpoint}_last.pt")
     if step.mode in ("train", "retrain") and os.path.isfile(last):
         argv.append("--resume")
@@ -608,11 +609,13 @@ def sweep_context(args, extra):
     """What the tables are of, for their titles: {"sweep", "split", "dataset": {"name", "root",
     "synthetic", "title"}, "description"}. A synthetic LLP is recognised by the marker its
     generator leaves in its root (avvp_data/synthetic_llp.py): its scores say nothing about LLP."""
+    from avvp_data.synthetic_lfav import COMPLETE_MARKER as LFAV_MARKER
     from avvp_data.synthetic_llp import COMPLETE_MARKER
-    synthetic = os.path.isfile(os.path.join(args.llp_root, COMPLETE_MARKER))
-    name = "synthetic LLP" if synthetic else "LLP"
-    dataset = {"name": name, "root": args.llp_root, "synthetic": synthetic,
-               "title": f"{name} ({shown_path(args.llp_root)})"}
+    root, marker, title = ((args.lfav_root, LFAV_MARKER, "LFAV") if args.lfav_root
+                           else (args.llp_root, COMPLETE_MARKER, "LLP"))
+    synthetic = os.path.isfile(os.path.join(root, marker))
+    name = f"synthetic {title}" if synthetic else title
+    dataset = {"name": name, "root": root, "synthetic": synthetic, "title": f"{name} ({shown_path(root)})"}
     return {"sweep": args.name, "split": AGGREGATED_SPLIT, "dataset": dataset,
             "description": f"{AGGREGATED_SPLIT} split, {dataset['title']}, extra flags: {flags_text(extra)}"}
 
@@ -739,6 +742,9 @@ def get_args_parser():
     what.add_argument("--seeds", type=int, nargs="+", required=True)
     what.add_argument("--llp_root", default=None, help="LLP in the official layout (default: the synthetic LLP, "
                                                        "made in data/synthetic on first use)")
+    what.add_argument("--lfav_root", default=None,
+                      help="run on LFAV (main_DHHN.py --dataset lfav --lfav_root): an LFAV root or a synthetic one "
+                           "(scripts/make_synthetic_lfav.py); rows with --config")
     what.add_argument("--pseudo_root", default=None, help="table1: folder with CLAP/ and CLIP/segment_pseudo_labels "
                                                           "(default --llp_root)")
     what.add_argument("--levels", nargs="+", default=["0.9:0.8", "0.5:0.5"],
@@ -791,7 +797,14 @@ def resolve(args):
     args.out_dir = os.path.abspath(args.out_dir or os.path.join("runs", f"sweep_{args.name}"))
     args.levels = [parse_level(text) for text in args.levels]
     args.seeds = list(dict.fromkeys(args.seeds))
-    synthetic = args.llp_root is None
+    if args.lfav_root is not None:
+        if args.preset or args.llp_root or args.pseudo_root:
+            raise UsageError("--lfav_root: the presets, --llp_root and --pseudo_root are LLP's; give the rows "
+                             "with --config")
+        if not os.path.isdir(args.lfav_root):
+            raise UsageError(f"--lfav_root {args.lfav_root}: no such folder (scripts/make_synthetic_lfav.py makes one)")
+        args.lfav_root = os.path.abspath(args.lfav_root)
+    synthetic = args.llp_root is None and args.lfav_root is None
     args.llp_root = os.path.abspath(args.llp_root or DEFAULT_SYNTHETIC_ROOT)
     if args.preset == "pseudo_labels" and not os.path.isfile(os.path.join(args.llp_root, ".synthetic_complete")) \
             and not synthetic:

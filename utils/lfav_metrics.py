@@ -103,6 +103,18 @@ def selection_score(results):
     return (results["map_avg"] + results["evt_type"]) / 2
 
 
+# The score each selected checkpoint of a recipe is kept by on LFAV (PROTOCOL.md §16): the release's
+# rule for the overall model; for DHHN's best-audio and best-visual checkpoints the same rule on their
+# own modality, (snippet mAP + event-level F) / 2. Kept when strictly better, as the release keeps.
+ROLE_SCORES = {
+    "overall": selection_score,
+    "audio": lambda results: (results["map_audio"] + results["evt_audio"]) / 2,
+    "visual": lambda results: (results["map_visual"] + results["evt_visual"]) / 2,
+}
+# the scores of a results dict that run records keep, beside the 10 of the published table
+RECORDED_KEYS = ("map_audio", "map_visual", "map_av", "map_avg", "selection")
+
+
 def evaluate_videos(pred_audio, pred_visual, gt_audio, gt_visual, prob_audio, prob_visual):
     """Score a split of videos of any lengths; each argument is a sequence with one (C, T_i) array
     per video, in the same video order (predictions and truth 0/1, probabilities as the model
