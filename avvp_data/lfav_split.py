@@ -19,10 +19,12 @@ from avvp_data.lfav import (
     LFAV_CLASSES,
     MODALITIES,
     VIDEO_ID_LENGTH,
+    WEAK_LABEL_FILES,
     LFAVDataError,
     LFAVDataWarning,
     read_split_weak_labels,
     read_truth,
+    read_weak_labels,
 )
 from utils.errors import bulleted
 
@@ -93,6 +95,27 @@ def missing_inputs(paths, split):
     problems += [f"LFAV {kind} features {folder}: folder not found"
                  for kind, folder in paths.feature_dirs.items() if not os.path.isdir(folder)]
     return problems
+
+
+def split_overlaps(paths, splits=tuple(WEAK_LABEL_FILES)):
+    """["<file A> and <file B> share N videos (e.g. ...)", ...] of every pair of the splits' video-level
+    weak files (those that exist) that name one video twice, by its 11-character id, by which its
+    feature files are found (src/dataloader.py:69)."""
+    ids = {}
+    for split in splits:
+        path = paths.labels[split]["video"]
+        if os.path.isfile(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LFAVDataWarning)   # said when the split is loaded
+                ids[split] = (path, {filename[:VIDEO_ID_LENGTH] for filename in read_weak_labels(path)})
+    found, names = [], list(ids)
+    for index, first in enumerate(names):
+        for second in names[index + 1:]:
+            shared = sorted(ids[first][1] & ids[second][1])
+            if shared:
+                found.append(f"{ids[first][0]} and {ids[second][0]} share {len(shared)} video(s) "
+                             f"(e.g. {', '.join(shared[:3])})")
+    return found
 
 
 def _read_video(feature_dirs, filename, problems):

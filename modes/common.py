@@ -15,6 +15,7 @@ from avvp_data.feature_cache import PackedFeatureCache, default_cache_dir
 from avvp_data.lfav import MODALITIES as LFAV_MODALITIES
 from avvp_data.lfav import LFAVDataError
 from avvp_data.lfav_split import classes_without_positives, load_lfav_split, missing_inputs
+from avvp_data.lfav_split import split_overlaps as lfav_split_overlaps
 from avvp_data.llp import CLASSES, FEATURE_KINDS
 from avvp_data.tensor_split import PaddedSplit, TensorSplit
 from dataloader import load_split, split_overlaps
@@ -55,6 +56,7 @@ def check_inputs(config, split_names):
         if problems:
             raise UsageError("missing LFAV inputs (--lfav_root holds LFAV_dataset/ and feats/; PROTOCOL.md §16):\n  "
                              + "\n  ".join(problems))
+        check_disjoint(config)
         return
     needed = [("audio_dir", True), ("video_dir", True), ("st_dir", True)]
     needed += [(f"label_{name}", False) for name in split_names]
@@ -71,17 +73,30 @@ def check_inputs(config, split_names):
     if problems:
         raise UsageError("missing inputs (see README, 'Real LLP'; --llp_root sets them all):\n  "
                          + "\n  ".join(problems))
-    overlaps = split_overlaps(config.data.paths, by_id=config.data.feature_names == "youtube_id")
+    check_disjoint(config)
+    used = refuse_random_weight_features([getattr(config.data, flag) for flag, is_dir in needed if is_dir],
+                                         config.data.allow_random_weight_features)
+    if used:
+        print(f"warning: --allow_random_weight_features: {', '.join(used)} hold features of random weights")
+
+
+def overlaps_of(config):
+    """The pairs of the run's label files that share videos (dataloader.split_overlaps, or
+    avvp_data/lfav_split.split_overlaps)."""
+    if config.data.dataset == "lfav":
+        return lfav_split_overlaps(config.data.lfav_paths)
+    return split_overlaps(config.data.paths, by_id=config.data.feature_names == "youtube_id")
+
+
+def check_disjoint(config):
+    """Refuse splits that share videos, unless --allow_split_overlap, which prints each overlap."""
+    overlaps = overlaps_of(config)
     if overlaps and not config.data.allow_split_overlap:
         raise UsageError("the splits are not disjoint: checkpoints would be selected on, or scores computed for, "
                          "videos of another split:\n  " + "\n  ".join(overlaps)
                          + "\ngive each split its own videos (--allow_split_overlap if you mean it)")
     for overlap in overlaps:
         print(f"warning: --allow_split_overlap: {overlap}")
-    used = refuse_random_weight_features([getattr(config.data, flag) for flag, is_dir in needed if is_dir],
-                                         config.data.allow_random_weight_features)
-    if used:
-        print(f"warning: --allow_random_weight_features: {', '.join(used)} hold features of random weights")
 
 
 def feature_cache(config):
@@ -207,7 +222,7 @@ def start_run(config, device, write_args=True):
     info = provenance(device, config.run.seed)
     info["annotations"] = annotation_versions(config)
     if config.data.allow_split_overlap:   # recorded, so that no table of such a run passes for a clean one
-        info["split_overlaps"] = split_overlaps(config.data.paths, by_id=config.data.feature_names == "youtube_id")
+        info["split_overlaps"] = overlaps_of(config)
     title = RECIPES[config.model.name].title
     print(f"{title} {config.run.mode} | commit {info['git_commit']} | device {info['device']}")
     # the audio eval file was corrected upstream in 2024: say which copy produces the numbers

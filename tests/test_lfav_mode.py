@@ -11,8 +11,8 @@ import torch
 from avvp_data.lfav import LFAV_CLASSES, feature_dirs, label_paths
 from avvp_data.lfav_split import LFAVPaths, classes_without_positives, load_lfav_split
 from avvp_data.synthetic_lfav import generate_synthetic_lfav
-from conftest import main_fails, run_main
 from config import LLP_ONLY_FLAGS, resolve_config
+from conftest import main_fails, run_main
 from main_DHHN import get_args_parser, given_flags
 from modes.train import select_checkpoints, selection_roles
 from recipes import RECIPES
@@ -89,6 +89,20 @@ def test_missing_lfav_inputs_are_listed_before_any_work(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------------
 # data, selection, targets and masked losses
+
+def test_lfav_splits_sharing_a_video_are_refused(lfav_root, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "overlap"
+    shutil.copytree(lfav_root, root)
+    paths = label_paths(str(root))
+    shared = open(paths["test"]["video"]).read().splitlines()[1]
+    with open(paths["val"]["video"], "a") as handle:
+        handle.write(shared + "\n")
+    err = main_fails(["--dataset", "lfav", "--lfav_root", str(root), "--mode", "test", "--model_save_dir",
+                      str(tmp_path)], capsys, listing=True)
+    assert "the splits are not disjoint" in err and f"(e.g. {shared.split(chr(9))[0]})" in err
+    assert "val_weak_av.csv and " in err and "test_weak_av.csv share 1 video(s)" in err
+
 
 def test_a_val_split_without_some_class_is_refused_naming_it(tmp_path, capsys):
     root = tmp_path / "few"
