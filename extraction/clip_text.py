@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from extraction.bpe_tokenizer import CLIP_CONTEXT
-from extraction.clip_vision import LAYER_NORM_EPS, FeedForward
-from utils.errors import UserError
+from extraction.clip_vision import LAYER_NORM_EPS, FeedForward, load_clip_part
 
 # the text config of openai/clip-vit-large-patch14 (its config.json)
 CLIP_TEXT_L14 = dict(vocab_size=49408, width=768, layers=12, heads=12, mlp_width=3072, context_length=CLIP_CONTEXT,
@@ -32,7 +31,6 @@ TEXT_POSITION_IDS_KEY = "text_model.embeddings.position_ids"
 CLIP_TOKENIZER_PREFIX = "clip"
 CLIP_TOKENIZER_URLS = {name: f"https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/{name}"
                        for name in ("vocab.json", "merges.txt")}
-LISTED_KEYS = 10
 
 
 class MaskedSelfAttention(nn.Module):
@@ -160,34 +158,12 @@ def clip_text_embeddings(model, tokenizer, texts):
 
 # ---------------------------------------------------------------- weights
 
-def _named(keys):
-    listed = sorted(keys)
-    more = f" and {len(listed) - LISTED_KEYS} more" if len(listed) > LISTED_KEYS else ""
-    return f"{listed[:LISTED_KEYS]}{more}"
-
-
 def load_clip_text_weights(model, state_dict):
     """Loads the text part of HF CLIPModel's state dict (the published pytorch_model.bin as read)
     into `model`, a CLIPTextTower; returns it. Vision keys are ignored; a text key missing,
     unexpected or misshapen raises UserError naming it and leaves the model unchanged."""
     text = {key: value for key, value in state_dict.items()
             if key.startswith(TEXT_PREFIX) or key in (TEXT_PROJECTION_KEY, LOGIT_SCALE_KEY)}
-    position_ids = text.pop(TEXT_POSITION_IDS_KEY, None)
-    expected = model.state_dict()
-    missing, unexpected = set(expected) - set(text), set(text) - set(expected)
-    if missing or unexpected:
-        raise UserError(f"CLIP state dict does not fit the text tower: missing keys {_named(missing)}, "
-                        f"unexpected keys {_named(unexpected)}")
-    tensors = {key: torch.as_tensor(value) for key, value in text.items()}
-    misshapen = [f"{key}: {tuple(tensors[key].shape)} instead of {tuple(target.shape)}"
-                 for key, target in expected.items() if tensors[key].shape != target.shape]
-    if misshapen:
-        raise UserError("CLIP state dict does not fit the text tower: " + "; ".join(misshapen))
-    if position_ids is not None:
-        count = expected["text_model.embeddings.position_embedding.weight"].shape[0]
-        value = torch.as_tensor(position_ids)
-        if tuple(value.shape) != (1, count) or not torch.equal(value.long().cpu(), torch.arange(count)[None]):
-            raise UserError(f"CLIP state dict: {TEXT_POSITION_IDS_KEY} {tuple(value.shape)} is not 0 .. {count - 1}")
-    model.load_state_dict(tensors)
-    return model
+    return load_clip_part(model, text, TEXT_POSITION_IDS_KEY, "text_model.embeddings.position_embedding.weight",
+                          "text")
 

@@ -199,11 +199,31 @@ def _named(keys):
     return f"{listed[:LISTED_KEYS]}{more}"
 
 
-def _check_position_ids(value, tokens):
-    # a checkpoint whose ids are not 0 .. tokens - 1 would read the position table differently
-    value = torch.as_tensor(value)
-    if tuple(value.shape) != (1, tokens) or not torch.equal(value.long().cpu(), torch.arange(tokens)[None]):
-        raise UserError(f"CLIP state dict: {POSITION_IDS_KEY} {tuple(value.shape)} is not 0 .. {tokens - 1}")
+def load_clip_part(model, part, position_ids_key, position_table_key, tower):
+    """Load `part`, the entries of HF CLIPModel's state dict that belong to one tower (its
+    position-ids buffer included, if the file has it), into `model`; returns it. A key missing,
+    unexpected or misshapen raises UserError naming it (`tower`: "vision" or "text") and leaves
+    the model unchanged; so do position ids that are not 0 .. tokens - 1, which would read the
+    position table differently."""
+    part = dict(part)
+    position_ids = part.pop(position_ids_key, None)
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(part), set(part) - set(expected)
+    if missing or unexpected:
+        raise UserError(f"CLIP state dict does not fit the {tower} tower: missing keys {_named(missing)}, "
+                        f"unexpected keys {_named(unexpected)}")
+    tensors = {key: torch.as_tensor(value) for key, value in part.items()}
+    misshapen = [f"{key}: {tuple(tensors[key].shape)} instead of {tuple(target.shape)}"
+                 for key, target in expected.items() if tensors[key].shape != target.shape]
+    if misshapen:
+        raise UserError(f"CLIP state dict does not fit the {tower} tower: " + "; ".join(misshapen))
+    if position_ids is not None:
+        tokens = expected[position_table_key].shape[0]
+        value = torch.as_tensor(position_ids)
+        if tuple(value.shape) != (1, tokens) or not torch.equal(value.long().cpu(), torch.arange(tokens)[None]):
+            raise UserError(f"CLIP state dict: {position_ids_key} {tuple(value.shape)} is not 0 .. {tokens - 1}")
+    model.load_state_dict(tensors)
+    return model
 
 
 def load_clip_vision_weights(model, state_dict):
@@ -217,21 +237,8 @@ def load_clip_vision_weights(model, state_dict):
     if not vision:
         raise UserError(f"CLIP state dict: no {VISION_PREFIX}* or {PROJECTION_KEY} keys, so not HF CLIPModel's "
                         f"(its keys start {_named(list(state_dict)[:LISTED_KEYS])})")
-    position_ids = vision.pop(POSITION_IDS_KEY, None)
-    expected = model.state_dict()
-    missing, unexpected = set(expected) - set(vision), set(vision) - set(expected)
-    if missing or unexpected:
-        raise UserError(f"CLIP state dict does not fit the vision tower: missing keys {_named(missing)}, "
-                        f"unexpected keys {_named(unexpected)}")
-    tensors = {key: torch.as_tensor(value) for key, value in vision.items()}
-    misshapen = [f"{key}: {tuple(tensors[key].shape)} instead of {tuple(target.shape)}"
-                 for key, target in expected.items() if tensors[key].shape != target.shape]
-    if misshapen:
-        raise UserError("CLIP state dict does not fit the vision tower: " + "; ".join(misshapen))
-    if position_ids is not None:
-        _check_position_ids(position_ids, expected["vision_model.embeddings.position_embedding.weight"].shape[0])
-    model.load_state_dict(tensors)
-    return model
+    return load_clip_part(model, vision, POSITION_IDS_KEY, "vision_model.embeddings.position_embedding.weight",
+                          "vision")
 
 
 def read_clip_state_dict(path):

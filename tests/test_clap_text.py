@@ -28,7 +28,6 @@ reference's, audio embeddings within 4.5e-8, HTSAT's 768-d embeddings within 4.8
 2e-5 on the 768-d embeddings and the logits. The reference ran on the same torch as ours (the
 HTSAT map itself is checked against an older stack by tests/test_clap_audio.py).
 """
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import pytest
 import torch
 
-from extraction.bpe_tokenizer import RobertaTokenizer, apply_merges, byte_characters, byte_vocab
+from extraction.bpe_tokenizer import RobertaTokenizer, byte_characters, byte_vocab
 from extraction.clap_audio import HTSATAudioEncoder, load_clap_audio_weights
 from extraction.clap_text import (
     ROBERTA_BASE,
@@ -51,6 +50,7 @@ from extraction.clap_text import (
     window_mels,
 )
 from extraction.zero_shot import CLAP_PREFIX, VALOR_CLAP_NAMES
+from text_tower_fixtures import layout_digest, seeded_state, train_merges, write_bpe_files
 from utils.errors import UserError
 
 GOLDEN_PATH = Path(__file__).parent / "golden" / "clap_text.json"
@@ -71,24 +71,6 @@ LOGIT_SCALE_A = 3.0
 WAVEFORM_SAMPLES = 24007        # half a second: ten windows of 2,400 samples, each tiled 200 times
 
 
-def train_merges(words, count):
-    """`count` merges learned from a word list: each step merges the most frequent adjacent pair
-    (ties: the smallest pair)."""
-    words = [list(word) for word in words]
-    merges = []
-    for _ in range(count):
-        counts = {}
-        for word in words:
-            for pair in zip(word, word[1:]):
-                counts[pair] = counts.get(pair, 0) + 1
-        if not counts:
-            break
-        best = min(counts, key=lambda pair: (-counts[pair], pair))
-        merges.append(best)
-        words = [apply_merges(word, {best: 0}) for word in words]
-    return merges
-
-
 def roberta_vocab_and_merges():
     """({token: id}, merges) in roberta-base's order: <s> <pad> </s> <unk>, bytes, merges, <mask>."""
     table = byte_characters()
@@ -99,35 +81,12 @@ def roberta_vocab_and_merges():
 
 
 def write_tokenizer_files(folder):
-    vocab, merges = roberta_vocab_and_merges()
-    Path(folder, "roberta-vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    Path(folder, "roberta-merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(p) for p in merges) + "\n",
-                                                  encoding="utf-8")
-    return len(vocab)
+    return write_bpe_files(folder, "roberta", *roberta_vocab_and_merges())
 
 
 def seeded_clap_state(shapes, seed=0):
-    """float32 arrays for {key: shape}: int8 levels of numpy's RandomState (sorted keys) / 127 = u;
-    biases 0.1 u, LayerNorm scales 1 + 0.1 u, embedding tables 0.5 u, matrices u sqrt(3 / fan_in);
-    logit_scale_a LOGIT_SCALE_A."""
-    rng = np.random.RandomState(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = tuple(shapes[key])
-        if key == "logit_scale_a":
-            state[key] = np.array(LOGIT_SCALE_A, dtype=np.float32)
-            continue
-        unit = rng.randint(-127, 128, size=shape, dtype=np.int8).astype(np.float32) / np.float32(127)
-        if key.endswith("bias"):
-            values = unit * np.float32(0.1)
-        elif "LayerNorm" in key:
-            values = np.float32(1) + unit * np.float32(0.1)
-        elif "embeddings" in key:
-            values = unit * np.float32(0.5)
-        else:
-            values = unit * np.float32(np.sqrt(3.0 / int(np.prod(shape[1:]))))
-        state[key] = values
-    return state
+    """Seeded weights (text_tower_fixtures.seeded_state); logit_scale_a LOGIT_SCALE_A."""
+    return seeded_state(shapes, {"logit_scale_a": LOGIT_SCALE_A}, "LayerNorm", "embeddings", seed)
 
 
 def golden_waveform():
@@ -144,11 +103,6 @@ def ours_text_config(vocab_size):
     return dict(vocab_size=vocab_size, width=SMALL_ROBERTA["hidden_size"], layers=SMALL_ROBERTA["num_hidden_layers"],
                 heads=SMALL_ROBERTA["num_attention_heads"], mlp_width=SMALL_ROBERTA["intermediate_size"],
                 max_positions=SMALL_ROBERTA["max_position_embeddings"])
-
-
-def layout_digest(shapes):
-    lines = sorted(f"{key}:{tuple(shape)}" for key, shape in shapes.items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ Measured on this project's machine (torch 2.13.0+cpu): the text embeddings diffe
 reference's by at most 1.5e-6 (values up to ~3.2), the logits by at most 2.1e-5 (values up to
 ~22, float32 rounding of 100 x cosine). The tolerances, 2e-5 and 2e-4, leave about ten times that.
 """
-import hashlib
 import json
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from extraction.clip_text import (
     load_clip_text_weights,
 )
 from extraction.zero_shot import VALOR_CLIP_PROMPTS
+from text_tower_fixtures import layout_digest, seeded_state, train_merges, write_bpe_files
 from utils.errors import UserError
 
 GOLDEN_PATH = Path(__file__).parent / "golden" / "clip_text.json"
@@ -53,24 +53,6 @@ CORPUS = " ".join(VALOR_CLIP_PROMPTS).lower() + " dogs barking cafe lawn mower"
 MERGES = 120
 SMALL_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                     image_size=28, patch_size=14, projection_dim=24)
-
-
-def train_merges(words, count):
-    """`count` merges learned from a word list: each step merges the most frequent adjacent pair
-    (ties: the smallest pair), as BPE training does."""
-    words = [list(word) for word in words]
-    merges = []
-    for _ in range(count):
-        counts = {}
-        for word in words:
-            for pair in zip(word, word[1:]):
-                counts[pair] = counts.get(pair, 0) + 1
-        if not counts:
-            break
-        best = min(counts, key=lambda pair: (-counts[pair], pair))
-        merges.append(best)
-        words = [apply_merges(word, {best: 0}) for word in words]
-    return merges
 
 
 def clip_words(text):
@@ -92,11 +74,7 @@ def clip_vocab_and_merges():
 
 
 def write_tokenizer_files(folder):
-    vocab, merges = clip_vocab_and_merges()
-    Path(folder, "clip-vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    Path(folder, "clip-merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(p) for p in merges) + "\n",
-                                               encoding="utf-8")
-    return len(vocab)
+    return write_bpe_files(folder, "clip", *clip_vocab_and_merges())
 
 
 def small_text_config(vocab_size):
@@ -105,27 +83,8 @@ def small_text_config(vocab_size):
 
 
 def seeded_text_state(shapes, seed=0):
-    """float32 arrays for {key: shape}: int8 levels of numpy's RandomState (sorted keys) / 127 = u;
-    biases 0.1 u, LayerNorm scales 1 + 0.1 u, embedding tables 0.5 u, matrices u sqrt(3 / fan_in);
-    logit_scale log(100), the published value."""
-    rng = np.random.RandomState(seed)
-    state = {}
-    for key in sorted(shapes):
-        shape = tuple(shapes[key])
-        if key == "logit_scale":
-            state[key] = np.array(np.log(100.0), dtype=np.float32)
-            continue
-        unit = rng.randint(-127, 128, size=shape, dtype=np.int8).astype(np.float32) / np.float32(127)
-        if key.endswith("bias"):
-            values = unit * np.float32(0.1)
-        elif "norm" in key:
-            values = np.float32(1) + unit * np.float32(0.1)
-        elif "embedding" in key:
-            values = unit * np.float32(0.5)
-        else:
-            values = unit * np.float32(np.sqrt(3.0 / int(np.prod(shape[1:]))))
-        state[key] = values
-    return state
+    """Seeded weights (text_tower_fixtures.seeded_state); logit_scale log(100), the published value."""
+    return seeded_state(shapes, {"logit_scale": np.log(100.0)}, "norm", "embedding", seed)
 # ---- shared with the golden generator (end)
 
 
@@ -134,11 +93,6 @@ def ours_config(vocab_size):
     return dict(vocab_size=vocab_size, width=config["hidden_size"], layers=config["num_hidden_layers"],
                 heads=config["num_attention_heads"], mlp_width=config["intermediate_size"],
                 context_length=config["max_position_embeddings"], projection_dim=config["projection_dim"])
-
-
-def layout_digest(shapes):
-    lines = sorted(f"{key}:{tuple(shape)}" for key, shape in shapes.items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
