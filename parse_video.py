@@ -154,7 +154,9 @@ def trained_inputs(content):
     formats = (content or {}).get("model_config", {}).get("feature_formats") or {}
     inputs = {}
     for feeds, text in formats.items():
-        shape = tuple(int(number) for number in text.split(")")[0].strip("(").split(","))
+        # "(T, 512): ..." (LFAV's per-snippet features, avvp_data/lfav_split.py) has no fixed rows
+        numbers = text.split(")")[0].strip("(").split(",")
+        shape = tuple(int(number) for number in numbers) if all(n.strip().isdigit() for n in numbers) else None
         inputs[feeds] = next((kind for kind, (input_kind, _, rows) in KIND_LAYOUT.items()
                               if input_kind == feeds and tuple(rows) == shape), None)
         if inputs[feeds] is None:

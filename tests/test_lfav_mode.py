@@ -227,3 +227,13 @@ def test_an_lfav_model_is_refused_on_llp_data(lfav_root, tmp_path, synthetic_roo
     capsys.readouterr()
     err = main_fails(["--mode", "test", "--llp_root", str(synthetic_root), *common], capsys)
     assert "was trained on LFAV's 35 classes, the data has LLP's 25 classes" in err
+
+
+def test_parse_video_refuses_a_model_of_lfav_features_by_name():
+    from parse_video import trained_inputs
+    from utils.errors import UsageError
+    formats = {"audio": "(T, 128): VGGish per 1-s snippet", "frames": "(T, 512): ResNet18 per 1-s snippet",
+               "snippets": "(T, 512): R(2+1)D-18 per 1-s snippet"}
+    with pytest.raises(UsageError, match=r"trained on audio features \(T, 128\): VGGish per 1-s snippet, which this "
+                                         "project cannot extract from videos"):
+        trained_inputs({"model_config": {"feature_formats": formats}})
