@@ -78,7 +78,8 @@ def get_args_parser():
         data.add_argument(f"--{flag}", default=None, help=f"{help_text} (default: <llp_root>/{OFFICIAL_LAYOUT[flag]})")
     data.add_argument("--classes", default=None, metavar="FILE",
                       help="your own class list: one name per line, in the order of the model's class axis, as "
-                           "the label and eval files name them (default: LLP's 25 classes; docs/OWN_VIDEOS.md)")
+                           "the label and eval files name them (default: the dataset's own, LLP's 25 or LFAV's 35; "
+                           "docs/OWN_VIDEOS.md)")
     data.add_argument("--feature_names", default="youtube_id", choices=("youtube_id", "filename"),
                       help="how a video's feature files are named: youtube_id, the first 11 characters of its "
                            "filename (LLP, as published); filename, the whole filename (your own clips, as "

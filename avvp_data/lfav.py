@@ -151,13 +151,17 @@ def _filename_problem(number, filename):
     return None
 
 
-def read_weak_labels(csv_path):
+def read_weak_labels(csv_path, classes=LFAV_CLASSES):
     """{filename: (35,) float32 0/1} of a weak-label file, in file order (dataloader.py:11-33).
 
     `event_labels` is a comma-joined list of class names; each is stripped, 'silent' adds nothing,
     and other unknown names are skipped with one LFAVDataWarning, as the release skips them. An
     empty label field, a repeated filename or a bad filename is an LFAVDataError naming the line.
+    classes: the class axis; another list than LFAV's (a user's own, --classes) makes an unknown
+    name an LFAVDataError too, since there it is a typo rather than a known defect of the release.
     """
+    class_index = {name: index for index, name in enumerate(classes)}
+    own_classes = tuple(classes) != LFAV_CLASSES
     labels, first_line, problems, skipped = {}, {}, [], []
     for number, row in _read_rows(csv_path, WEAK_COLUMNS):
         filename, names = row["filename"], row["event_labels"]
@@ -170,12 +174,14 @@ def read_weak_labels(csv_path):
             problems.append(problem)
             continue
         first_line[filename] = number
-        labels[filename] = np.zeros(LFAV_NUM_CLASSES, dtype=np.float32)
+        labels[filename] = np.zeros(len(class_index), dtype=np.float32)
         for name in (name.strip() for name in names.split(",")):
-            if name in LFAV_CLASS_INDEX:
-                labels[filename][LFAV_CLASS_INDEX[name]] = 1.0
+            if name in class_index:
+                labels[filename][class_index[name]] = 1.0
             elif name != SILENT_LABEL:
                 skipped.append(f"line {number}: {name!r}")
+    if own_classes:
+        problems += [f"{line}: not a class of the --classes list" for line in skipped]
     _raise_if_any(csv_path, problems)
     if skipped:
         warnings.warn(f"{csv_path}: {len(skipped)} unknown class name(s) skipped, as the LFAV release "
@@ -183,15 +189,15 @@ def read_weak_labels(csv_path):
     return labels
 
 
-def read_split_weak_labels(video_csv, audio_csv, visual_csv):
+def read_split_weak_labels(video_csv, audio_csv, visual_csv, classes=LFAV_CLASSES):
     """{"video", "audio", "visual": {filename: (35,) float32}} of one split's three weak files.
 
     The release pairs the three files' rows by position (dataloader.py:100-103) and takes the video
     order of evaluation from them (evaluation.py:144, 160), so they must list the same filenames in
     the same order; the first difference is an LFAVDataError naming both files and the line.
     """
-    split = {"video": read_weak_labels(video_csv), "audio": read_weak_labels(audio_csv),
-             "visual": read_weak_labels(visual_csv)}
+    split = {"video": read_weak_labels(video_csv, classes), "audio": read_weak_labels(audio_csv, classes),
+             "visual": read_weak_labels(visual_csv, classes)}
     order = list(split["video"])
     for kind, path in (("audio", audio_csv), ("visual", visual_csv)):
         other = list(split[kind])
@@ -229,8 +235,9 @@ def _parse_second(number, column, text, problems):
     return int(text)
 
 
-def _truth_rows(csv_path):
+def _truth_rows(csv_path, classes):
     """[(line, filename, onset, offset, class index)] of a truth file, every row validated."""
+    class_index = {name: index for index, name in enumerate(classes)}
     parsed, problems = [], []
     for number, row in _read_rows(csv_path, TRUTH_COLUMNS):
         found = len(problems)
@@ -240,10 +247,10 @@ def _truth_rows(csv_path):
         onset = _parse_second(number, "onset", row["onset"], problems)
         offset = _parse_second(number, "offset", row["offset"], problems)
         name = row["event_labels"]
-        if name not in LFAV_CLASS_INDEX:   # matched exactly: the release does not strip here
+        if name not in class_index:   # matched exactly: the release does not strip here
             problems.append(f"line {number}: unknown class {name!r}")
         if len(problems) == found:
-            parsed.append((number, row["filename"], onset, offset, LFAV_CLASS_INDEX[name]))
+            parsed.append((number, row["filename"], onset, offset, class_index[name]))
     _raise_if_any(csv_path, problems)
     return parsed
 
@@ -256,17 +263,18 @@ def _warn_ignored(csv_path, rows, why):
                       f"{bulleted(lines)}", LFAVDataWarning, stacklevel=3)
 
 
-def read_truth(csv_path, num_snippets):
+def read_truth(csv_path, num_snippets, classes=LFAV_CLASSES):
     """{filename: (35, T) float32 0/1} snippet truth of one modality for every video of `num_snippets`
     ({filename: T}, e.g. from `snippet_counts`), in its order.
 
     Snippets onset..offset inclusive of a row are positive, cut at T (evaluation.py:141-172); rows of
     one video and class are OR-ed; a video without rows is all zero. Rows with offset < onset and rows
-    of videos not in `num_snippets` add nothing and are reported in an LFAVDataWarning.
+    of videos not in `num_snippets` add nothing and are reported in an LFAVDataWarning. classes: the
+    class axis (LFAV's, or a user's own list).
     """
-    truth = {filename: np.zeros((LFAV_NUM_CLASSES, count), dtype=np.float32)
+    truth = {filename: np.zeros((len(classes), count), dtype=np.float32)
              for filename, count in num_snippets.items()}
-    rows = _truth_rows(csv_path)
+    rows = _truth_rows(csv_path, classes)
     _warn_ignored(csv_path, [row for row in rows if row[3] < row[2]], "have offset < onset")
     _warn_ignored(csv_path, [row for row in rows if row[1] not in truth], "name no video being read")
     for _, filename, onset, offset, cls in rows:

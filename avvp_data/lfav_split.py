@@ -160,14 +160,15 @@ def _raise_problems(split, problems):
         raise LFAVDataError(f"LFAV {split}: {len(problems)} unusable input(s):\n{bulleted(shown)}{more}")
 
 
-def load_lfav_split(paths, split, heartbeat=None):
+def load_lfav_split(paths, split, heartbeat=None, classes=LFAV_CLASSES):
     """The LFAVSplit `split` (train/val/test) of `paths`; every unusable file of the split is reported
     together in one LFAVDataError. The release's data defects (unknown names in weak labels, truth
-    rows with offset < onset) are ignored as the release ignores them, said in one line each."""
+    rows with offset < onset) are ignored as the release ignores them, said in one line each.
+    classes: the class axis, LFAV's or a user's own (--classes) for own videos in LFAV's layout."""
     files = paths.split_files(split)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LFAVDataWarning)
-        weak = read_split_weak_labels(files["video"], files["audio"], files["visual"])
+        weak = read_split_weak_labels(files["video"], files["audio"], files["visual"], classes)
         filenames = list(weak["video"])
         if not filenames:
             raise LFAVDataError(f"{files['video']}: no videos")
@@ -183,7 +184,7 @@ def load_lfav_split(paths, split, heartbeat=None):
         if "audio_truth" in files:
             lengths = {filename: video["audio"].shape[0] for filename, video in zip(filenames, videos)}
             for modality in MODALITIES:
-                by_name = read_truth(files[f"{modality}_truth"], lengths)
+                by_name = read_truth(files[f"{modality}_truth"], lengths, classes)
                 truth[modality] = [by_name[filename] for filename in filenames]
     for warning in caught:
         first_line = str(warning.message).splitlines()[0]
@@ -191,7 +192,8 @@ def load_lfav_split(paths, split, heartbeat=None):
     labels = {kind: np.stack([weak[kind][filename] for filename in filenames]) for kind in WEAK_KINDS}
     return LFAVSplit(name=split, filenames=filenames, videos=videos, labels=labels["video"],
                      audio_labels=labels["audio"], visual_labels=labels["visual"],
-                     gt_audio=truth.get("audio"), gt_visual=truth.get("visual"), feature_layout=layout)
+                     gt_audio=truth.get("audio"), gt_visual=truth.get("visual"), feature_layout=layout,
+                     classes=tuple(classes))
 
 
 def classes_without_positives(split):

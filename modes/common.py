@@ -120,7 +120,8 @@ def load(config, split_name, with_pseudo_labels=False):
     print(f"{split_name}: loading labels, truth and features", flush=True)
     if config.data.dataset == "lfav":
         split = load_lfav_split(config.data.lfav_paths, split_name,
-                                heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds))
+                                heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds),
+                                classes=config.data.class_names)
         lengths = split.lengths
         print(f"{split_name}: {split.num_videos} LFAV videos of {min(lengths)}-{max(lengths)} s "
               f"({sum(lengths) / len(lengths):.0f} s on average) loaded and checked in {time.time() - started:.1f} s",

@@ -59,8 +59,9 @@ def test_lfav_fills_its_feature_folders_and_has_its_classes(tmp_path):
     assert resolve([]).data.class_names[0] == "Speech"   # LLP stays the default
 
 
-@pytest.mark.parametrize("flag", ["--llp_root x", "--label_train x.csv", "--classes c.txt", "--feature_cache none",
-                                  "--audio_pseudo_dir p", "--export_dir e", "--cuda_graph", "--frame_dtype float16"])
+@pytest.mark.parametrize("flag", ["--llp_root x", "--label_train x.csv", "--feature_names filename",
+                                  "--feature_cache none", "--audio_pseudo_dir p", "--export_dir e", "--cuda_graph",
+                                  "--frame_dtype float16"])
 def test_llp_only_flags_are_refused_with_lfav(flag, capsys):
     err = main_fails(["--dataset", "lfav", *flag.split()], capsys)
     assert f"{flag.split()[0]}: LLP only" in err
@@ -237,3 +238,30 @@ def test_parse_video_refuses_a_model_of_lfav_features_by_name():
     with pytest.raises(UsageError, match=r"trained on audio features \(T, 128\): VGGish per 1-s snippet, which this "
                                          "project cannot extract from videos"):
         trained_inputs({"model_config": {"feature_formats": formats}})
+
+
+def test_own_classes_in_lfavs_layout_order_the_class_axis_and_refuse_unknown_names(lfav_root, tmp_path):
+    paths = lfav_paths(lfav_root)
+    released = load_lfav_split(paths, "val")
+    reversed_classes = LFAV_CLASSES[::-1]
+    own = load_lfav_split(paths, "val", classes=reversed_classes)
+    assert own.classes == reversed_classes
+    np.testing.assert_array_equal(own.audio_labels, released.audio_labels[:, ::-1])
+    for mine, theirs in zip(own.gt_visual, released.gt_visual):
+        np.testing.assert_array_equal(mine, theirs[::-1])
+    fewer = tuple(name for name in LFAV_CLASSES if name != "speech")
+    with pytest.raises(Exception, match=r"'speech': not a class of the --classes list"):
+        load_lfav_split(paths, "val", classes=fewer)
+
+
+def test_an_lfav_run_on_an_own_class_list_records_it(lfav_root, tmp_path, capsys):
+    classes_file = tmp_path / "classes.txt"
+    classes_file.write_text("\n".join(LFAV_CLASSES[::-1]) + "\n")
+    common = ["--dataset", "lfav", "--lfav_root", str(lfav_root), "--model", "han", "--model_save_dir", str(tmp_path),
+              "--progress", "off", "--device", "cpu"]
+    run_main(common + ["--epochs", "1", "--classes", str(classes_file)])
+    saved = checkpoint.load(checkpoint.best_path(str(tmp_path), "DHHN", "overall"))
+    assert tuple(saved["model_config"]["classes"]) == LFAV_CLASSES[::-1]
+    capsys.readouterr()
+    err = main_fails(common + ["--mode", "test"], capsys)
+    assert "the data has LFAV's 35 classes (the same names in another order)" in err
