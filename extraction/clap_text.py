@@ -11,6 +11,8 @@ round(linspace(0, N, 11))[:10], N // 10 samples each): the int16 round trip, til
 to 480,000 samples (int(480000 / len) copies, then zeros), the fusion mel (clap_mel), HTSAT
 (clap_audio) -> the mean of its (64, 768) map = laion's 768-d `embedding` -> `audio_projection`
 (the same MLP shape) -> L2-normalised. Logits = exp(logit_scale_a) * audio @ text^T.
+`CLAPWindowEncoder` is HTSAT and the audio projection alone (the `clap_windows` kind of
+extraction/extractor.py).
 
 `CLAPTextBranch` / `CLAPProjections` keep laion's names under the CLAP state dict
 (`text_branch.*`, `text_projection.*`, `audio_projection.*`, `logit_scale_a`), so
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from extraction import clap_mel
+from extraction import clap_audio, clap_mel
 from extraction.clap_audio import CHECKPOINT_STATE_KEY, PARALLEL_PREFIX
 from utils.errors import UserError
 
@@ -235,6 +237,23 @@ def clap_window_embeddings(encoder, zero_shot, waveform, sample_rate=clap_mel.SA
     return zero_shot.audio_embeddings(maps).float().cpu().numpy()
 
 
+class CLAPWindowEncoder(nn.Module):
+    """HTSAT and CLAP's audio projection without the text branch: (B, 1001, 64) fusion mels of
+    windows -> (B, joint_dim) unit audio embeddings, as CLAPZeroShot.audio_embeddings of the
+    encoder's maps (it can stand for `zero_shot` in clap_window_embeddings). Loads with
+    `load_clap_window_weights`."""
+
+    def __init__(self, encoder, audio_dim=AUDIO_EMBED_DIM, joint_dim=JOINT_DIM):
+        super().__init__()
+        self.encoder = encoder
+        self.audio_projection = projection_mlp(audio_dim, joint_dim)
+
+    audio_embeddings = CLAPZeroShot.audio_embeddings
+
+    def forward(self, mels):
+        return self.audio_embeddings(self.encoder(mels))
+
+
 @torch.no_grad()
 def clap_text_embeddings(zero_shot, tokenizer, texts):
     """(C, 512) float32 unit text embeddings, tokenised as laion_clap does (77 tokens)."""
@@ -252,6 +271,19 @@ def _clap_state(checkpoint):
         raise UserError("a CLAP checkpoint is a dict (bare or with a 'state_dict' entry)")
     return {key[len(PARALLEL_PREFIX):] if key.startswith(PARALLEL_PREFIX) else key: value
             for key, value in state.items()}
+
+
+def load_clap_window_weights(model, checkpoint):
+    """Loads the audio branch (clap_audio.load_clap_audio_weights) and audio_projection.* of a laion_clap
+    checkpoint into `model`, a CLAPWindowEncoder; returns it. The text entries are ignored. A key
+    missing, unexpected or misshapen raises ValueError or RuntimeError (the model is not to be used
+    then)."""
+    prefix = PROJECTION_KEYS[1]   # audio_projection.
+    projection = {key[len(prefix):]: torch.as_tensor(value) for key, value in _clap_state(checkpoint).items()
+                  if key.startswith(prefix)}
+    model.audio_projection.load_state_dict(projection)
+    clap_audio.load_clap_audio_weights(model.encoder, checkpoint)
+    return model
 
 
 def load_clap_zero_shot_weights(model, checkpoint):

@@ -4,7 +4,9 @@ window (docs/PROTOCOL.md §15).
 `FeatureExtractor` holds the networks of the kinds asked for (pretrained, or random for a smoke
 test) and turns one probed video into (windows, rows, dim) arrays: VGGish (10, 128), ResNet152
 (80, 2048) and R(2+1)D-18 (10, 512) per 10-s window, the rows and settings of the original
-extraction, and CLAP (64, 768) and CLIP (10, 768) as VALOR's preprocessing makes them.
+extraction, and CLAP (64, 768) and CLIP (10, 768) as VALOR's preprocessing makes them; beside
+them CLAP's (10, 512) unit audio embeddings of VALOR's ten ~1-s windows (`clap_windows`, what
+scripts/make_zero_shot_labels.py scores, no model input).
 `check_videos` probes and checks many files without any network (every bad one named in one
 error); `extract_videos` runs the extractor over them, writes each window's features in the
 official folder layout (VALOR's for CLAP and CLIP) with the records of extraction/records.py, and
@@ -31,6 +33,7 @@ from avvp_data.llp import (
 from extraction import (
     clap_audio,
     clap_mel,
+    clap_text,
     clip_vision,
     decode,
     image_transforms,
@@ -45,16 +48,20 @@ from utils.io import atomic_write_bytes
 
 FRAME_RATE = FRAMES_PER_SEGMENT // SEGMENT_SECONDS   # 8 fps: ffmpeg -r 8 in the original
 FRAMES_PER_WINDOW = NUM_SEGMENTS * FRAMES_PER_SEGMENT
-# extraction kind -> (the model input it feeds: a dataloader feature kind, its folder under the
-# output root, the rows and dim of one window's file): the official layout, and VALOR's for CLAP/CLIP
+# extraction kind -> (the model input it feeds: a dataloader feature kind, or None for none; its
+# folder under the output root; the rows and dim of one window's file): the official layout, and
+# VALOR's for CLAP/CLIP
 KIND_LAYOUT = {
     **{kind: (kind, os.path.join("feats", folder), shape) for kind, (folder, shape) in FEATURE_KINDS.items()},
     "clap": ("audio", os.path.join("CLAP", VALOR_FEATURES_FOLDER), CLAP_FEATURE_SHAPE),
     "clip": ("frames", os.path.join("CLIP", VALOR_FEATURES_FOLDER), CLIP_FEATURE_SHAPE),
+    # the zero-shot pseudo-labels' audio scores (docs/ZERO_SHOT.md), not a model input
+    "clap_windows": (None, os.path.join("CLAP", "window_embeddings"), (clap_text.CLAP_WINDOWS, clap_text.JOINT_DIM)),
 }
 KINDS = tuple(KIND_LAYOUT)
 OFFICIAL_KINDS = tuple(FEATURE_KINDS)   # what LLP's released features are, the default
-AUDIO_KINDS = ("audio", "clap")         # the kinds that need an audio track
+AUDIO_KINDS = ("audio", "clap", "clap_windows")   # the kinds that need an audio track
+CLAP_KINDS = ("clap", "clap_windows")             # the kinds that read the 48-kHz track
 # every setting that decides the numbers, recorded beside the features (docs/OWN_VIDEOS.md, "Feature
 # extraction beside the original")
 SETTINGS = {
@@ -103,10 +110,26 @@ SETTINGS = {
         "normalisation": f"CLIP mean {clip_vision.CLIP_MEAN}, std {clip_vision.CLIP_STD}",
         "layer": "768-d get_image_features, L2-normalised",
     },
+    "clap_windows": {
+        "network": "CLAP HTSAT-tiny (audio branch, feature fusion) and audio projection",
+        "decoding": f"{clap_mel.SAMPLE_RATE} Hz, 2 channels, 16-bit (libswresample), mean of the channels "
+                    "(VALOR: librosa's soxr resampler)",
+        "clip": f"the window's {clap_mel.CLIP_SAMPLES} samples, zeros past the end of the audio track (VALOR: the "
+                "whole loaded clip)",
+        "windows": f"{clap_text.CLAP_WINDOWS} windows of N // {clap_text.CLAP_WINDOWS} samples from "
+                   f"round(linspace(0, N, {clap_text.CLAP_WINDOWS + 1}))[:{clap_text.CLAP_WINDOWS}], each int16 "
+                   f"round trip, then laion's repeatpad to {clap_mel.CLIP_SAMPLES} samples",
+        "front_end": f"fusion mel: {clap_mel.WINDOW_SIZE}-point STFT every {clap_mel.HOP_SIZE} samples, power, "
+                     f"{clap_mel.MEL_BINS} HTK mel bands {clap_mel.MEL_FMIN:g}-{clap_mel.MEL_FMAX:g} Hz, dB",
+        "layer": f"{clap_text.JOINT_DIM}-d audio_projection of the mean of the (64, 768) map, L2-normalised "
+                 "(laion's get_audio_embedding_from_data)",
+    },
 }
-NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus1d_18", "clap": "clap", "clip": "clip"}
-# examples, images, clips, 10-s clips, images per forward pass
-DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8, "clap": 1, "clip": 10}
+NETWORK_WEIGHTS = {"audio": "vggish", "frames": "resnet152", "snippets": "r2plus1d_18", "clap": "clap", "clip": "clip",
+                   "clap_windows": "clap"}
+# examples, images, clips, 10-s clips, images, ~1-s audio windows per forward pass
+DEFAULT_BATCH = {"audio": 64, "frames": 32, "snippets": 8, "clap": 1, "clip": 10,
+                 "clap_windows": clap_text.CLAP_WINDOWS}
 # without a progress bar (output to a file), at most one line per this many seconds says a finished
 # window: a window takes about 30 s on a CPU, so a long video is not minutes of silence
 PROGRESS_LINE_SECONDS = 10
@@ -144,7 +167,7 @@ def extractor_from_args(args, device, kinds=OFFICIAL_KINDS):
 
 def feature_folder(root, kind):
     """<root>/feats/<published folder name> (the official layout, dataloader.OFFICIAL_LAYOUT), or
-    <root>/CLAP/features and <root>/CLIP/features (VALOR's layout)."""
+    <root>/CLAP/features and <root>/CLIP/features (VALOR's layout), or <root>/CLAP/window_embeddings."""
     return os.path.join(root, KIND_LAYOUT[kind][1])
 
 
@@ -154,6 +177,8 @@ def model_inputs(kinds):
     inputs = {}
     for kind in kinds:
         feeds = KIND_LAYOUT[kind][0]
+        if feeds is None:   # feeds no model
+            continue
         if feeds in inputs:
             raise UsageError(f"--kinds {inputs[feeds]} and {kind} both make the {feeds} input of a model")
         inputs[feeds] = kind
@@ -205,7 +230,8 @@ class FeatureExtractor:
 
     def _build(self, kind, weights_dir):
         network = {"audio": vggish.VGGish, "frames": visual_nets.resnet152, "snippets": visual_nets.r2plus1d_18,
-                   "clap": clap_audio.htsat_tiny, "clip": clip_vision.clip_vit_l14}[kind]()
+                   "clap": clap_audio.htsat_tiny, "clip": clip_vision.clip_vit_l14,
+                   "clap_windows": lambda: clap_text.CLAPWindowEncoder(clap_audio.htsat_tiny())}[kind]()
         if self.random_weights:
             self.weight_records[kind] = "random"
             return network
@@ -215,6 +241,8 @@ class FeatureExtractor:
                 vggish.load_vggish_weights(network, state_dict)
             elif kind == "clap":
                 clap_audio.load_clap_audio_weights(network, state_dict)
+            elif kind == "clap_windows":
+                clap_text.load_clap_window_weights(network, state_dict)
             elif kind == "clip":
                 clip_vision.load_clip_vision_weights(network, state_dict)
             else:
@@ -225,8 +253,8 @@ class FeatureExtractor:
         return network
 
     def _encode(self, kind, inputs):
-        """The feature layer of `kind`'s network: VGGish's embedding, CLAP's map, the visual nets'
-        pooled features, CLIP's L2-normalised embedding."""
+        """The feature layer of `kind`'s network: VGGish's embedding, CLAP's map or unit window
+        embeddings, the visual nets' pooled features, CLIP's L2-normalised embedding."""
         network = self.networks[kind]
         return network(inputs) if kind in AUDIO_KINDS else network.features(inputs)
 
@@ -260,7 +288,7 @@ class FeatureExtractor:
             raise decode.VideoInputError(f"{info.path}: {error}") from None
         started = time.perf_counter()
         mono = decode.read_audio(info) if "audio" in self.kinds else None
-        mono_48k = decode.read_audio(info, clap_mel.SAMPLE_RATE) if "clap" in self.kinds else None
+        mono_48k = decode.read_audio(info, clap_mel.SAMPLE_RATE) if set(CLAP_KINDS) & set(self.kinds) else None
         visual = bool({"frames", "snippets", "clip"} & set(self.kinds))
         per_window, known = [], {}
         with contextlib.closing(self._window_frames(info, windows)) as shown:
@@ -268,8 +296,10 @@ class FeatureExtractor:
                 features = {}
                 if mono is not None:
                     features["audio"] = self._audio(mono, window)
-                if mono_48k is not None:
+                if "clap" in self.kinds:
                     features["clap"] = self._clap(mono_48k, window)
+                if "clap_windows" in self.kinds:
+                    features["clap_windows"] = self._clap_windows(mono_48k, window)
                 if visual:
                     visual_features, known = self._visual(next(shown), known)
                     features.update(visual_features)
@@ -289,9 +319,14 @@ class FeatureExtractor:
 
     def _clap(self, mono, window):
         """(64, 768) CLAP map of one window of the 48-kHz track `mono` (VALOR's preprocessing)."""
-        clip = decode.audio_window(mono, window.start, WINDOW_SECONDS, clap_mel.SAMPLE_RATE)
-        mel = clap_mel.fusion_mel(clap_mel.prepare_clip(clip, clap_mel.SAMPLE_RATE))
+        mel = clap_mel.fusion_mel(clap_mel.prepare_clip(clap_clip(mono, window), clap_mel.SAMPLE_RATE))
         return self._run("clap", mel[None], to_input=lambda batch: batch)[0].astype(np.float32)
+
+    def _clap_windows(self, mono, window):
+        """(10, 512) unit CLAP audio embeddings of VALOR's ten ~1-s windows of one window of the
+        48-kHz track `mono` (clap_text.clap_window_embeddings, in batches of --clap_windows_batch)."""
+        mels = clap_text.window_mels(clap_clip(mono, window))
+        return self._run("clap_windows", mels, to_input=lambda batch: batch).astype(np.float32)
 
     def _window_frames(self, info, windows):
         """Per window, in order, the prepared frames shown at its 80 grid times, from one decoding
@@ -353,6 +388,11 @@ class FeatureExtractor:
         computed = iter(self._run(kind, fresh, to_input) if fresh else ())
         rows = np.stack([known[key(item)][1] if key(item) in known else next(computed) for item in unique])
         return rows[item_of], {key(item): (item, row) for item, row in zip(unique, rows)}
+
+
+def clap_clip(mono, window):
+    """The 480,000 samples of one 10-s window of the 48-kHz track `mono`, zeros past its end."""
+    return decode.audio_window(mono, window.start, WINDOW_SECONDS, clap_mel.SAMPLE_RATE)
 
 
 def unique_items(items, key=None):

@@ -103,11 +103,11 @@ def run_child(kind, video, args):
 def format_results(results, device):
     memory = "peak GPU MB" if device.startswith("cuda") else "peak RSS MB"
     reference = next((r for r in results if r["kind"] == REFERENCE_KIND), None)
-    header = (f"{'kind':<9}  {'build s':>7}  {'s/window':>8}  {'1st window s':>12}  {'x real time':>11}  "
+    header = (f"{'kind':<12}  {'build s':>7}  {'s/window':>8}  {'1st window s':>12}  {'x real time':>11}  "
               f"{memory:>11}  {'after build MB':>14}" + (f"  {'time vs audio':>13}" if reference else ""))
     lines = [header]
     for r in results:
-        line = (f"{r['kind']:<9}  {r['build_s']:>7.1f}  {r['window_s']:>8.2f}  {r['first_window_s']:>12.2f}  "
+        line = (f"{r['kind']:<12}  {r['build_s']:>7.1f}  {r['window_s']:>8.2f}  {r['first_window_s']:>12.2f}  "
                 f"{WINDOW_SECONDS / r['window_s']:>11.1f}  {r['peak_mb']:>11.0f}  {r['built_mb']:>14.0f}")
         if reference:
             line += f"  {r['window_s'] / reference['window_s']:>12.1f}x"

@@ -37,7 +37,8 @@ def get_args_parser():
     parser.add_argument("--out_dir", required=True, help="root of the official layout to write (feats/...)")
     parser.add_argument("--kinds", nargs="+", default=list(OFFICIAL_KINDS), choices=KINDS,
                         help="feature kinds to extract: LLP's three by default; clap and clip make VALOR's "
-                             "CLAP/ and CLIP/ folders (docs/OWN_VIDEOS.md)")
+                             "CLAP/ and CLIP/ folders (docs/OWN_VIDEOS.md); clap_windows the CLAP embeddings of "
+                             "ten 1-s windows for zero-shot labels (docs/ZERO_SHOT.md)")
     add_extraction_arguments(parser)
     parser.add_argument("--progress", default="auto", choices=("auto", "on", "off"), help="progress bar")
     return parser
