@@ -15,7 +15,8 @@ if [ -z "${LFAV_ROOT:-}" ]; then
   python scripts/make_synthetic_lfav.py --out "$LFAV_ROOT" --size "${SYNTHETIC_SIZE:-demo}" \
     --max_length "${SYNTHETIC_MAX_LENGTH:-120}"
 fi
+# batches of 16 videos, as the LFAV release trains (src/scripts/train_s3.sh); a later --batch_size wins
 python main_DHHN.py --mode train --dataset lfav --lfav_root "$LFAV_ROOT" --model "$MODEL" --model_save_dir models/ \
-  --checkpoint "${MODEL}_lfav" --unused_flags note "$@"
+  --checkpoint "${MODEL}_lfav" --batch_size 16 --unused_flags note "$@"
 python main_DHHN.py --mode test --dataset lfav --lfav_root "$LFAV_ROOT" --model "$MODEL" --model_save_dir models/ \
   --checkpoint "${MODEL}_lfav" --unused_flags note "$@"

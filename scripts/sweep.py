@@ -53,8 +53,12 @@ from reporting.tables import format_cells
 from utils.errors import UsageError, UserError, bulleted
 from utils.eval_metrics import COLUMN_TITLES, LEVEL_TITLES, METRIC_KEYS
 from utils.io import atomic_write_json, atomic_write_text
+from utils.lfav_metrics import RECORDED_KEYS as LFAV_RECORDED_KEYS
 from utils.runtime import MAX_SEED
 
+# LFAV's numbers beyond the published 10 (utils/lfav_metrics.py), as the tables title them
+LFAV_TITLES = {"map_audio": "mAP Audio", "map_visual": "mAP Visual", "map_av": "mAP Audio-Visual",
+               "map_avg": "mAP mean", "selection": "LFAV selection"}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN_SCRIPT = os.path.join(REPO_ROOT, "main_DHHN.py")
 DEFAULT_SYNTHETIC_ROOT = os.path.join(REPO_ROOT, "data", "synthetic")
@@ -566,7 +570,7 @@ def aggregate(per_row, baseline=None):
     for row, by_seed in per_row.items():
         seeds = sorted(by_seed)
         result["rows"][row] = {}
-        for key in METRIC_KEYS:
+        for key in table_keys(per_row):
             values = [100 * by_seed[seed][key] for seed in seeds]
             mean, std = mean_std(values)
             result["rows"][row][key] = {"mean": mean, "std": std, "n": len(values), "seeds": seeds, "values": values,
@@ -579,8 +583,19 @@ def aggregate(per_row, baseline=None):
             result["differences"][row] = {
                 key: paired_difference({seed: 100 * table[key] for seed, table in by_seed.items()},
                                        {seed: table[key] for seed, table in base.items()})
-                for key in METRIC_KEYS}
+                for key in table_keys(per_row)}
     return result
+
+
+def table_keys(per_row):
+    """The 10 published numbers, and LFAV's snippet mAPs and selection score when every run has them."""
+    tables = [table for by_seed in per_row.values() for table in by_seed.values()]
+    return METRIC_KEYS + tuple(key for key in LFAV_RECORDED_KEYS if all(key in table for table in tables))
+
+
+def extra_titles(metrics):
+    """{key: column title} of a row's numbers beyond the published 10 (LFAV's)."""
+    return {key: LFAV_TITLES[key] for key in metrics if key not in METRIC_KEYS}
 
 
 def collect(configs, args):
@@ -652,6 +667,7 @@ def _few_seeds(what, n):
 def text_tables(result, seeds):
     blocks = [format_cells({key: cell["text"] for key, cell in metrics.items()},
                            title=f"{row}: mean ± std over seeds {', '.join(map(str, seeds))}")
+              + "".join(f"\n{title}: {metrics[key]['text']}" for key, title in extra_titles(metrics).items())
               for row, metrics in result["rows"].items()]
     blocks += [format_cells({key: cell["text"] for key, cell in metrics.items()},
                             title=f"{row} - {result['baseline']}: paired mean difference [95% interval]")
@@ -664,17 +680,20 @@ def text_tables(result, seeds):
 
 
 def markdown(result, seeds):
-    header = "| row | " + " | ".join(f"{LEVEL_TITLES[level]} {COLUMN_TITLES[column]}"
-                                    for level, column in (key.split("_", 1) for key in METRIC_KEYS)) + " |"
-    rule = "|---" * (len(METRIC_KEYS) + 1) + "|"
+    keys = tuple(next(iter(result["rows"].values())))
+    extra = {key: LFAV_TITLES[key] for key in keys if key not in METRIC_KEYS}
+    header = "| row | " + " | ".join([f"{LEVEL_TITLES[level]} {COLUMN_TITLES[column]}"
+                                     for level, column in (key.split("_", 1) for key in METRIC_KEYS)]
+                                    + list(extra.values())) + " |"
+    rule = "|---" * (len(keys) + 1) + "|"
     lines = [f"Mean ± std over seeds {', '.join(map(str, seeds))}:", "", header, rule]
     if result.get("description"):
         lines[:0] = [f"**Sweep {result['sweep']}**: {result['description']}.", ""]
-    lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
+    lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in keys) + " |"
               for row, metrics in result["rows"].items()]
     if result["differences"]:
         lines += ["", f"Paired difference to {result['baseline']} (mean [95% interval over seeds]):", "", header, rule]
-        lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in METRIC_KEYS) + " |"
+        lines += [f"| {row} | " + " | ".join(metrics[key]["text"] for key in keys) + " |"
                   for row, metrics in result["differences"].items()]
     if result.get("warnings"):
         lines += [""] + [f"> **Note:** {warning}." for warning in result["warnings"]]
