@@ -63,7 +63,7 @@ def tables_of(tmp_path, per_row, synthetic=True, extra=("--epochs", "3")):
     root.mkdir(parents=True, exist_ok=True)
     if synthetic:
         (root / COMPLETE_MARKER).write_text("{}")
-    args = SimpleNamespace(llp_root=str(root), name="table2", out_dir=str(tmp_path), seeds=[1, 2, 3])
+    args = SimpleNamespace(llp_root=str(root), lfav_root=None, name="table2", out_dir=str(tmp_path), seeds=[1, 2, 3])
     result = sweep.aggregate(per_row, baseline=next(iter(per_row)))
     result.update(main_flags=list(extra), **sweep.sweep_context(args, list(extra)))
     result["warnings"] = sweep.seed_warnings(result)
@@ -121,7 +121,7 @@ def test_plot_titles_name_the_dataset_the_flags_and_the_split(tmp_path, monkeypa
 
 
 def sweep_args(tmp_path, seeds=(1, 2)):
-    return SimpleNamespace(out_dir=str(tmp_path), llp_root="/llp", seeds=list(seeds))
+    return SimpleNamespace(out_dir=str(tmp_path), llp_root="/llp", lfav_root=None, seeds=list(seeds))
 
 
 def test_finished_steps_are_skipped_and_interrupted_ones_resume(tmp_path):
@@ -151,7 +151,8 @@ def test_the_refinement_chain_names_its_estimator_apart(tmp_path):
 
 
 def test_presets_and_bad_requests(tmp_path, capsys):
-    args = SimpleNamespace(llp_root=str(tmp_path), pseudo_root=None, out_dir=str(tmp_path), levels=[(0.9, 0.8)])
+    args = SimpleNamespace(llp_root=str(tmp_path), lfav_root=None, pseudo_root=None, out_dir=str(tmp_path),
+                           levels=[(0.9, 0.8)])
     assert [config.title for config in sweep.table2(args)] == ["DHHN (full)", "F-H off", "P-H off", "A-M off",
                                                                "V-M off", "L_rmse off"]
     assert [config.slug for config in sweep.table1(args)] == ["han", "ma", "dhhn", "dhhn_refined"]
