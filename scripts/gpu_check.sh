@@ -1,9 +1,9 @@
 #!/bin/sh
 # Issue 23: every CUDA path and the GPU speed numbers, in one prepared run on a machine with a GPU.
 #
-#     sh scripts/gpu_check.sh results/gpu_check.txt
+#     sh scripts/gpu_check.sh            # RESULTS=path/to/file to write elsewhere
 #
-# Each step's output also goes to the results file as it is printed, with the step's exit code
+# Each step's output also goes to the results file (default results/gpu_check.txt) as it is printed, with the step's exit code
 # after it, so that the numbers of the steps before survive a step that fails or runs out of time
 # (STEP_TIMEOUT seconds each, default 300). Steps: the device and versions; the CUDA tests (graph ==
 # eager without dropout, learning-rate changes reaching the graph, bf16, train + test on CUDA,
@@ -11,7 +11,7 @@
 # --cuda_graph, bf16, the published-style loop, loading from files vs the packed cache, peak
 # memory); extraction throughput per 10-s window; the long-video benchmark (LFAV, 300-s videos).
 set -u
-RESULTS=${1:?usage: sh scripts/gpu_check.sh RESULTS_FILE}
+RESULTS=${RESULTS:-results/gpu_check.txt}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
 mkdir -p "$(dirname "$RESULTS")"
 RESULTS=$(cd "$(dirname "$RESULTS")" && pwd)/$(basename "$RESULTS")
