@@ -309,11 +309,11 @@ def published_flags(name, mode, parser, leave_out=()):
     return flags_acting_in(read_flags_file(path), mode, parser, leave_out, source=path)
 
 
-# flags of LLP's files and of methods that exist for LLP only (refinement, pseudo-label folders of
-# (10, C) files, the packed cache, the CUDA-graph step of fixed shapes): refused with --dataset lfav
+# flags of LLP's files and of methods that exist for LLP only (refinement, the packed cache, the
+# CUDA-graph step of fixed shapes): refused with --dataset lfav
 LLP_ONLY_FLAGS = ("llp_root", "label_train", "label_val", "label_test", "eval_audio_csv", "eval_visual_csv",
                   "eval_audio_version", "feature_names", "feature_cache", "frame_dtype", "frame_pooling",
-                  "audio_pseudo_dir", "visual_pseudo_dir", "refined_labels", "allow_random_weight_features",
+                  "refined_labels", "allow_random_weight_features",
                   "export_dir", "cuda_graph")
 FEATURE_DIR_FLAGS = {"audio_dir": "audio", "video_dir": "frames", "st_dir": "snippets"}
 

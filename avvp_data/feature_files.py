@@ -188,21 +188,30 @@ def read_pseudo_labels(paths, problems, num_classes=PSEUDO_LABEL_SHAPE[1]):
     shape = (PSEUDO_LABEL_SHAPE[0], num_classes)
     out = np.zeros((len(paths), *shape), dtype=np.float32)
     for i, path in enumerate(paths):
-        if not os.path.isfile(path):
-            problems.append(f"{path}: missing")
-            continue
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            problems.append(f"{path}: unreadable ({error})")
-            continue
-        if values.shape != shape:
-            problems.append(f"{path}: shape {values.shape}, expected {shape} (segment x class)")
-        elif values.dtype.kind not in "biuf" or not np.isin(values, PSEUDO_LABEL_VALUES).all():
-            problems.append(f"{path}: values other than 0 and 1 (dtype {values.dtype})")
-        else:
+        values = read_pseudo_label_file(path, shape, problems)
+        if values is not None:
             out[i] = values
     return out
+
+
+def read_pseudo_label_file(path, shape, problems):
+    """The (segments, classes) 0/1 array of one pseudo-label file as float32, or None after appending
+    why it cannot be used (missing, unreadable, another shape, a value other than 0 and 1)."""
+    if not os.path.isfile(path):
+        problems.append(f"{path}: missing")
+        return None
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        problems.append(f"{path}: unreadable ({error})")
+        return None
+    if values.shape != tuple(shape):
+        problems.append(f"{path}: shape {values.shape}, expected {tuple(shape)} (segment x class)")
+    elif values.dtype.kind not in "biuf" or not np.isin(values, PSEUDO_LABEL_VALUES).all():
+        problems.append(f"{path}: values other than 0 and 1 (dtype {values.dtype})")
+    else:
+        return values.astype(np.float32)
+    return None
 
 
 def pool_frames_per_segment(frames, num_segments, chunk=1024):

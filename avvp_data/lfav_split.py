@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avvp_data.feature_files import read_pseudo_label_file
 from avvp_data.lfav import (
     FEATURE_KINDS,
     LFAV_CLASSES,
@@ -58,7 +59,8 @@ class LFAVSplit:
     videos: per video {"audio": (T_i, 128), "frames": (T_i, 512), "snippets": (T_i, 512)} float32;
     labels: (N, 35) float32 video-level weak labels; audio_labels / visual_labels: (N, 35) the
     per-modality weak labels; gt_audio / gt_visual: per video (35, T_i) float32 snippet truth, or
-    None for the training split. feature_layout: kind -> per-row width of its files.
+    None for the training split. feature_layout: kind -> per-row width of its files. pseudo_audio /
+    pseudo_visual: per video (T_i, C) segment pseudo-labels in {0, 1} (PROTOCOL.md §13, §16), or None.
     """
     name: str
     filenames: list
@@ -70,6 +72,8 @@ class LFAVSplit:
     gt_visual: list | None
     feature_layout: dict
     classes: tuple = LFAV_CLASSES
+    pseudo_audio: list | None = None    # per video (T_i, C) float32 segment pseudo-labels, or None
+    pseudo_visual: list | None = None
 
     @property
     def num_videos(self):
@@ -160,11 +164,24 @@ def _raise_problems(split, problems):
         raise LFAVDataError(f"LFAV {split}: {len(problems)} unusable input(s):\n{bulleted(shown)}{more}")
 
 
-def load_lfav_split(paths, split, heartbeat=None, classes=LFAV_CLASSES):
+def load_pseudo_label_sequences(pseudo_dirs, filenames, lengths, num_classes, problems):
+    """{modality: [(T_i, C) float32]} of the `<id>.npy` files of `pseudo_dirs` ({modality: folder}),
+    each the length of its video; every bad file appended to `problems`."""
+    labels = {}
+    for modality, folder in pseudo_dirs.items():
+        labels[modality] = [read_pseudo_label_file(os.path.join(folder, filename[:VIDEO_ID_LENGTH] + ".npy"),
+                                                   (length, num_classes), problems)
+                            for filename, length in zip(filenames, lengths)]
+    return labels
+
+
+def load_lfav_split(paths, split, heartbeat=None, classes=LFAV_CLASSES, pseudo_dirs=None):
     """The LFAVSplit `split` (train/val/test) of `paths`; every unusable file of the split is reported
     together in one LFAVDataError. The release's data defects (unknown names in weak labels, truth
     rows with offset < onset) are ignored as the release ignores them, said in one line each.
-    classes: the class axis, LFAV's or a user's own (--classes) for own videos in LFAV's layout."""
+    classes: the class axis, LFAV's or a user's own (--classes) for own videos in LFAV's layout.
+    pseudo_dirs: optional {"audio": folder, "visual": folder} of segment pseudo-labels, one (T, C)
+    `<id>.npy` per video, checked against each video's length."""
     files = paths.split_files(split)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LFAVDataWarning)
@@ -180,6 +197,9 @@ def load_lfav_split(paths, split, heartbeat=None, classes=LFAV_CLASSES):
         _raise_problems(split, problems)
         layout = _feature_layout(filenames, videos, problems)
         _raise_problems(split, problems)
+        pseudo = load_pseudo_label_sequences(pseudo_dirs or {}, filenames,
+                                             [video["audio"].shape[0] for video in videos], len(classes), problems)
+        _raise_problems(split, problems)
         truth = {}
         if "audio_truth" in files:
             lengths = {filename: video["audio"].shape[0] for filename, video in zip(filenames, videos)}
@@ -193,7 +213,7 @@ def load_lfav_split(paths, split, heartbeat=None, classes=LFAV_CLASSES):
     return LFAVSplit(name=split, filenames=filenames, videos=videos, labels=labels["video"],
                      audio_labels=labels["audio"], visual_labels=labels["visual"],
                      gt_audio=truth.get("audio"), gt_visual=truth.get("visual"), feature_layout=layout,
-                     classes=tuple(classes))
+                     classes=tuple(classes), pseudo_audio=pseudo.get("audio"), pseudo_visual=pseudo.get("visual"))
 
 
 def classes_without_positives(split):

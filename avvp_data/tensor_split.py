@@ -83,16 +83,24 @@ class PaddedSplit(TensorSplit):
         self.name = name
         self.filenames = list(filenames)
         self.device = device
-        self.videos = [{key: torch.from_numpy(video[key]).to(device) for key in FEATURE_KEYS} for video in videos]
+        self.sequences = {key: [torch.from_numpy(video[key]).to(device) for video in videos] for key in FEATURE_KEYS}
         self.lengths = [video["audio"].shape[0] for video in videos]
         self.tensors = {"labels": torch.as_tensor(labels, dtype=torch.float32).to(device)}
 
+    def add_sequences(self, key, arrays):
+        """Register per-video (T_i, ...) arrays, e.g. segment pseudo-labels, padded per batch like the
+        features."""
+        if [array.shape[0] for array in arrays] != self.lengths:
+            raise ValueError(f"{key}: the arrays' lengths are not those of the split's videos")
+        self.sequences[key] = [torch.as_tensor(array, dtype=torch.float32).to(self.device) for array in arrays]
+
     def gather(self, index):
-        """The batch dict of a 1-D index tensor: the per-video extras gathered, the features padded."""
+        """The batch dict of a 1-D index tensor: the per-video extras gathered, the features and other
+        per-video sequences padded."""
         batch = {key: value[index] for key, value in self.tensors.items()}
         chosen = index.tolist()
-        for key in FEATURE_KEYS:
-            batch[key] = torch.nn.utils.rnn.pad_sequence([self.videos[i][key] for i in chosen], batch_first=True)
+        for key, sequences in self.sequences.items():
+            batch[key] = torch.nn.utils.rnn.pad_sequence([sequences[i] for i in chosen], batch_first=True)
         lengths = torch.tensor([self.lengths[i] for i in chosen], device=self.device)
         batch["mask"] = torch.arange(int(lengths.max()), device=self.device)[None, :] < lengths[:, None]
         return batch

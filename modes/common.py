@@ -53,6 +53,9 @@ def check_inputs(config, split_names):
     if config.data.dataset == "lfav":
         problems = list(dict.fromkeys(problem for name in split_names
                                       for problem in missing_inputs(config.data.lfav_paths, name)))
+        pseudo = [(flag, getattr(config.data, flag)) for flag in PSEUDO_FLAGS
+                  if getattr(config.data, flag) and config.run.mode in ("train", "retrain")]
+        problems += [f"--{flag} {folder}: folder not found" for flag, folder in pseudo if not os.path.isdir(folder)]
         if problems:
             raise UsageError("missing LFAV inputs (--lfav_root holds LFAV_dataset/ and feats/; PROTOCOL.md §16):\n  "
                              + "\n  ".join(problems))
@@ -121,7 +124,8 @@ def load(config, split_name, with_pseudo_labels=False):
     if config.data.dataset == "lfav":
         split = load_lfav_split(config.data.lfav_paths, split_name,
                                 heartbeat=heartbeat_for(progress_setting(config), config.run.log_seconds),
-                                classes=config.data.class_names)
+                                classes=config.data.class_names,
+                                pseudo_dirs=pseudo_label_dirs(config) if with_pseudo_labels else None)
         lengths = split.lengths
         print(f"{split_name}: {split.num_videos} LFAV videos of {min(lengths)}-{max(lengths)} s "
               f"({sum(lengths) / len(lengths):.0f} s on average) loaded and checked in {time.time() - started:.1f} s",
@@ -164,6 +168,8 @@ def to_device(config, split, device):
         data = PaddedSplit(split.name, split.filenames, split.videos, split.labels, device)
         for modality in LFAV_MODALITIES:
             data.add(f"{modality}_labels", torch.from_numpy(getattr(split, f"{modality}_labels")))
+            if getattr(split, f"pseudo_{modality}") is not None:   # the criterion's pseudo_* terms (§13)
+                data.add_sequences(f"{modality}_pseudo", getattr(split, f"pseudo_{modality}"))
         return data
     return TensorSplit(split, device, pool_frames=config.data.frame_pooling == "load")
 

@@ -196,8 +196,8 @@ def selection_roles(config, recipe):
 def _load_training_data(config, flags_file, device):
     """(train TensorSplit with refinement flags and segment pseudo-labels when given, val
     TensorSplit, val LLPSplit)."""
-    if config.data.dataset == "lfav":   # no refinement flags nor pseudo-label folders (config.LLP_ONLY_FLAGS)
-        train_split, val_split = load_splits(config, {"train": False, "val": False})
+    if config.data.dataset == "lfav":   # no refinement flags (config.LLP_ONLY_FLAGS); pseudo-labels padded per batch
+        train_split, val_split = load_splits(config, {"train": True, "val": False})
         check_selectable(config, val_split)
         return to_device(config, train_split, device), to_device(config, val_split, device), val_split
     # a bad flags file is reported before the features are read, not after

@@ -60,7 +60,7 @@ def test_lfav_fills_its_feature_folders_and_has_its_classes(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--llp_root x", "--label_train x.csv", "--feature_names filename",
-                                  "--feature_cache none", "--audio_pseudo_dir p", "--export_dir e", "--cuda_graph",
+                                  "--feature_cache none", "--refined_labels r.pkl", "--export_dir e", "--cuda_graph",
                                   "--frame_dtype float16"])
 def test_llp_only_flags_are_refused_with_lfav(flag, capsys):
     err = main_fails(["--dataset", "lfav", *flag.split()], capsys)
@@ -265,3 +265,50 @@ def test_an_lfav_run_on_an_own_class_list_records_it(lfav_root, tmp_path, capsys
     capsys.readouterr()
     err = main_fails(common + ["--mode", "test"], capsys)
     assert "the data has LFAV's 35 classes (the same names in another order)" in err
+
+
+def write_planted_pseudo_labels(root, out):
+    """VALOR-layout pseudo-label folders {modality: folder} of the train split: the planted truth,
+    (T, 35) per video."""
+    from avvp_data.synthetic_lfav import event_masks, load_planted_truth
+    names, lengths, events = load_planted_truth(str(root), "train")
+    folders = {}
+    for modality, masks in event_masks(lengths, events).items():
+        folders[modality] = out / modality
+        folders[modality].mkdir(parents=True)
+        for name, mask in zip(names, masks):
+            np.save(folders[modality] / f"{name}.npy", mask.T.astype(np.int64))
+    return folders, names
+
+
+def test_valors_recipe_trains_on_lfav_with_segment_pseudo_labels(lfav_root, tmp_path, capsys):
+    folders, names = write_planted_pseudo_labels(lfav_root, tmp_path / "pseudo")
+    common = ["--dataset", "lfav", "--lfav_root", str(lfav_root), "--model", "MMIL_Net", "--model_save_dir",
+              str(tmp_path / "run"), "--progress", "off", "--device", "cpu", "--audio_pseudo_dir",
+              str(folders["audio"]), "--visual_pseudo_dir", str(folders["visual"])]
+    summary = run_main(common + ["--epochs", "1", "--batch_size", "16"])
+    losses = summary["history"][0]["losses"]
+    assert set(losses) == {"bce_global", "pseudo_audio", "pseudo_visual"}   # VALOR: the global BCE + both terms
+    assert all(0 < value < 2 for value in losses.values())
+    # a file of another length than its video is named before any work
+    split = load_lfav_split(lfav_paths(lfav_root), "train")
+    np.save(folders["visual"] / f"{names[3]}.npy", np.zeros((split.lengths[3] + 1, 35), np.int64))
+    capsys.readouterr()
+    err = main_fails(common + ["--epochs", "1", "--checkpoint", "other"], capsys, listing=True)
+    assert f"{names[3]}.npy: shape ({split.lengths[3] + 1}, 35), expected ({split.lengths[3]}, 35)" in err
+
+
+def test_pseudo_labels_are_padded_per_batch_with_their_videos(lfav_root, tmp_path):
+    from avvp_data.tensor_split import PaddedSplit
+    folders, names = write_planted_pseudo_labels(lfav_root, tmp_path / "pseudo")
+    split = load_lfav_split(lfav_paths(lfav_root), "train", pseudo_dirs=folders)
+    data = PaddedSplit("train", split.filenames, split.videos, split.labels, "cpu")
+    data.add_sequences("audio_pseudo", split.pseudo_audio)
+    batch = data.gather(torch.tensor([0, 5, 9]))
+    assert batch["audio_pseudo"].shape == (3, batch["mask"].shape[1], 35)
+    for row, index in enumerate((0, 5, 9)):
+        length = split.lengths[index]
+        np.testing.assert_array_equal(batch["audio_pseudo"][row, :length].numpy(), split.pseudo_audio[index])
+        assert batch["audio_pseudo"][row, length:].sum() == 0
+    with pytest.raises(ValueError, match="lengths are not those"):
+        data.add_sequences("visual_pseudo", split.pseudo_visual[::-1])
