@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from extraction.bpe_tokenizer import CLIP_CONTEXT
-from extraction.clip_vision import LAYER_NORM_EPS, FeedForward, load_clip_part
+from extraction.clip_vision import LAYER_NORM_EPS, Encoder, load_clip_part
 
 # the text config of openai/clip-vit-large-patch14 (its config.json)
 CLIP_TEXT_L14 = dict(vocab_size=49408, width=768, layers=12, heads=12, mlp_width=3072, context_length=CLIP_CONTEXT,
@@ -31,52 +31,6 @@ TEXT_POSITION_IDS_KEY = "text_model.embeddings.position_ids"
 CLIP_TOKENIZER_PREFIX = "clip"
 CLIP_TOKENIZER_URLS = {name: f"https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/{name}"
                        for name in ("vocab.json", "merges.txt")}
-
-
-class MaskedSelfAttention(nn.Module):
-    """Multi-head self-attention with a boolean (B, 1, T, T) mask of the pairs that may attend;
-    q/k/v/out projections named as HF's CLIPAttention."""
-
-    def __init__(self, width, heads):
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"width {width} is not a multiple of {heads} heads")
-        self.heads = heads
-        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(width, width) for _ in range(4))
-
-    def forward(self, tokens, allowed):
-        batch, length, width = tokens.shape
-
-        def split(projection):
-            return projection(tokens).view(batch, length, self.heads, -1).transpose(1, 2)
-
-        mixed = F.scaled_dot_product_attention(split(self.q_proj), split(self.k_proj), split(self.v_proj),
-                                               attn_mask=allowed)
-        return self.out_proj(mixed.transpose(1, 2).reshape(batch, length, width))
-
-
-class TextLayer(nn.Module):
-    def __init__(self, width, heads, mlp_width, eps):
-        super().__init__()
-        self.self_attn = MaskedSelfAttention(width, heads)
-        self.layer_norm1 = nn.LayerNorm(width, eps=eps)
-        self.mlp = FeedForward(width, mlp_width)
-        self.layer_norm2 = nn.LayerNorm(width, eps=eps)
-
-    def forward(self, tokens, allowed):
-        tokens = tokens + self.self_attn(self.layer_norm1(tokens), allowed)
-        return tokens + self.mlp(self.layer_norm2(tokens))
-
-
-class TextEncoder(nn.Module):
-    def __init__(self, layers, width, heads, mlp_width, eps):
-        super().__init__()
-        self.layers = nn.ModuleList(TextLayer(width, heads, mlp_width, eps) for _ in range(layers))
-
-    def forward(self, tokens, allowed):
-        for layer in self.layers:
-            tokens = layer(tokens, allowed)
-        return tokens
 
 
 class TextEmbeddings(nn.Module):
@@ -93,7 +47,7 @@ class TextTransformer(nn.Module):
     def __init__(self, vocab_size, width, layers, heads, mlp_width, context_length, eps):
         super().__init__()
         self.embeddings = TextEmbeddings(vocab_size, width, context_length)
-        self.encoder = TextEncoder(layers, width, heads, mlp_width, eps)
+        self.encoder = Encoder(layers, width, heads, mlp_width, eps)   # the vision tower's, with a mask
         self.final_layer_norm = nn.LayerNorm(width, eps=eps)
 
     def forward(self, input_ids, attention_mask=None):

@@ -83,7 +83,8 @@ class PatchTokens(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention over all tokens (no mask), separate q/k/v projections with bias."""
+    """Multi-head self-attention, separate q/k/v projections with bias; over all tokens (the vision
+    tower), or those `allowed` lets each query see (the text tower's causal and padding mask)."""
 
     def __init__(self, width, heads):
         super().__init__()
@@ -92,14 +93,15 @@ class SelfAttention(nn.Module):
         self.heads = heads
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(width, width) for _ in range(4))
 
-    def forward(self, tokens):
+    def forward(self, tokens, allowed=None):
         batch, length, width = tokens.shape
 
         def split(projection):   # (B, T, D) -> (B, heads, T, D / heads)
             return projection(tokens).view(batch, length, self.heads, -1).transpose(1, 2)
 
         # softmax(q k^T / sqrt(head width)) v, the scaling HF applies to q before the product
-        mixed = F.scaled_dot_product_attention(split(self.q_proj), split(self.k_proj), split(self.v_proj))
+        mixed = F.scaled_dot_product_attention(split(self.q_proj), split(self.k_proj), split(self.v_proj),
+                                               attn_mask=allowed)
         return self.out_proj(mixed.transpose(1, 2).reshape(batch, length, width))
 
 
@@ -123,8 +125,8 @@ class EncoderLayer(nn.Module):
         self.mlp = FeedForward(width, mlp_width)
         self.layer_norm2 = nn.LayerNorm(width, eps=eps)
 
-    def forward(self, tokens):
-        tokens = tokens + self.self_attn(self.layer_norm1(tokens))
+    def forward(self, tokens, allowed=None):
+        tokens = tokens + self.self_attn(self.layer_norm1(tokens), allowed)
         return tokens + self.mlp(self.layer_norm2(tokens))
 
 
@@ -133,9 +135,9 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(width, heads, mlp_width, eps) for _ in range(layers))
 
-    def forward(self, tokens):
+    def forward(self, tokens, allowed=None):
         for layer in self.layers:
-            tokens = layer(tokens)
+            tokens = layer(tokens, allowed)
         return tokens
 
 
