@@ -124,11 +124,17 @@ def byte_vocab(specials, word_end=None):
 
 
 class _ByteBPE:
-    def __init__(self, vocab, merges, unk):
+    """What CLIP's and RoBERTa's tokenizers share: byte-level BPE over a vocabulary that must hold
+    the tokenizer's `specials` (`name` says whose, in the error)."""
+
+    def __init__(self, vocab, merges, unk, specials, name):
         self.vocab = dict(vocab)
         self.ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
         self.unk = unk
         self._cache = {}
+        for special in specials:
+            if special not in self.vocab:
+                raise UserError(f"a {name} vocabulary holds {special}; this one does not")
 
     def token_id(self, token):
         if token in self.vocab:
@@ -156,11 +162,8 @@ class CLIPTokenizer(_ByteBPE):
     `__call__(texts)` -> {"input_ids", "attention_mask"} (B, L) int64 numpy, padded to the longest."""
 
     def __init__(self, vocab, merges, context_length=CLIP_CONTEXT):
-        super().__init__(vocab, merges, CLIP_UNK)
+        super().__init__(vocab, merges, CLIP_UNK, (CLIP_BOS, CLIP_EOS, CLIP_PAD), "CLIP")
         self.context_length = context_length
-        for special in (CLIP_BOS, CLIP_EOS, CLIP_PAD):
-            if special not in self.vocab:
-                raise UserError(f"a CLIP vocabulary holds {special}; this one does not")
 
     @classmethod
     def from_files(cls, vocab_path, merges_path):
@@ -192,11 +195,8 @@ class RobertaTokenizer(_ByteBPE):
     "attention_mask"} (B, 77) int64 numpy, <s> ... </s> cut to 77 and padded with <pad>."""
 
     def __init__(self, vocab, merges, max_length=ROBERTA_MAX_LENGTH):
-        super().__init__(vocab, merges, ROBERTA_UNK)
+        super().__init__(vocab, merges, ROBERTA_UNK, (ROBERTA_BOS, ROBERTA_EOS, ROBERTA_PAD), "RoBERTa")
         self.max_length = max_length
-        for special in (ROBERTA_BOS, ROBERTA_EOS, ROBERTA_PAD):
-            if special not in self.vocab:
-                raise UserError(f"a RoBERTa vocabulary holds {special}; this one does not")
 
     @classmethod
     def from_files(cls, vocab_path, merges_path):
