@@ -13,10 +13,7 @@ Without --video a test video (moving colours, a tone; H.264 or MPEG-4 and AAC) i
 Needs pip install -e ".[video]".
 """
 import argparse
-import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,9 +24,9 @@ import torch
 from extraction import decode
 from extraction.extractor import KINDS, FeatureExtractor
 from extraction.windows import WINDOW_SECONDS
+from scripts.isolated_measurement import peak_memory_mb, report, run_in_child
 from utils.errors import UserError
 
-CHILD_RESULT = "benchmark-result: "
 TEST_VIDEO_FPS = 25
 TEST_VIDEO_SIZE = (320, 240)
 TEST_AUDIO_RATE = 44100
@@ -66,12 +63,6 @@ def write_test_video(path, seconds):
     return path
 
 
-def peak_memory_mb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
-
-
 def measure_kind(kind, video, device):
     """{build_s, window_s (per window), first_window_s, windows, built_mb, peak_mb} of one kind."""
     device = torch.device(device)
@@ -88,16 +79,8 @@ def measure_kind(kind, video, device):
 
 
 def run_child(kind, video, args):
-    command = [sys.executable, os.path.abspath(__file__), "--child", kind, "--video", video,
-               "--device", args.device]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(CHILD_RESULT)]
-    if done.returncode != 0 or not lines:
-        raise UserError(f"--kinds {kind}: the measurement failed (exit code {done.returncode}): "
-                        f"{done.stderr.strip().splitlines()[-1:] or 'no output'}")
-    return json.loads(lines[-1][len(CHILD_RESULT):])
+    return run_in_child(os.path.abspath(__file__), ["--child", kind, "--video", video, "--device", args.device],
+                        args.threads, f"--kinds {kind}")
 
 
 def format_results(results, device):
@@ -131,7 +114,7 @@ def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        print(CHILD_RESULT + json.dumps(measure_kind(args.child, args.video, args.device)), flush=True)
+        report(measure_kind(args.child, args.video, args.device))
         return
     if args.seconds < WINDOW_SECONDS:
         raise UserError(f"--seconds {args.seconds}: a window is {WINDOW_SECONDS} s")

@@ -18,10 +18,7 @@ Then the memory of holding a whole split of such videos: at their own lengths (P
 batch) against padded to the longest video.
 """
 import argparse
-import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
@@ -30,18 +27,12 @@ import torch
 
 from avvp_data.lfav import FEATURE_KINDS, LFAV_NUM_CLASSES
 from avvp_data.tensor_split import PaddedSplit
+from scripts.isolated_measurement import peak_memory_mb, report, run_in_child
 from utils.errors import UserError
 
-CHILD_RESULT = "benchmark-result: "
 FEATURE_DIMS = {kind: width for kind, (_, width) in FEATURE_KINDS.items()}
 MEASUREMENTS = ("alone", "batched", "one_by_one", "llp_sized", "train_step")
 REPEATS = 3   # timed repetitions after one warm-up; the median is reported
-
-
-def peak_memory_mb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
 
 
 def video_lengths(count, shortest, longest):
@@ -117,17 +108,10 @@ def measure(model_name, what, args):
 
 
 def run_child(model_name, what, args):
-    command = [sys.executable, os.path.abspath(__file__), "--child", model_name, what, "--device", args.device,
-               "--videos", str(args.videos), "--shortest", str(args.shortest), "--longest", str(args.longest),
-               "--batch_size", str(args.batch_size)]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(CHILD_RESULT)]
-    if done.returncode != 0 or not lines:
-        raise UserError(f"{model_name} {what}: the measurement failed (exit code {done.returncode}): "
-                        f"{done.stderr.strip().splitlines()[-1:] or 'no output'}")
-    return json.loads(lines[-1][len(CHILD_RESULT):])
+    return run_in_child(os.path.abspath(__file__),
+                        ["--child", model_name, what, "--device", args.device, "--videos", str(args.videos),
+                         "--shortest", str(args.shortest), "--longest", str(args.longest),
+                         "--batch_size", str(args.batch_size)], args.threads, f"{model_name} {what}")
 
 
 def format_model(model_name, results, args):
@@ -180,7 +164,7 @@ def main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        print(CHILD_RESULT + json.dumps(measure(*args.child, args)), flush=True)
+        report(measure(*args.child, args))
         return
     if not 1 <= args.shortest <= args.longest or args.videos < 1 or args.batch_size < 1:
         raise UserError("need 1 <= --shortest <= --longest, --videos >= 1 and --batch_size >= 1")
