@@ -279,3 +279,23 @@ def test_a_run_logged_to_a_file_prints_its_phases_and_time_based_step_lines(tiny
     # --log-interval 0 prints no step line by count; without a terminal the time-based ones remain
     assert [line.split(" | ")[0] for line in out.splitlines() if line.startswith("epoch 1 step")] == [
         "epoch 1 step 1/3", "epoch 1 step 2/3", "epoch 1 step 3/3"]
+
+
+def test_write_probes_of_runs_starting_together_do_not_collide(tmp_path, monkeypatch):
+    """check_writable's probe file has a name of its own per call: two runs of a sweep starting in one
+    folder at once must not remove each other's probe (FileNotFoundError, seen in a parallel sweep)."""
+    import utils.io
+    removed = []
+    original_remove = os.remove
+
+    def recording_remove(path):
+        removed.append(path)
+        original_remove(path)
+    monkeypatch.setattr(utils.io.os, "remove", recording_remove)
+    other_runs_probe = tmp_path / ".write_test"   # the one fixed name all runs used to share
+    other_runs_probe.write_bytes(b"")
+    utils.io.check_writable(str(tmp_path))
+    utils.io.check_writable(str(tmp_path))
+    assert len(removed) == 2 and len(set(removed)) == 2
+    assert all(os.path.dirname(path) == str(tmp_path) for path in removed)
+    assert other_runs_probe.exists() and sorted(os.listdir(tmp_path)) == [".write_test"]

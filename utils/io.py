@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 
 from utils.errors import FileWriteError, UsageError
 
@@ -59,7 +60,9 @@ def _free_space(folder):
 def check_writable(folder):
     """Create `folder` if needed and prove that a file can be written there (FileWriteError if not),
     so that a read-only or unusable output folder is reported before any work."""
-    probe = os.path.join(folder, ".write_test")
+    # a name of its own per call: runs starting together in one folder (a sweep's parallel jobs)
+    # must not remove each other's probe between its write and its removal
+    probe = os.path.join(folder, f".write_test.{uuid.uuid4().hex}")
     atomic_write(probe, lambda handle: handle.write(b""))
     os.remove(probe)
 
